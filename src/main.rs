@@ -1,0 +1,167 @@
+//! The `livefeed` command: a thin layer over the library that reports errors once, at the top.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use livefeed::build;
+use livefeed::render;
+use livefeed::site::Site;
+
+#[derive(Parser)]
+#[command(
+    name = "livefeed",
+    version,
+    about = "News live-update reports to RSS, Atom and JSON feeds, relayed live"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write the static feeds (and index.html) for every story, the same bytes every run.
+    Build {
+        /// The data directory: stories.toml and the report files.
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// The output directory; its whole content is replaced.
+        #[arg(long, default_value = "feeds")]
+        out: PathBuf,
+        /// The public address the feeds are published under (default: the manifest's base_url).
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Write nothing; exit 1 and name the stale files if the output differs from the data.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print normalised items as JSON lines. Given report FILEs, read them with no manifest.
+    Items {
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// Only this story.
+        #[arg(long)]
+        story: Option<String>,
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Report files to normalise directly.
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("livefeed: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Build {
+            data,
+            out,
+            base_url,
+            check,
+        } => {
+            let site = Site::load(&data, base_url.as_deref())?;
+            let files = render::render_site(&site);
+            if check {
+                let staleness = build::check(&files, &out)?;
+                if staleness.is_fresh() {
+                    eprintln!("{}: up to date ({} files)", out.display(), files.len());
+                    return Ok(ExitCode::SUCCESS);
+                }
+                eprintln!("{}: stale; run `livefeed build` to update:", out.display());
+                for line in staleness.lines(&out) {
+                    eprintln!("  {line}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+            build::write(&files, &out)?;
+            eprintln!("{}: wrote {} files", out.display(), files.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Items {
+            data,
+            story,
+            base_url,
+            files,
+        } => {
+            let site = if files.is_empty() {
+                Site::load(&data, base_url.as_deref())?
+            } else {
+                Site::from_files(&files, base_url.as_deref().unwrap_or(DEFAULT_FILES_BASE))?
+            };
+            if let Some(slug) = &story {
+                if site.story(slug).is_none() {
+                    anyhow::bail!("no story {slug:?} in {}", data.display());
+                }
+            }
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            for s in site
+                .stories
+                .iter()
+                .filter(|s| story.as_ref().is_none_or(|w| *w == s.slug))
+            {
+                for e in &s.entries {
+                    serde_json::to_writer(&mut out, &ItemLine::from(e))?;
+                    out.write_all(b"\n")?;
+                }
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The base URL for report files read without a manifest.
+const DEFAULT_FILES_BASE: &str = "http://127.0.0.1:8080";
+
+/// One line of `livefeed items`.
+#[derive(serde::Serialize)]
+struct ItemLine<'a> {
+    story: &'a str,
+    id: &'a str,
+    title: &'a str,
+    authors: &'a [String],
+    published: String,
+    updated: String,
+    time_inferred: bool,
+    summary: &'a str,
+    content_html: &'a str,
+    url: &'a str,
+}
+
+impl<'a> From<&'a livefeed::model::Entry> for ItemLine<'a> {
+    fn from(e: &'a livefeed::model::Entry) -> Self {
+        let t =
+            |d: chrono::DateTime<chrono::Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        ItemLine {
+            story: &e.story,
+            id: &e.id,
+            title: &e.title,
+            authors: &e.authors,
+            published: t(e.published),
+            updated: t(e.updated),
+            time_inferred: e.time_inferred,
+            summary: &e.summary,
+            content_html: &e.content_html,
+            url: &e.url,
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The domain: a [`Story`] holds [`Entry`] items; an entry's body is a list of [`Block`]s.
+//!
+//! These types are what every later stage (rendering, the event log, the transports) speaks.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What kind of page a report was saved from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoryKind {
+    /// A live page: a headline, a standfirst, then entries newest first.
+    Live,
+    /// A single article: one entry.
+    Article,
+}
+
+/// A structural piece of an entry's body. Text is already cleaned, never escaped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Block {
+    Paragraph {
+        text: String,
+    },
+    List {
+        ordered: bool,
+        items: Vec<String>,
+    },
+    /// A quotation and the line that attributes it (`– The Prime Minister's spokesman`).
+    Quote {
+        paragraphs: Vec<String>,
+        attribution: Option<String>,
+    },
+    /// An image or video caption, with its credit (`Credit: …`, `Photo: …`) kept apart.
+    Figure {
+        caption: String,
+        credit: Option<String>,
+    },
+    /// An embedded post (a tweet): its text and its `— Name (@handle) date` line.
+    Embed {
+        paragraphs: Vec<String>,
+        attribution: String,
+    },
+}
+
+/// One normalised item: what feeds, pages and live events carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The story's slug.
+    pub story: String,
+    /// A `tag:` URI (RFC 4151), stable across re-reads, edits, new entries and hosts.
+    pub id: String,
+    /// The fragment identifying the entry within its story page.
+    pub anchor: String,
+    pub title: String,
+    pub authors: Vec<String>,
+    pub published: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+    /// True when no explicit time was given and the time was inferred from the story's
+    /// times and the entry's position.
+    pub time_inferred: bool,
+    pub summary: String,
+    pub content_html: String,
+    /// The story page plus the entry's anchor.
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<Block>,
+}
+
+/// A story and its entries, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Story {
+    pub slug: String,
+    pub kind: StoryKind,
+    pub title: String,
+    pub description: String,
+    /// The page the story was published on.
+    pub url: String,
+    pub published: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+    pub entries: Vec<Entry>,
+}
+
+impl Story {
+    /// Sorts entries newest first (by `published`, then `updated`, then id), the order every
+    /// renderer uses.
+    pub fn sort_entries(&mut self) {
+        sort_newest_first(&mut self.entries);
+    }
+}
+
+/// Newest first, with a total tie-break so the order never depends on input order.
+pub fn sort_newest_first(entries: &mut [Entry]) {
+    entries.sort_by(newest_first);
+}
+
+/// The feed order: `published` descending, then `updated` descending, then id.
+pub fn newest_first(a: &Entry, b: &Entry) -> std::cmp::Ordering {
+    b.published
+        .cmp(&a.published)
+        .then_with(|| b.updated.cmp(&a.updated))
+        .then_with(|| a.id.cmp(&b.id))
+}

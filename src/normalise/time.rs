@@ -1,0 +1,388 @@
+//! Entry times: time lines in reports (`2:34pm`, `14:34`, `10 May 2013 at 2:34pm`) and the
+//! deterministic inference of the times nobody wrote down.
+
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc};
+
+/// A time line as written: a time of day, maybe with a date and a zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeLine {
+    pub date: Option<NaiveDate>,
+    pub time: NaiveTime,
+    /// An explicit zone (`GMT`, `BST`, `UTC`) overrides the story's offset.
+    pub offset: Option<FixedOffset>,
+}
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+
+fn month(word: &str) -> Option<u32> {
+    let w = word.trim_end_matches('.').to_ascii_lowercase();
+    if w.len() < 3 {
+        return None;
+    }
+    let full = [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    ];
+    MONTHS
+        .iter()
+        .zip(full.iter())
+        .position(|(short, long)| w == *short || w == *long || (w == "sept" && *short == "sep"))
+        .map(|i| i as u32 + 1)
+}
+
+fn day(word: &str) -> Option<u32> {
+    let w = word.trim_end_matches(',');
+    let w = w
+        .strip_suffix("st")
+        .or_else(|| w.strip_suffix("nd"))
+        .or_else(|| w.strip_suffix("rd"))
+        .or_else(|| w.strip_suffix("th"))
+        .unwrap_or(w);
+    w.parse().ok().filter(|d| (1..=31).contains(d))
+}
+
+/// Parses `2:34pm`, `2.34 pm`, `2pm`, `14:34`, `14.34`.
+fn time_of_day(words: &[&str]) -> Option<NaiveTime> {
+    let joined: String = words.concat().to_ascii_lowercase();
+    let (digits, meridiem) = if let Some(d) = joined.strip_suffix("am") {
+        (d, Some(false))
+    } else if let Some(d) = joined.strip_suffix("pm") {
+        (d, Some(true))
+    } else {
+        (joined.as_str(), None)
+    };
+    let (hs, ms) = match digits.split_once([':', '.']) {
+        Some((h, m)) => (h, Some(m)),
+        None => (digits, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if hs.len() > 2 || !all_digits(hs) {
+        return None;
+    }
+    let h: u32 = hs.parse().ok()?;
+    let m: u32 = match ms {
+        Some(m) if m.len() == 2 && all_digits(m) => m.parse().ok()?,
+        None if meridiem.is_some() => 0,
+        _ => return None,
+    };
+    if m > 59 {
+        return None;
+    }
+    let h = match meridiem {
+        Some(pm) if (1..=12).contains(&h) => (h % 12) + if pm { 12 } else { 0 },
+        None if h <= 23 => h,
+        _ => return None,
+    };
+    NaiveTime::from_hms_opt(h, m, 0)
+}
+
+fn zone(word: &str) -> Option<FixedOffset> {
+    match word.to_ascii_uppercase().as_str() {
+        "GMT" | "UTC" | "Z" => FixedOffset::east_opt(0),
+        "BST" => FixedOffset::east_opt(3600),
+        "CET" => FixedOffset::east_opt(3600),
+        "CEST" => FixedOffset::east_opt(7200),
+        _ => None,
+    }
+}
+
+/// Recognises a line that is nothing but a time: `2:34pm`, `14:34`, `10 May 2013 at 2:34pm`,
+/// `May 10, 2013 14:34`, optionally led by `Updated`/`Posted`/`Published` and followed by a
+/// zone (`GMT`, `BST`, `UTC`).
+pub fn parse_time_line(line: &str) -> Option<TimeLine> {
+    let line = line.trim();
+    if line.is_empty() || line.len() > 48 {
+        return None;
+    }
+    let mut words: Vec<&str> = line
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .collect();
+    if let Some(first) = words.first() {
+        let f = first.to_ascii_lowercase();
+        if matches!(f.as_str(), "updated" | "posted" | "published" | "last") {
+            words.remove(0);
+            if words
+                .first()
+                .is_some_and(|w| w.eq_ignore_ascii_case("updated"))
+            {
+                words.remove(0);
+            }
+        }
+    }
+    words.retain(|w| !w.eq_ignore_ascii_case("at") && *w != "-" && *w != "|");
+    let mut offset = None;
+    if let Some(last) = words.last() {
+        if let Some(z) = zone(last) {
+            offset = Some(z);
+            words.pop();
+        }
+    }
+    // Date first (`10 May 2013`, `May 10 2013`), then the time; or time then date.
+    let date_of = |w: &[&str]| -> Option<NaiveDate> {
+        match w {
+            [d, m, y] => {
+                let y: i32 = y.parse().ok()?;
+                if let (Some(d), Some(m)) = (day(d), month(m)) {
+                    NaiveDate::from_ymd_opt(y, m, d)
+                } else if let (Some(m), Some(d)) = (month(d), day(m)) {
+                    NaiveDate::from_ymd_opt(y, m, d)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    };
+    let n = words.len();
+    if n == 0 || n > 5 {
+        return None;
+    }
+    for split in [0usize, 3] {
+        if split > n {
+            continue;
+        }
+        // date then time
+        if split == 3 {
+            if let Some(date) = date_of(&words[..3]) {
+                if let Some(time) = time_of_day(&words[3..]) {
+                    return Some(TimeLine {
+                        date: Some(date),
+                        time,
+                        offset,
+                    });
+                }
+            }
+            // time then date
+            if n >= 4 {
+                for t in 1..=2 {
+                    if n == t + 3 {
+                        if let (Some(time), Some(date)) =
+                            (time_of_day(&words[..t]), date_of(&words[t..]))
+                        {
+                            return Some(TimeLine {
+                                date: Some(date),
+                                time,
+                                offset,
+                            });
+                        }
+                    }
+                }
+            }
+        } else if n <= 2 {
+            if let Some(time) = time_of_day(&words) {
+                return Some(TimeLine {
+                    date: None,
+                    time,
+                    offset,
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Turns the time lines of a page (newest first) into instants. A time without a date takes the
+/// latest date that keeps the page's order: the last-update day for the newest, then stepping
+/// back a day whenever a time would come after the entry above it.
+pub fn resolve_time_lines(
+    lines: &[Option<TimeLine>],
+    story_updated: DateTime<Utc>,
+    offset: FixedOffset,
+) -> Vec<Option<DateTime<Utc>>> {
+    let local_updated = story_updated.with_timezone(&offset);
+    let end_of_day = local_updated
+        .date_naive()
+        .and_hms_opt(23, 59, 59)
+        .and_then(|dt| offset.from_local_datetime(&dt).single())
+        .map_or(story_updated, |dt| dt.with_timezone(&Utc));
+    let mut bound = end_of_day;
+    lines
+        .iter()
+        .map(|line| {
+            let line = line.as_ref()?;
+            let off = line.offset.unwrap_or(offset);
+            let at = |date: NaiveDate| {
+                off.from_local_datetime(&date.and_time(line.time))
+                    .single()
+                    .map(|dt| dt.with_timezone(&Utc))
+            };
+            let instant = match line.date {
+                Some(date) => at(date)?,
+                None => {
+                    let mut date = bound.with_timezone(&off).date_naive();
+                    let mut t = at(date)?;
+                    if t > bound {
+                        date = date.pred_opt()?;
+                        t = at(date)?;
+                    }
+                    t
+                }
+            };
+            bound = instant;
+            Some(instant)
+        })
+        .collect()
+}
+
+/// Fills in the times nobody gave. `known[i]` is the explicit time of entry `i` (0 = newest).
+/// The newest entry without a time takes the story's last update, the oldest its publication,
+/// and the rest are spread evenly between their nearest known neighbours. Finally the page
+/// order is enforced: every entry is at least one second newer than the one below it, so no
+/// two entries share a time. Returns each entry's time and whether it was inferred.
+pub fn infer_times(
+    known: &[Option<DateTime<Utc>>],
+    story_published: DateTime<Utc>,
+    story_updated: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, bool)> {
+    let n = known.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut anchors: Vec<Option<DateTime<Utc>>> = known.to_vec();
+    if anchors[0].is_none() {
+        anchors[0] = Some(story_updated.max(story_published));
+    }
+    if n > 1 && anchors[n - 1].is_none() {
+        anchors[n - 1] = Some(story_published);
+    }
+    let mut times: Vec<DateTime<Utc>> = Vec::with_capacity(n);
+    let mut newer = 0usize; // index of the nearest anchor above
+    for i in 0..n {
+        if let Some(t) = anchors[i] {
+            times.push(t);
+            newer = i;
+            continue;
+        }
+        let older = (i + 1..n).find(|&j| anchors[j].is_some()).unwrap_or(n - 1);
+        let (Some(ta), Some(tb)) = (anchors[newer], anchors[older]) else {
+            times.push(story_published);
+            continue;
+        };
+        let span = (ta - tb).num_seconds();
+        let steps = (older - newer) as i64;
+        let step = (i - newer) as i64;
+        // Integer arithmetic: the same inputs give the same second on every machine.
+        let offset = span.saturating_mul(step) / steps;
+        times.push(ta - Duration::seconds(offset));
+    }
+    for i in (0..n.saturating_sub(1)).rev() {
+        let floor = times[i + 1] + Duration::seconds(1);
+        if times[i] < floor {
+            times[i] = floor;
+        }
+    }
+    times
+        .into_iter()
+        .zip(known)
+        .map(|(t, k)| (t, k.is_none()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn time_line_forms() {
+        let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
+        assert_eq!(parse_time_line("2:34pm").unwrap().time, t(14, 34));
+        assert_eq!(parse_time_line("2.34 pm").unwrap().time, t(14, 34));
+        assert_eq!(parse_time_line("12:05am").unwrap().time, t(0, 5));
+        assert_eq!(parse_time_line("14:34").unwrap().time, t(14, 34));
+        assert_eq!(parse_time_line("9am").unwrap().time, t(9, 0));
+        let full = parse_time_line("10 May 2013 at 2:34pm").unwrap();
+        assert_eq!(full.date, NaiveDate::from_ymd_opt(2013, 5, 10));
+        assert_eq!(full.time, t(14, 34));
+        let us = parse_time_line("May 10, 2013 14:34").unwrap();
+        assert_eq!(us.date, NaiveDate::from_ymd_opt(2013, 5, 10));
+        let upd = parse_time_line("Updated 10 May 2013 at 2:34pm BST").unwrap();
+        assert_eq!(upd.offset, FixedOffset::east_opt(3600));
+        assert_eq!(
+            parse_time_line("2:34pm 10 May 2013").unwrap().date,
+            NaiveDate::from_ymd_opt(2013, 5, 10)
+        );
+    }
+
+    #[test]
+    fn not_time_lines() {
+        for s in [
+            "",
+            "2013",
+            "The talks began at 2:34pm",
+            "25:00",
+            "13pm",
+            "14:75",
+            "Back to top",
+            "1. Carl Dinnen",
+            "10 May 2013",
+            "123:45",
+        ] {
+            assert!(parse_time_line(s).is_none(), "{s:?} parsed as a time");
+        }
+    }
+
+    #[test]
+    fn resolution_steps_back_over_midnight() {
+        let off = FixedOffset::east_opt(3600).unwrap();
+        let lines = vec![
+            parse_time_line("9:15am"),
+            parse_time_line("11:40pm"),
+            None,
+            parse_time_line("8:00pm"),
+        ];
+        let got = resolve_time_lines(&lines, utc("2013-05-11T10:00:00+01:00"), off);
+        assert_eq!(got[0], Some(utc("2013-05-11T09:15:00+01:00")));
+        assert_eq!(got[1], Some(utc("2013-05-10T23:40:00+01:00")));
+        assert_eq!(got[2], None);
+        assert_eq!(got[3], Some(utc("2013-05-10T20:00:00+01:00")));
+    }
+
+    #[test]
+    fn inference_spreads_and_keeps_order() {
+        let p = utc("2013-05-10T08:00:00Z");
+        let u = utc("2013-05-11T08:00:00Z");
+        let got = infer_times(&[None, None, None, None, None], p, u);
+        assert_eq!(got[0], (u, true));
+        assert_eq!(got[4], (p, true));
+        assert_eq!(got[2].0, utc("2013-05-10T20:00:00Z"));
+        assert!(got.windows(2).all(|w| w[0].0 > w[1].0));
+    }
+
+    #[test]
+    fn explicit_times_win_and_neighbours_interpolate() {
+        let p = utc("2013-05-10T08:00:00Z");
+        let u = utc("2013-05-11T08:00:00Z");
+        let k = utc("2013-05-10T12:00:00Z");
+        let got = infer_times(&[None, Some(k), None, None], p, u);
+        assert_eq!(got[1], (k, false));
+        assert_eq!(got[2].0, utc("2013-05-10T10:00:00Z"));
+        assert!(got[2].1);
+    }
+
+    #[test]
+    fn no_two_entries_share_a_time() {
+        let t = utc("2013-05-10T08:00:00Z");
+        let got = infer_times(&[Some(t), Some(t), None, Some(t)], t, t);
+        let mut seen: Vec<_> = got.iter().map(|g| g.0).collect();
+        assert!(got.windows(2).all(|w| w[0].0 > w[1].0));
+        seen.dedup();
+        assert_eq!(seen.len(), 4);
+    }
+}

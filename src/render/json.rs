@@ -1,0 +1,81 @@
+//! JSON Feed 1.1 (https://jsonfeed.org/version/1.1), with a `_livefeed` extension per item
+//! saying which story it belongs to and whether its time was inferred.
+
+use serde::Serialize;
+
+use super::{Feed, Format};
+
+#[derive(Serialize)]
+struct JsonFeed<'a> {
+    version: &'static str,
+    title: &'a str,
+    home_page_url: &'a str,
+    feed_url: String,
+    description: &'a str,
+    language: &'a str,
+    authors: [Author<'a>; 1],
+    items: Vec<Item<'a>>,
+}
+
+#[derive(Serialize)]
+struct Author<'a> {
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct Item<'a> {
+    id: &'a str,
+    url: &'a str,
+    title: &'a str,
+    content_html: &'a str,
+    summary: &'a str,
+    date_published: String,
+    date_modified: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    authors: Vec<Author<'a>>,
+    _livefeed: Extension<'a>,
+}
+
+#[derive(Serialize)]
+struct Extension<'a> {
+    story: &'a str,
+    time_inferred: bool,
+}
+
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+pub fn render(feed: &Feed<'_>) -> Vec<u8> {
+    let doc = JsonFeed {
+        version: "https://jsonfeed.org/version/1.1",
+        title: feed.title,
+        home_page_url: &feed.page_url,
+        feed_url: feed.self_url(Format::Json),
+        description: feed.description,
+        language: feed.language,
+        authors: [Author { name: feed.author }],
+        items: feed
+            .entries
+            .iter()
+            .map(|e| Item {
+                id: &e.id,
+                url: &e.url,
+                title: &e.title,
+                content_html: &e.content_html,
+                summary: &e.summary,
+                date_published: rfc3339(e.published),
+                date_modified: rfc3339(e.updated),
+                authors: e.authors.iter().map(|a| Author { name: a }).collect(),
+                _livefeed: Extension {
+                    story: &e.story,
+                    time_inferred: e.time_inferred,
+                },
+            })
+            .collect(),
+    };
+    // Serialising plain structs of strings and bools cannot fail.
+    let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+    out.push(b'\n');
+    out
+}

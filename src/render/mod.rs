@@ -1,0 +1,186 @@
+//! Stories → bytes. One renderer for the static build and the server: the bytes `livefeed
+//! build` writes are the bytes `livefeed serve` sends.
+//!
+//! Architecture invariant: nothing here reads the clock, the disk or the network; the output is
+//! a function of the [`Site`] alone, so it is reproducible to the byte.
+
+pub mod atom;
+pub mod html;
+pub mod json;
+pub mod rss;
+
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+use crate::model::{Entry, Story, newest_first};
+use crate::normalise::{story_id, tag_authority};
+use crate::site::Site;
+
+/// The slug of the combined feed of every story.
+pub const ALL: &str = "all";
+
+/// A feed format, named by its file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Format {
+    Rss,
+    Atom,
+    Json,
+}
+
+impl Format {
+    pub const ALL: [Format; 3] = [Format::Rss, Format::Atom, Format::Json];
+
+    pub fn ext(self) -> &'static str {
+        match self {
+            Format::Rss => "rss",
+            Format::Atom => "atom",
+            Format::Json => "json",
+        }
+    }
+
+    pub fn from_ext(ext: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.ext() == ext)
+    }
+
+    /// The media type, with charset.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Rss => "application/rss+xml; charset=utf-8",
+            Format::Atom => "application/atom+xml; charset=utf-8",
+            Format::Json => "application/feed+json; charset=utf-8",
+        }
+    }
+
+    /// The media type for `<link rel="alternate" type=…>`.
+    pub fn link_type(self) -> &'static str {
+        match self {
+            Format::Rss => "application/rss+xml",
+            Format::Atom => "application/atom+xml",
+            Format::Json => "application/feed+json",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Format::Rss => "RSS",
+            Format::Atom => "Atom",
+            Format::Json => "JSON Feed",
+        }
+    }
+}
+
+/// What one feed is made of: a story, or every story together.
+#[derive(Debug)]
+pub struct Feed<'a> {
+    pub slug: &'a str,
+    pub id: String,
+    pub title: &'a str,
+    pub description: &'a str,
+    /// The page the feed stands for (`rel="alternate"`).
+    pub page_url: String,
+    /// `{base}/feeds/{slug}.`; add the extension.
+    pub self_base: String,
+    /// Newest first.
+    pub entries: Vec<&'a Entry>,
+    /// The newest item's `updated`; the story's own time when it has no items. Never the clock.
+    pub updated: DateTime<Utc>,
+    pub author: &'a str,
+    pub language: &'a str,
+}
+
+impl Feed<'_> {
+    pub fn self_url(&self, format: Format) -> String {
+        format!("{}{}", self.self_base, format.ext())
+    }
+}
+
+/// The path of a feed under the base URL and in the output directory.
+pub fn feed_file(slug: &str, format: Format) -> String {
+    format!("{slug}.{}", format.ext())
+}
+
+/// The public URL of a feed.
+pub fn feed_url(base_url: &str, slug: &str, format: Format) -> String {
+    format!("{base_url}/feeds/{}", feed_file(slug, format))
+}
+
+fn newest(entries: &[&Entry], fallback: DateTime<Utc>) -> DateTime<Utc> {
+    entries.iter().map(|e| e.updated).max().unwrap_or(fallback)
+}
+
+/// The feed of one story.
+pub fn story_feed<'a>(site: &'a Site, story: &'a Story) -> Feed<'a> {
+    let mut entries: Vec<&Entry> = story.entries.iter().collect();
+    entries.sort_by(|a, b| newest_first(a, b));
+    Feed {
+        slug: &story.slug,
+        id: story_id(
+            &tag_authority(Some(&story.url)),
+            story.published,
+            &story.slug,
+        ),
+        title: &story.title,
+        description: if story.description.is_empty() {
+            &story.title
+        } else {
+            &story.description
+        },
+        page_url: story.url.clone(),
+        self_base: format!("{}/feeds/{}.", site.base_url, story.slug),
+        updated: newest(&entries, story.published),
+        entries,
+        author: &site.info.author,
+        language: &site.info.language,
+    }
+}
+
+/// The combined feed of every story.
+pub fn all_feed(site: &Site) -> Feed<'_> {
+    let mut entries: Vec<&Entry> = site.stories.iter().flat_map(|s| &s.entries).collect();
+    entries.sort_by(|a, b| newest_first(a, b));
+    let first = site.stories.iter().map(|s| s.published).min();
+    let since = first.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    Feed {
+        slug: ALL,
+        id: story_id(&tag_authority(Some(&site.base_url)), since, ALL),
+        title: &site.info.title,
+        description: if site.info.description.is_empty() {
+            &site.info.title
+        } else {
+            &site.info.description
+        },
+        page_url: format!("{}/", site.base_url),
+        self_base: format!("{}/feeds/{ALL}.", site.base_url),
+        updated: newest(&entries, since),
+        entries,
+        author: &site.info.author,
+        language: &site.info.language,
+    }
+}
+
+/// Renders one feed in one format.
+pub fn render_feed(feed: &Feed<'_>, format: Format) -> Vec<u8> {
+    match format {
+        Format::Rss => rss::render(feed),
+        Format::Atom => atom::render(feed),
+        Format::Json => json::render(feed),
+    }
+}
+
+/// Every file of a static build, by path relative to the output directory: three feeds per
+/// story, three for `all`, and `index.html`.
+pub fn render_site(site: &Site) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let feeds = site
+        .stories
+        .iter()
+        .map(|s| story_feed(site, s))
+        .chain(std::iter::once(all_feed(site)));
+    for feed in feeds {
+        for format in Format::ALL {
+            files.insert(feed_file(feed.slug, format), render_feed(&feed, format));
+        }
+    }
+    files.insert("index.html".to_string(), html::index(site).into_bytes());
+    files
+}

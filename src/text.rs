@@ -1,0 +1,138 @@
+//! Text hygiene shared by every stage: cleaning untrusted text, HTML escaping, slugs.
+//!
+//! Everything that reaches a feed passes through [`clean`] first, so no later stage has to
+//! worry about characters XML 1.0 cannot carry.
+
+/// Removes what XML 1.0 and feed readers cannot take: C0/C1 control characters (tab becomes a
+/// space), the byte-order mark and non-characters. Runs of spaces are kept; callers trim.
+pub fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\t' => out.push(' '),
+            '\n' => out.push('\n'),
+            '\u{FEFF}' | '\u{FFFE}' | '\u{FFFF}' => {}
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 8);
+    push_escaped(&mut out, s);
+    out
+}
+
+/// Appends `s` to `out`, escaped for HTML.
+pub fn push_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A lowercase ASCII slug: letters and digits kept, everything else folded into single dashes,
+/// cut at `max` bytes on a dash boundary. Curly quotes and apostrophes vanish rather than
+/// becoming dashes, so `Putin's` gives `putins`.
+pub fn slugify(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max));
+    let mut dash = false;
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            if dash && !out.is_empty() {
+                out.push('-');
+            }
+            dash = false;
+            out.push(c.to_ascii_lowercase());
+        } else if matches!(c, '\'' | '\u{2019}' | '\u{2018}') {
+            // Apostrophes join words.
+        } else {
+            dash = true;
+        }
+        if out.len() >= max {
+            break;
+        }
+    }
+    if out.len() > max {
+        out.truncate(max);
+    }
+    while out.ends_with('-') {
+        out.pop();
+    }
+    out
+}
+
+/// Cuts `s` to at most `max` characters on a word boundary, adding an ellipsis when cut.
+pub fn truncate_words(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut end = 0;
+    for (count, (i, c)) in s.char_indices().enumerate() {
+        if count >= max {
+            break;
+        }
+        if c.is_whitespace() {
+            end = i;
+        }
+    }
+    if end == 0 {
+        end = s.char_indices().nth(max).map_or(s.len(), |(i, _)| i);
+    }
+    format!("{}…", s[..end].trim_end())
+}
+
+/// Collapses internal whitespace runs to single spaces and trims.
+pub fn squash(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_drops_controls_and_keeps_text() {
+        assert_eq!(clean("a\u{0}b\u{7}c\td\u{9f}e\u{feff}"), "abc de");
+        assert_eq!(clean("]]> <script>"), "]]> <script>");
+    }
+
+    #[test]
+    fn escape_covers_markup() {
+        assert_eq!(
+            escape_html("<script>alert('x') & \"y\"</script>]]>"),
+            "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;]]&gt;"
+        );
+    }
+
+    #[test]
+    fn slugs_are_stable_and_bounded() {
+        assert_eq!(
+            slugify(
+                "May summit on Syria is 'impossible' says Russian official",
+                80
+            ),
+            "may-summit-on-syria-is-impossible-says-russian-official"
+        );
+        assert_eq!(slugify("Putin’s   talks!", 80), "putins-talks");
+        assert_eq!(slugify("«»", 80), "");
+        assert!(slugify(&"word ".repeat(100), 40).len() <= 40);
+        assert!(!slugify(&"word ".repeat(100), 40).ends_with('-'));
+    }
+
+    #[test]
+    fn truncate_on_word_boundary() {
+        assert_eq!(truncate_words("one two three", 100), "one two three");
+        assert_eq!(truncate_words("one two three", 9), "one two…");
+        assert_eq!(truncate_words("abcdefghij", 4), "abcd…");
+    }
+}
