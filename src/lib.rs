@@ -12,3 +12,6 @@ pub mod normalise;
 pub mod render;
 pub mod site;
 pub mod text;
+pub mod metrics;
+pub mod relay;
+pub mod server;

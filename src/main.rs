@@ -38,6 +38,8 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Serve the feeds and relay live updates (long-poll, SSE, publishing).
+    Serve(ServeArgs),
     /// Print normalised items as JSON lines. Given report FILEs, read them with no manifest.
     Items {
         #[arg(long, default_value = "data")]
@@ -50,6 +52,111 @@ enum Command {
         /// Report files to normalise directly.
         files: Vec<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// The public address (default: the manifest's base_url).
+    #[arg(long)]
+    base_url: Option<String>,
+    /// A file holding the publish token (else the LIVEFEED_TOKEN environment variable).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Where the event log lives (default: DATA/log).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_body: usize,
+    /// Seconds a client has to send its request headers.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+    /// Open connections; beyond it, new connections get a quick 503.
+    #[arg(long, default_value_t = 20_000)]
+    max_connections: usize,
+    /// Waiting long-poll requests (and, separately, SSE streams); beyond it, 503.
+    #[arg(long, default_value_t = 20_000)]
+    max_waiters: usize,
+    /// Events queued for one SSE subscriber before it is dropped as too slow.
+    #[arg(long, default_value_t = 1024)]
+    sse_queue: usize,
+    /// Events kept in memory for cursors; older cursors get 410.
+    #[arg(long, default_value_t = 1_000_000)]
+    keep_events: usize,
+}
+
+fn token(args: &ServeArgs) -> Result<Option<String>> {
+    let raw = match &args.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        ),
+        None => std::env::var("LIVEFEED_TOKEN").ok(),
+    };
+    let token = raw.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    if let Some(t) = &token {
+        if t.len() < 16 {
+            anyhow::bail!("the publish token must be at least 16 characters");
+        }
+    }
+    Ok(token)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("signal received");
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    use livefeed::relay::{Relay, file_store};
+    use livefeed::server::{self, Config};
+    let token = token(&args)?;
+    let site = Site::load(&args.data, args.base_url.as_deref())?;
+    let log_dir = args.log_dir.clone().unwrap_or_else(|| args.data.join("log"));
+    let relay = Relay::open(site, file_store(&log_dir), args.keep_events)?;
+    let config = Config {
+        token,
+        max_body: args.max_body,
+        header_timeout: std::time::Duration::from_secs(args.header_timeout),
+        max_connections: args.max_connections,
+        max_waiters: args.max_waiters,
+        sse_queue: args.sse_queue.max(1),
+        ..Config::default()
+    };
+    if config.token.is_none() {
+        tracing::info!("publishing is off: set LIVEFEED_TOKEN (or --token-file) to turn it on");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+        tracing::info!(addr = %listener.local_addr()?, head = relay.hub.head(), "livefeed serving");
+        server::run(listener, relay, config, args.data, args.base_url, shutdown_signal()).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -95,6 +202,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             eprintln!("{}: wrote {} files", out.display(), files.len());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve(args) => serve(args),
         Command::Items {
             data,
             story,

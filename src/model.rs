@@ -63,7 +63,8 @@ pub struct Entry {
     pub content_html: String,
     /// The story page plus the entry's anchor.
     pub url: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// The structure `content_html` was made from; not carried in events or on disk.
+    #[serde(skip)]
     pub blocks: Vec<Block>,
 }
 

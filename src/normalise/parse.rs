@@ -4,6 +4,7 @@ use super::lines::{Line, classify, is_name_like};
 use super::time::TimeLine;
 use crate::model::{Block, StoryKind};
 use crate::text::{clean, squash};
+use std::borrow::Cow;
 
 /// Why a report could not be understood. Line numbers are 1-based.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,12 +48,24 @@ pub struct RawEntry {
 /// become LF, control characters are dropped.
 pub fn decode(bytes: &[u8]) -> Result<String, ParseError> {
     match std::str::from_utf8(bytes) {
-        Ok(s) => Ok(clean(&s.replace("\r\n", "\n").replace('\r', "\n"))),
+        Ok(s) => Ok(tidy(s).into_owned()),
         Err(e) => {
             let good = &bytes[..e.valid_up_to()];
             let line = 1 + good.iter().filter(|&&b| b == b'\n').count();
             Err(ParseError::InvalidUtf8 { line })
         }
+    }
+}
+
+/// CRLF and CR become LF and control characters go; text that needs neither is borrowed.
+fn tidy(text: &str) -> Cow<'_, str> {
+    let needs = |c: char| {
+        (c.is_control() && c != '\n') || matches!(c, '\u{FEFF}' | '\u{FFFE}' | '\u{FFFF}')
+    };
+    if text.chars().any(needs) {
+        Cow::Owned(clean(&text.replace("\r\n", "\n").replace('\r', "\n")))
+    } else {
+        Cow::Borrowed(text)
     }
 }
 
@@ -86,7 +99,10 @@ fn find_header(lines: &[Classified]) -> Option<usize> {
 
 /// Parses report text. `kind` comes from the manifest when there is one; otherwise a page
 /// with a live header is a live page and anything else an article.
+/// Text that did not come through [`decode`] is cleaned the same way first.
 pub fn parse(text: &str, kind: Option<StoryKind>) -> Result<Report, ParseError> {
+    let text = tidy(text);
+    let text = text.as_ref();
     let lines = classify_all(text);
     let header = find_header(&lines);
     let kind = kind.unwrap_or(if header.is_some() {
@@ -98,11 +114,13 @@ pub fn parse(text: &str, kind: Option<StoryKind>) -> Result<Report, ParseError> 
         .iter()
         .position(|l| l.kind == Line::End)
         .unwrap_or(lines.len());
+    // A page without its footer was cut off (or saved without it).
+    let complete = end < lines.len();
     let lines = &lines[..end];
     let last_line = text.lines().count().max(1);
     match kind {
         StoryKind::Article => parse_article(lines, last_line),
-        StoryKind::Live => parse_live(lines, header, last_line),
+        StoryKind::Live => parse_live(lines, header, last_line, complete),
     }
 }
 
@@ -160,14 +178,19 @@ fn parse_article(lines: &[Classified], last_line: usize) -> Result<Report, Parse
     })
 }
 
+/// Whether the next line that is not page furniture is item `n` of a numbered list.
 fn next_is_number(lines: &[Classified], i: usize, n: u32) -> bool {
-    matches!(lines.get(i + 1).map(|l| &l.kind), Some(Line::Numbered { number, .. }) if *number == n)
+    lines[i + 1..]
+        .iter()
+        .find(|l| !matches!(l.kind, Line::Noise | Line::Marker))
+        .is_some_and(|l| matches!(l.kind, Line::Numbered { number, .. } if number == n))
 }
 
 fn parse_live(
     lines: &[Classified],
     header: Option<usize>,
     last_line: usize,
+    complete: bool,
 ) -> Result<Report, ParseError> {
     let title_at = lines
         .iter()
@@ -189,7 +212,7 @@ fn parse_live(
             None => (String::new(), title_at + 1),
         },
     };
-    let entries = group_entries(&lines[body_start.min(lines.len())..]);
+    let entries = group_entries(&lines[body_start.min(lines.len())..], complete);
     Ok(Report {
         kind: StoryKind::Live,
         title,
@@ -260,22 +283,33 @@ impl Group {
     }
 
     /// Takes the paragraphs at the end of the body that belong to a quotation: at most
-    /// `max`, stopping at one that reads as narration (it carries quotation marks).
+    /// `max`, stopping at one that reads as narration (it carries quotation marks) and at one
+    /// that introduces the quotation (it ends with a colon). Short lines that were guessed to
+    /// be captions (no credit) are taken too while nothing else has been: directly above an
+    /// attribution, a line is the quotation, not a caption.
     fn take_quoted(&mut self, max: usize, narration_stops: bool) -> Vec<String> {
         let mut taken = Vec::new();
+        let mut only_guessed_captions = true;
         while taken.len() < max {
-            match self.blocks.last() {
-                Some(Block::Paragraph { text })
-                    if !(narration_stops
-                        && !taken.is_empty()
-                        && text.contains(['"', '“', '”'])) =>
-                {
-                    if let Some(Block::Paragraph { text }) = self.blocks.pop() {
-                        taken.push(text);
+            let text = match self.blocks.last() {
+                Some(Block::Paragraph { text }) => {
+                    if text.trim_end().ends_with(':')
+                        || (narration_stops && !taken.is_empty() && text.contains(['"', '“', '”']))
+                    {
+                        break;
                     }
+                    only_guessed_captions = false;
+                    text.clone()
+                }
+                Some(Block::Figure { caption, credit: None })
+                    if only_guessed_captions && !caption.is_empty() =>
+                {
+                    caption.clone()
                 }
                 _ => break,
-            }
+            };
+            self.blocks.pop();
+            taken.push(text);
         }
         taken.reverse();
         taken
@@ -334,7 +368,8 @@ impl Group {
                 Last::Body
             }
             Line::EmbedAttribution(who) => {
-                let paragraphs = self.take_quoted(3, false);
+                // A saved tweet is one paragraph: what is above it is the entry's own text.
+                let paragraphs = self.take_quoted(1, false);
                 if paragraphs.is_empty() {
                     self.blocks.push(Block::Paragraph { text: who.clone() });
                 } else {
@@ -366,30 +401,51 @@ enum TimePlacement {
     After,
 }
 
-fn time_placement(lines: &[Classified]) -> TimePlacement {
-    let mut meaningful = lines
-        .iter()
-        .filter(|l| !matches!(l.kind, Line::Noise | Line::Marker));
-    let first_time = lines.iter().position(|l| matches!(l.kind, Line::Time(_)));
-    if first_time.is_none() {
-        return TimePlacement::None;
+/// A line that says who wrote the entry: neither body nor a neighbour that places a time.
+fn is_byline_at(lines: &[Classified], i: usize) -> bool {
+    match &lines[i].kind {
+        Line::Byline(_) => true,
+        Line::Numbered { number: 1, text } => is_name_like(text) && !next_is_number(lines, i, 2),
+        _ => false,
     }
-    match (
-        meaningful.next().map(|l| &l.kind),
-        meaningful.next().map(|l| &l.kind),
-    ) {
-        (
-            Some(Line::Text {
-                headline_like: true,
-                ..
-            }),
-            Some(Line::Time(_)),
-        ) => TimePlacement::After,
+}
+
+/// Decides by a vote over every time line: one followed by a headline opens its entry
+/// (`Before`); one preceded by a headline follows it (`After`). Page furniture and bylines are
+/// looked through. Entries without a time line of their own do not sway the vote, so a page
+/// whose newest entry has no time is still read right. A tie means `Before`.
+fn time_placement(lines: &[Classified]) -> TimePlacement {
+    let skip = |i: usize| {
+        matches!(lines[i].kind, Line::Noise | Line::Marker | Line::End) || is_byline_at(lines, i)
+    };
+    let headline = |i: Option<usize>| {
+        i.is_some_and(|i| matches!(lines[i].kind, Line::Text { headline_like: true, .. }))
+    };
+    let (mut before, mut after, mut times) = (0usize, 0usize, 0usize);
+    for (i, l) in lines.iter().enumerate() {
+        if !matches!(l.kind, Line::Time(_)) {
+            continue;
+        }
+        times += 1;
+        let prev = (0..i).rev().find(|&j| !skip(j));
+        let next = (i + 1..lines.len()).find(|&j| !skip(j));
+        if prev.is_none() || headline(next) {
+            before += 1;
+        }
+        if headline(prev) {
+            after += 1;
+        }
+    }
+    match times {
+        0 => TimePlacement::None,
+        _ if after > before => TimePlacement::After,
         _ => TimePlacement::Before,
     }
 }
 
-fn group_entries(lines: &[Classified]) -> Vec<RawEntry> {
+/// Groups the lines below the header into entries. `complete` is false for a page that lost
+/// its footer (`Back to top`): it was cut off, so its last line may be a cut paragraph.
+fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
     let placement = time_placement(lines);
     let mut entries = Vec::new();
     let mut current: Option<Group> = None;
@@ -439,6 +495,9 @@ fn group_entries(lines: &[Classified]) -> Vec<RawEntry> {
                 let starts = match &current {
                     None => true,
                     Some(_) if entry_due => true,
+                    // A byline below the last body belongs to the entry below it: what comes
+                    // next is that entry's headline, not a caption of this one.
+                    Some(_) if headline_like && !pending_authors.is_empty() => true,
                     Some(g) => {
                         placement != TimePlacement::Before && headline_like && g.last == Last::Body
                     }
@@ -475,7 +534,20 @@ fn group_entries(lines: &[Classified]) -> Vec<RawEntry> {
         if g.time.is_none() {
             g.time = pending_time;
         }
-        entries.push(g.finish());
+        let cut_paragraph = !complete
+            && g.blocks.is_empty()
+            && g.authors.is_empty()
+            && g.time.is_none()
+            && !entries.is_empty();
+        match (cut_paragraph, g.entry.headline.take(), entries.last_mut()) {
+            // A cut-off page ending in a short line with nothing under it: that line is the
+            // start of a paragraph of the entry above, not a new entry with no body.
+            (true, Some(text), Some(prev)) => prev.blocks.push(Block::Paragraph { text }),
+            (_, headline, _) => {
+                g.entry.headline = headline;
+                entries.push(g.finish());
+            }
+        }
     }
     entries
 }
@@ -516,6 +588,139 @@ mod tests {
                 paragraphs: vec!["We want peace.".into(), "So we talk.".into()],
                 attribution: Some("The minister".into())
             }
+        );
+    }
+
+    fn live(body: &str) -> Vec<RawEntry> {
+        let text = format!("Story title\n\nThe standfirst of the story.\n\nLive updates\n\n{body}");
+        parse(&text, None).unwrap().entries
+    }
+
+    fn headlines(entries: &[RawEntry]) -> Vec<Option<&str>> {
+        entries.iter().map(|e| e.headline.as_deref()).collect()
+    }
+
+    #[test]
+    fn quotation_stops_at_the_line_that_introduces_it() {
+        let text = "Title\n\nRates were held.\n\nThe Bank explained:\n\nThe rise was not warranted.\n\n– The committee\n";
+        let r = parse(text, Some(StoryKind::Article)).unwrap();
+        assert_eq!(
+            r.entries[0].blocks,
+            vec![
+                Block::Paragraph { text: "Rates were held.".into() },
+                Block::Paragraph { text: "The Bank explained:".into() },
+                Block::Quote {
+                    paragraphs: vec!["The rise was not warranted.".into()],
+                    attribution: Some("The committee".into())
+                },
+            ]
+        );
+        assert_eq!(r.description, "Rates were held.");
+    }
+
+    #[test]
+    fn a_short_quotation_under_the_headline_is_not_a_caption() {
+        let e = live("Minister speaks\n\n\"This is a vital investment\"\n\n– Transport Secretary\n\nNext entry\n\nBody.\n");
+        assert_eq!(headlines(&e), vec![Some("Minister speaks"), Some("Next entry")]);
+        assert_eq!(
+            e[0].blocks,
+            vec![Block::Quote {
+                paragraphs: vec!["\"This is a vital investment\"".into()],
+                attribution: Some("Transport Secretary".into())
+            }]
+        );
+    }
+
+    #[test]
+    fn a_caption_above_a_quotation_stays_a_caption() {
+        let e = live("Minister speaks\n\nThe minister in Leeds\n\nWe will build it.\n\n– Transport Secretary\n");
+        assert_eq!(
+            e[0].blocks,
+            vec![
+                Block::Figure { caption: "The minister in Leeds".into(), credit: None },
+                Block::Quote {
+                    paragraphs: vec!["We will build it.".into()],
+                    attribution: Some("Transport Secretary".into())
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_tweet_is_one_paragraph_even_when_it_reads_like_a_caption() {
+        let e = live("Tribute\n\nA unique figure who reshaped politics\n\n— Ed Miliband (@Ed_Miliband) April 8, 2013\n");
+        assert_eq!(
+            e[0].blocks,
+            vec![Block::Embed {
+                paragraphs: vec!["A unique figure who reshaped politics".into()],
+                attribution: "— Ed Miliband (@Ed_Miliband) April 8, 2013".into()
+            }]
+        );
+        let e = live("Flags lowered\n\nFlags are at half-mast.\n\nThe flag came down pic.twitter.com/x\n\n— ITV News (@itvnews) April 8, 2013\n");
+        assert_eq!(e[0].blocks[0], Block::Paragraph { text: "Flags are at half-mast.".into() });
+        assert!(matches!(&e[0].blocks[1], Block::Embed { paragraphs, .. } if paragraphs.len() == 1));
+    }
+
+    #[test]
+    fn a_byline_below_a_photo_entry_opens_the_next_entry() {
+        let e = live("In pictures\n\nA street under water Credit: AP\n\n  1. Helen Marsh\n\nFloods claim lives\n\nRescuers searched.\n");
+        assert_eq!(headlines(&e), vec![Some("In pictures"), Some("Floods claim lives")]);
+        assert!(e[0].authors.is_empty());
+        assert_eq!(e[1].authors, vec!["Helen Marsh".to_string()]);
+    }
+
+    #[test]
+    fn times_below_headlines_are_found_when_the_newest_entry_has_none() {
+        let e = live("Summit ends\n\nA statement was agreed.\n\nLeaders meet\n\n14:34\n\nThey met for two hours.\n\nTalks begin\n\n2:05pm\n\nThe talks began.\n");
+        assert_eq!(
+            headlines(&e),
+            vec![Some("Summit ends"), Some("Leaders meet"), Some("Talks begin")]
+        );
+        assert_eq!(e[0].time, None);
+        assert_eq!(e[1].time.map(|t| t.time.to_string()), Some("14:34:00".into()));
+        assert_eq!(e[2].time.map(|t| t.time.to_string()), Some("14:05:00".into()));
+    }
+
+    #[test]
+    fn times_above_headlines_still_open_entries() {
+        let e = live("10:15pm\n\nCrowds sing\n\nThey sang.\n\n21:40\n\n  1. Helen Marsh\n\nPrince delighted\n\nHe said so.\n");
+        assert_eq!(headlines(&e), vec![Some("Crowds sing"), Some("Prince delighted")]);
+        assert_eq!(e[1].authors, vec!["Helen Marsh".to_string()]);
+        assert!(e.iter().all(|e| e.time.is_some()));
+    }
+
+    #[test]
+    fn a_cut_off_page_ends_in_a_paragraph_not_an_entry() {
+        let body = "Jagger speaks\n\nHe joked.\n\nFans arrive\n\nQueues formed.\n\nOrganisers said the site would be full by Thurs";
+        let e = live(body);
+        assert_eq!(headlines(&e), vec![Some("Jagger speaks"), Some("Fans arrive")]);
+        assert_eq!(
+            e[1].blocks.last(),
+            Some(&Block::Paragraph { text: "Organisers said the site would be full by Thurs".into() })
+        );
+        // With its footer the page is complete: a last headline is an entry of its own.
+        let e = live(&format!("{body}\n\nBack to top\n"));
+        assert_eq!(e.len(), 3);
+    }
+
+    #[test]
+    fn parse_cleans_text_that_did_not_come_through_decode() {
+        let raw = "Title\r\n\r\nStand\u{7}first.\r\n\r\nLive updates\r\n\r\nPolice\u{0} investigate\r\n\r\nBody\u{1b} text.\r\n";
+        let direct = parse(raw, None).unwrap();
+        let decoded = parse(&decode(raw.as_bytes()).unwrap(), None).unwrap();
+        assert_eq!(direct, decoded);
+        assert_eq!(direct.description, "Standfirst.");
+        assert_eq!(direct.entries[0].headline.as_deref(), Some("Police investigate"));
+        assert_eq!(direct.entries[0].blocks, vec![Block::Paragraph { text: "Body text.".into() }]);
+    }
+
+    #[test]
+    fn an_advert_inside_a_numbered_list_does_not_make_a_byline() {
+        let e = live("The bills\n\nThe measures:\n\n  1. Care Bill\n\nAdvertisement\n\n  2. Energy Bill\n");
+        assert!(e[0].authors.is_empty());
+        assert_eq!(
+            e[0].blocks[1],
+            Block::List { ordered: true, items: vec!["Care Bill".into(), "Energy Bill".into()] }
         );
     }
 }

@@ -194,9 +194,20 @@ pub fn parse_time_line(line: &str) -> Option<TimeLine> {
     None
 }
 
+/// The instant a time line names on `date`, in its own zone or else the page's.
+fn instant_on(line: &TimeLine, date: NaiveDate, offset: FixedOffset) -> Option<DateTime<Utc>> {
+    line.offset
+        .unwrap_or(offset)
+        .from_local_datetime(&date.and_time(line.time))
+        .single()
+        .map(|dt| dt.with_timezone(&Utc))
+}
+
 /// Turns the time lines of a page (newest first) into instants. A time without a date takes the
 /// latest date that keeps the page's order: the last-update day for the newest, then stepping
-/// back a day whenever a time would come after the entry above it.
+/// back a day whenever a time would come after the entry above it. A dated line further down
+/// the page outranks that guess: a time without a date is never taken to be older than it (the
+/// manifest's last-update day may be a default; the page's own date is not).
 pub fn resolve_time_lines(
     lines: &[Option<TimeLine>],
     story_updated: DateTime<Utc>,
@@ -208,17 +219,25 @@ pub fn resolve_time_lines(
         .and_hms_opt(23, 59, 59)
         .and_then(|dt| offset.from_local_datetime(&dt).single())
         .map_or(story_updated, |dt| dt.with_timezone(&Utc));
+    // floors[i]: the instant of the nearest dated line below line i.
+    let mut floors = vec![None; lines.len()];
+    let mut floor = None;
+    for i in (0..lines.len()).rev() {
+        floors[i] = floor;
+        if let Some(line) = &lines[i] {
+            if let Some(t) = line.date.and_then(|d| instant_on(line, d, offset)) {
+                floor = Some(t);
+            }
+        }
+    }
     let mut bound = end_of_day;
     lines
         .iter()
-        .map(|line| {
+        .zip(floors)
+        .map(|(line, floor)| {
             let line = line.as_ref()?;
             let off = line.offset.unwrap_or(offset);
-            let at = |date: NaiveDate| {
-                off.from_local_datetime(&date.and_time(line.time))
-                    .single()
-                    .map(|dt| dt.with_timezone(&Utc))
-            };
+            let at = |date: NaiveDate| instant_on(line, date, offset);
             let instant = match line.date {
                 Some(date) => at(date)?,
                 None => {
@@ -228,7 +247,17 @@ pub fn resolve_time_lines(
                         date = date.pred_opt()?;
                         t = at(date)?;
                     }
-                    t
+                    match floor {
+                        // The earliest day that is not older than the dated line below.
+                        Some(f) if t < f => {
+                            let day = f.with_timezone(&off).date_naive();
+                            match at(day)? {
+                                t if t >= f => t,
+                                _ => at(day.succ_opt()?)?,
+                            }
+                        }
+                        _ => t,
+                    }
                 }
             };
             bound = instant;
@@ -352,6 +381,28 @@ mod tests {
         assert_eq!(got[1], Some(utc("2013-05-10T23:40:00+01:00")));
         assert_eq!(got[2], None);
         assert_eq!(got[3], Some(utc("2013-05-10T20:00:00+01:00")));
+    }
+
+    #[test]
+    fn a_dated_line_below_outranks_the_last_update_day() {
+        // The manifest says the page was last updated on 10 May, but a dated line lower
+        // down says 11 May: the times above it belong to 11 May, not to the day before.
+        let off = FixedOffset::east_opt(3600).unwrap();
+        let lines = vec![
+            parse_time_line("10:15pm"),
+            parse_time_line("00:30"),
+            parse_time_line("10 May 2013 at 11:50pm"),
+            parse_time_line("9pm"),
+        ];
+        let got = resolve_time_lines(&lines, utc("2013-05-10T12:00:00+01:00"), off);
+        assert_eq!(got[0], Some(utc("2013-05-11T22:15:00+01:00")));
+        assert_eq!(got[1], Some(utc("2013-05-11T00:30:00+01:00")));
+        assert_eq!(got[2], Some(utc("2013-05-10T23:50:00+01:00")));
+        assert_eq!(got[3], Some(utc("2013-05-10T21:00:00+01:00")));
+        // Consistent pages are unchanged: the guess already respects the dated line.
+        let lines = vec![parse_time_line("9:15am"), parse_time_line("10 May 2013 at 8am")];
+        let got = resolve_time_lines(&lines, utc("2013-05-11T10:00:00+01:00"), off);
+        assert_eq!(got[0], Some(utc("2013-05-11T09:15:00+01:00")));
     }
 
     #[test]

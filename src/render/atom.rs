@@ -1,10 +1,12 @@
 //! Atom 1.0 (RFC 4287) through `atom_syndication`: self and alternate links, a feed-level
-//! author so every entry has one, HTML content, RFC 3339 dates in UTC.
+//! author so every entry has one, HTML content, RFC 3339 dates in UTC. Strings pass through
+//! [`clean`]: XML 1.0 cannot carry control characters, whatever built the entry.
 
 use atom_syndication::{Content, Entry, Feed as AtomFeed, Generator, Link, Person, Text};
 use chrono::{DateTime, FixedOffset, Utc};
 
 use super::{Feed, Format};
+use crate::text::clean;
 
 fn fixed(t: DateTime<Utc>) -> DateTime<FixedOffset> {
     t.fixed_offset()
@@ -12,7 +14,7 @@ fn fixed(t: DateTime<Utc>) -> DateTime<FixedOffset> {
 
 fn link(href: &str, rel: &str, mime: Option<&str>) -> Link {
     Link {
-        href: href.to_string(),
+        href: clean(href),
         rel: rel.to_string(),
         mime_type: mime.map(str::to_string),
         ..Default::default()
@@ -21,7 +23,7 @@ fn link(href: &str, rel: &str, mime: Option<&str>) -> Link {
 
 fn person(name: &str) -> Person {
     Person {
-        name: name.to_string(),
+        name: clean(name),
         ..Default::default()
     }
 }
@@ -31,15 +33,15 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
         .entries
         .iter()
         .map(|e| Entry {
-            id: e.id.clone(),
-            title: Text::plain(e.title.clone()),
+            id: clean(&e.id),
+            title: Text::plain(clean(&e.title)),
             updated: fixed(e.updated),
             published: Some(fixed(e.published)),
             authors: e.authors.iter().map(|a| person(a)).collect(),
             links: vec![link(&e.url, "alternate", Some("text/html"))],
-            summary: Some(Text::plain(e.summary.clone())),
+            summary: Some(Text::plain(clean(&e.summary))),
             content: Some(Content {
-                value: Some(e.content_html.clone()),
+                value: Some(clean(&e.content_html)),
                 content_type: Some("html".into()),
                 ..Default::default()
             }),
@@ -47,9 +49,9 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
         })
         .collect();
     let atom = AtomFeed {
-        id: feed.id.clone(),
-        title: Text::plain(feed.title),
-        subtitle: Some(Text::plain(feed.description)),
+        id: clean(&feed.id),
+        title: Text::plain(clean(feed.title)),
+        subtitle: Some(Text::plain(clean(feed.description))),
         updated: fixed(feed.updated),
         authors: vec![person(feed.author)],
         links: vec![
@@ -64,7 +66,7 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
             value: "livefeed".into(),
             ..Default::default()
         }),
-        lang: Some(feed.language.to_string()),
+        lang: Some(clean(feed.language)),
         entries,
         ..Default::default()
     };

@@ -1,35 +1,38 @@
 //! RSS 2.0 through the `rss` crate: `atom:link rel="self"`, `content:encoded` beside the
 //! description, `dc:creator` for authors, guids that are not permalinks, RFC 2822 dates in UTC.
+//! Every string passes through [`clean`] on the way in: XML 1.0 cannot carry control
+//! characters, whatever built the entry.
 
 use rss::extension::atom::{AtomExtension, Link};
 use rss::extension::dublincore::DublinCoreExtension;
 use rss::{Channel, Guid, Item};
 
 use super::{Feed, Format};
+use crate::text::clean;
 
 pub fn render(feed: &Feed<'_>) -> Vec<u8> {
     let items: Vec<Item> = feed
         .entries
         .iter()
         .map(|e| Item {
-            title: Some(e.title.clone()),
-            link: Some(e.url.clone()),
-            description: Some(e.summary.clone()),
+            title: Some(clean(&e.title)),
+            link: Some(clean(&e.url)),
+            description: Some(clean(&e.summary)),
             guid: Some(Guid {
-                value: e.id.clone(),
+                value: clean(&e.id),
                 permalink: false,
             }),
             pub_date: Some(e.published.to_rfc2822()),
-            content: Some(e.content_html.clone()),
+            content: Some(clean(&e.content_html)),
             dublin_core_ext: (!e.authors.is_empty()).then(|| DublinCoreExtension {
-                creators: e.authors.clone(),
+                creators: e.authors.iter().map(|a| clean(a)).collect(),
                 ..Default::default()
             }),
             ..Default::default()
         })
         .collect();
     let self_link = Link {
-        href: feed.self_url(Format::Rss),
+        href: clean(&feed.self_url(Format::Rss)),
         rel: "self".into(),
         mime_type: Some(Format::Rss.link_type().into()),
         ..Default::default()
@@ -41,10 +44,10 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
         .max()
         .unwrap_or(feed.updated);
     let channel = Channel {
-        title: feed.title.to_string(),
-        link: feed.page_url.clone(),
-        description: feed.description.to_string(),
-        language: Some(feed.language.to_string()),
+        title: clean(feed.title),
+        link: clean(&feed.page_url),
+        description: clean(feed.description),
+        language: Some(clean(feed.language)),
         pub_date: Some(newest_published.to_rfc2822()),
         last_build_date: Some(feed.updated.to_rfc2822()),
         generator: Some("livefeed".into()),

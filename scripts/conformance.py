@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Reads every generated feed with Python's feedparser, the way a real feed reader would.
+
+usage: conformance.py [FEEDS_DIR]      (default: feeds)
+
+For every story (and `all`) the directory must hold `{slug}.rss`, `{slug}.atom` and
+`{slug}.json`. The JSON Feed is the reference; for the RSS and Atom feeds of the same story:
+  - feedparser reports no error (bozo == 0);
+  - the feed's self link points at the file itself;
+  - the entries are the JSON Feed's items, in the same order, with the same id, the same
+    title and the same published instant (Atom: the same updated instant too).
+Prints one line per feed and exits 1 on any failure.
+"""
+
+import calendar
+import datetime
+import json
+import pathlib
+import sys
+
+import feedparser
+
+
+def instant(struct_time):
+    """feedparser's UTC struct_time as seconds since the epoch."""
+    return None if struct_time is None else calendar.timegm(struct_time)
+
+
+def iso_instant(text):
+    return int(datetime.datetime.fromisoformat(text).timestamp())
+
+
+def load_reference(path):
+    """The JSON Feed's items as (id, title, published, updated) tuples, plus its problems."""
+    problems = []
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return [], [f"not JSON: {e}"]
+    if doc.get("version") != "https://jsonfeed.org/version/1.1":
+        problems.append(f"version is {doc.get('version')!r}, not JSON Feed 1.1")
+    if not str(doc.get("feed_url", "")).endswith("/" + path.name):
+        problems.append(f"feed_url {doc.get('feed_url')!r} does not point at {path.name}")
+    items = []
+    for n, item in enumerate(doc.get("items", []), 1):
+        try:
+            items.append(
+                (
+                    item["id"],
+                    item["title"],
+                    iso_instant(item["date_published"]),
+                    iso_instant(item["date_modified"]),
+                )
+            )
+        except (KeyError, ValueError) as e:
+            problems.append(f"item {n}: missing or bad {e}")
+    return items, problems
+
+
+def check_feed(path, reference):
+    """Problems feedparser finds in one RSS or Atom feed, compared with the reference items
+    (None when the JSON Feed is missing: then only feedparser's own verdict counts)."""
+    parsed = feedparser.parse(str(path))
+    problems = []
+    if parsed.bozo:
+        problems.append(f"bozo: {parsed.get('bozo_exception')!r}")
+    expected_version = "rss20" if path.suffix == ".rss" else "atom10"
+    if parsed.get("version") != expected_version:
+        problems.append(f"read as {parsed.get('version')!r}, not {expected_version}")
+    selfs = [l.get("href", "") for l in parsed.feed.get("links", []) if l.get("rel") == "self"]
+    if len(selfs) != 1 or not selfs[0].endswith("/" + path.name):
+        problems.append(f"self link {selfs!r} does not point at {path.name}")
+
+    entries = parsed.entries
+    if reference is None:
+        return len(entries), problems
+    if len(entries) != len(reference):
+        problems.append(f"{len(entries)} entries, the JSON Feed has {len(reference)}")
+    for n, (entry, (id_, title, published, updated)) in enumerate(zip(entries, reference), 1):
+        where = f"entry {n}"
+        if entry.get("id") != id_:
+            problems.append(f"{where}: id {entry.get('id')!r}, JSON Feed has {id_!r}")
+        if entry.get("title") != title:
+            problems.append(f"{where}: title {entry.get('title')!r}, JSON Feed has {title!r}")
+        got = instant(entry.get("published_parsed"))
+        if got != published:
+            problems.append(f"{where}: published {entry.get('published')!r} is not the JSON Feed's")
+        if path.suffix == ".atom" and instant(entry.get("updated_parsed")) != updated:
+            problems.append(f"{where}: updated {entry.get('updated')!r} is not the JSON Feed's")
+    return len(entries), problems
+
+
+def main(argv):
+    directory = pathlib.Path(argv[1] if len(argv) > 1 else "feeds")
+    if not directory.is_dir():
+        print(f"conformance: {directory} is not a directory", file=sys.stderr)
+        return 2
+    slugs = sorted({p.stem for p in directory.iterdir() if p.suffix in (".rss", ".atom", ".json")})
+    if "all" not in slugs:
+        slugs.append("all")
+
+    failures = 0
+    for slug in slugs:
+        json_path = directory / f"{slug}.json"
+        reference, json_problems = load_reference(json_path) if json_path.is_file() else (None, [])
+        paths = [directory / f"{slug}{ext}" for ext in (".json", ".rss", ".atom")]
+        for path in paths:
+            if not path.is_file():
+                problems, count = ["missing (every story needs .rss, .atom and .json)"], 0
+            elif path.suffix == ".json":
+                problems, count = json_problems, len(reference or [])
+            else:
+                count, problems = check_feed(path, reference)
+            status = "ok  " if not problems else "FAIL"
+            print(f"{status} {path.name:<50} {count:>4} entries")
+            for p in problems:
+                print(f"       {p}")
+            failures += bool(problems)
+
+    total = len(slugs) * 3
+    if failures:
+        print(f"conformance: {failures} of {total} feeds in {directory} failed", file=sys.stderr)
+        return 1
+    print(f"conformance: all {total} feeds in {directory} read cleanly with feedparser {feedparser.__version__}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

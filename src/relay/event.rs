@@ -1,0 +1,65 @@
+//! Events: what the log stores and every transport relays.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::model::Entry;
+
+/// What happened to an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+/// Where an entry came from: a report file in `data/` (kept in step with the file) or the
+/// publishing API (left alone when reports change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Report,
+    Api,
+}
+
+/// One event of the log, as stored on disk. `seq` is global, gapless and increasing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub op: Op,
+    pub story: String,
+    pub entry: Entry,
+    pub source: Source,
+    /// The publisher's `Idempotency-Key`, so a retry after a restart still finds its answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// The public form of an event (no source, no key).
+#[derive(Serialize)]
+struct Wire<'a> {
+    seq: u64,
+    op: Op,
+    story: &'a str,
+    entry: &'a Entry,
+}
+
+impl Event {
+    /// The JSON sent to subscribers, serialised once and shared by every response.
+    pub fn wire_json(&self) -> Bytes {
+        let wire = Wire { seq: self.seq, op: self.op, story: &self.story, entry: &self.entry };
+        // A struct of strings, numbers and dates always serialises.
+        Bytes::from(serde_json::to_vec(&wire).unwrap_or_default())
+    }
+}

@@ -1,0 +1,159 @@
+//! The read side of the relay: committed events in memory, the head as a `watch` channel that
+//! wakes every waiter on append, and the rendered files. Readers take a lock only to copy out
+//! `Arc`s; nothing here is held across an `.await`.
+
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use tokio::sync::watch;
+
+use super::event::{Event, Op};
+
+/// A committed event, serialised once.
+#[derive(Debug)]
+pub struct Committed {
+    pub seq: u64,
+    pub op: Op,
+    pub story: String,
+    /// The public JSON of the event.
+    pub json: Bytes,
+}
+
+impl Committed {
+    pub fn from_event(e: &Event) -> Committed {
+        Committed { seq: e.seq, op: e.op, story: e.story.clone(), json: e.wire_json() }
+    }
+}
+
+/// A cursor the log cannot serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CursorGone {
+    pub oldest: u64,
+    pub head: u64,
+}
+
+/// Events after a cursor.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub events: Vec<Arc<Committed>>,
+    /// The cursor to send next: past everything examined, matching or not.
+    pub next: u64,
+    pub head: u64,
+}
+
+/// A rendered file with its validators and its compressed form, made once per version.
+#[derive(Debug)]
+pub struct CachedFile {
+    pub content_type: &'static str,
+    pub body: Bytes,
+    pub gzip: Bytes,
+    /// Strong validator of the identity body; the gzip body's is this with `-gz` inside.
+    pub etag: String,
+    pub etag_gzip: String,
+    /// An HTTP date.
+    pub last_modified: String,
+    /// The log position this version reflects.
+    pub seq: u64,
+}
+
+#[derive(Default)]
+struct Log {
+    events: VecDeque<Arc<Committed>>,
+    head: u64,
+}
+
+/// Shared by the writer (which appends) and every connection (which reads).
+pub struct Hub {
+    log: RwLock<Log>,
+    head_tx: watch::Sender<u64>,
+    files: RwLock<HashMap<String, Arc<CachedFile>>>,
+    /// Set when storage failed: publishing stops until a restart recovers the log.
+    failed: AtomicBool,
+    /// How many events to keep in memory; older cursors get a 410.
+    keep: usize,
+}
+
+impl Hub {
+    pub fn new(keep: usize) -> Hub {
+        Hub {
+            log: RwLock::new(Log::default()),
+            head_tx: watch::channel(0).0,
+            files: RwLock::new(HashMap::new()),
+            failed: AtomicBool::new(false),
+            keep: keep.max(1),
+        }
+    }
+
+    /// Makes committed events visible and wakes every waiter.
+    pub fn commit(&self, events: impl IntoIterator<Item = Committed>) {
+        let head = {
+            let mut log = self.log.write().unwrap_or_else(|p| p.into_inner());
+            for e in events {
+                log.head = e.seq;
+                log.events.push_back(Arc::new(e));
+            }
+            while log.events.len() > self.keep {
+                log.events.pop_front();
+            }
+            log.head
+        };
+        self.head_tx.send_replace(head);
+    }
+
+    pub fn head(&self) -> u64 {
+        *self.head_tx.borrow()
+    }
+
+    /// The oldest seq still served and the head.
+    pub fn bounds(&self) -> (u64, u64) {
+        let log = self.log.read().unwrap_or_else(|p| p.into_inner());
+        (log.events.front().map_or(log.head + 1, |e| e.seq), log.head)
+    }
+
+    /// A receiver that wakes when the head moves.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.head_tx.subscribe()
+    }
+
+    /// Up to `limit` events after `after`, for `story` (or all). `after` must lie between the
+    /// event before the oldest kept and the head.
+    pub fn page(&self, after: u64, story: Option<&str>, limit: usize) -> Result<Page, CursorGone> {
+        let log = self.log.read().unwrap_or_else(|p| p.into_inner());
+        let oldest = log.events.front().map_or(log.head + 1, |e| e.seq);
+        if after > log.head || after + 1 < oldest {
+            return Err(CursorGone { oldest, head: log.head });
+        }
+        let start = (after + 1 - oldest) as usize;
+        let mut page = Page { events: Vec::new(), next: after, head: log.head };
+        for e in log.events.range(start..) {
+            if page.events.len() >= limit {
+                break;
+            }
+            if story.is_none_or(|s| s == e.story) {
+                page.events.push(Arc::clone(e));
+            }
+            page.next = e.seq;
+        }
+        Ok(page)
+    }
+
+    pub fn file(&self, path: &str) -> Option<Arc<CachedFile>> {
+        self.files.read().unwrap_or_else(|p| p.into_inner()).get(path).cloned()
+    }
+
+    pub fn set_files(&self, files: impl IntoIterator<Item = (String, CachedFile)>) {
+        let mut map = self.files.write().unwrap_or_else(|p| p.into_inner());
+        for (path, file) in files {
+            map.insert(path, Arc::new(file));
+        }
+    }
+
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,152 @@
+//! The live relay: one ordered event log behind every transport.
+//!
+//! [`store`] keeps events durable (the embedded file log; the [`store::Store`] trait is the
+//! seam for a shared engine such as Redis Streams), [`state`] is the stories with the log
+//! applied, [`writer`] is the single thread that assigns `seq` and group-commits, [`hub`] is the
+//! read side every connection uses, and [`cache`] renders files once per version.
+
+pub mod cache;
+pub mod event;
+pub mod hub;
+pub mod state;
+pub mod store;
+pub mod writer;
+
+use chrono::Utc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::model::Story;
+use crate::site::Site;
+use event::{Event, Source};
+use hub::{Committed, Hub};
+use state::{EntryInput, State};
+use store::{Store, StoreError};
+pub use writer::{Ack, ChangeError};
+use writer::{Command, Writer};
+
+/// Opening the relay failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A handle to the relay, shared by every connection.
+pub struct Relay {
+    pub hub: Arc<Hub>,
+    tx: Mutex<Option<mpsc::Sender<Command>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Relay {
+    /// Opens the log, replays it over the data's stories (or, on first start, turns the data's
+    /// entries into `create` events, oldest first), relays report changes made while stopped,
+    /// renders every file and starts the writer.
+    pub fn open(site: Site, mut store: Box<dyn Store>, keep: usize) -> Result<Relay, RelayError> {
+        let recovered = store.load()?;
+        if let Some(reason) = &recovered.reason {
+            tracing::warn!(
+                dropped_bytes = recovered.dropped_bytes,
+                kept_events = recovered.events.len(),
+                reason = %reason,
+                saved_copy = ?recovered.saved_copy,
+                "event log was damaged; kept every intact record before the damage"
+            );
+        }
+        let fresh_stories = site.stories.clone();
+        let mut state = State::empty(site);
+        let mut keys = HashMap::new();
+        let hub = Arc::new(Hub::new(keep));
+        for e in &recovered.events {
+            state.apply(e);
+            if let Some(k) = &e.idempotency_key {
+                keys.insert(k.clone(), Writer::ack(e));
+            }
+        }
+        hub.commit(recovered.events.iter().map(Committed::from_event));
+        let next_seq = recovered.events.last().map_or(1, |e| e.seq + 1);
+        tracing::info!(events = recovered.events.len(), head = next_seq - 1, "event log opened");
+
+        let mut writer = Writer { state, store, hub: Arc::clone(&hub), next_seq, keys };
+        // Everything the reports say that the log does not know yet (all of it on first start).
+        let mut startup: Vec<Event> = Vec::new();
+        for fresh in &fresh_stories {
+            for (op, entry) in writer.state.diff_report(fresh) {
+                let seq = writer.next_seq;
+                writer.next_seq += 1;
+                let e = Event { seq, op, story: fresh.slug.clone(), entry, source: Source::Report, idempotency_key: None };
+                writer.state.apply(&e);
+                startup.push(e);
+            }
+        }
+        if !startup.is_empty() {
+            // On first start the creates go in time order across stories.
+            writer.store.append(&startup)?;
+            hub.commit(startup.iter().map(Committed::from_event));
+            tracing::info!(events = startup.len(), "relayed report contents not yet in the log");
+        }
+        let all: Vec<&Story> = writer.state.site.stories.iter().collect();
+        hub.set_files(cache::render_changed(&writer.state.site, &all, hub.head(), Utc::now()));
+
+        let (tx, rx) = mpsc::channel(4096);
+        let handle = std::thread::Builder::new()
+            .name("livefeed-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Io { path: "writer thread".into(), source: e })?;
+        Ok(Relay { hub, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(handle)) })
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<Command>> {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    async fn request(&self, make: impl FnOnce(writer::Reply) -> Command) -> Result<Ack, ChangeError> {
+        let (reply, rx) = oneshot::channel();
+        let closed = || ChangeError::Storage("the relay is shutting down".into());
+        let tx = self.sender().ok_or_else(closed)?;
+        tx.send(make(reply)).await.map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Publishes a new entry; answers once it is durable. A known `key` returns the first answer.
+    pub async fn publish(&self, story: &str, input: EntryInput, key: Option<String>) -> Result<Ack, ChangeError> {
+        let story = story.to_string();
+        self.request(|reply| Command::Publish { story, input, key, reply }).await
+    }
+
+    pub async fn edit(&self, story: &str, id: &str, input: EntryInput) -> Result<Ack, ChangeError> {
+        let (story, id) = (story.to_string(), id.to_string());
+        self.request(|reply| Command::Edit { story, id, input, reply }).await
+    }
+
+    pub async fn delete(&self, story: &str, id: &str) -> Result<Ack, ChangeError> {
+        let (story, id) = (story.to_string(), id.to_string());
+        self.request(|reply| Command::Delete { story, id, reply }).await
+    }
+
+    /// Relays the differences between a fresh reading of a report and the log; returns how
+    /// many events it made.
+    pub async fn sync_report(&self, fresh: Story) -> usize {
+        let (reply, rx) = oneshot::channel();
+        let Some(tx) = self.sender() else { return 0 };
+        if tx.send(Command::Sync { fresh, reply: Some(reply) }).await.is_err() {
+            return 0;
+        }
+        rx.await.unwrap_or(0)
+    }
+
+    /// Stops accepting changes, lets the writer finish what it has, and waits for it.
+    pub fn close(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Opens the embedded file store in `dir`.
+pub fn file_store(dir: &std::path::Path) -> Box<dyn Store> {
+    Box::new(store::FileStore::new(dir))
+}

@@ -1,0 +1,283 @@
+//! `livefeed serve`: the hyper/tokio server. An accept loop with a connection cap, one hyper
+//! connection per socket with a header read timeout, a router over pre-rendered files and the
+//! live transports, and a graceful shutdown that answers waiting long-polls first.
+
+pub mod live;
+pub mod publish;
+pub mod query;
+pub mod respond;
+pub mod watch;
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch as tokio_watch};
+
+use crate::metrics;
+use crate::relay::Relay;
+use query::{LiveQuery, percent_decode};
+use respond::{Body, cached_file, cors, full, method_not_allowed, not_found, problem};
+
+/// Limits and settings of the server. Every limit is a flag of `livefeed serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The publish token; `None` turns publishing off (403).
+    pub token: Option<String>,
+    /// Largest request body accepted (413 beyond).
+    pub max_body: usize,
+    /// Time a client has to send its request headers before the connection is closed.
+    pub header_timeout: Duration,
+    /// Open connections; beyond it a new connection gets a quick 503 and is closed.
+    pub max_connections: usize,
+    /// Waiting long-polls, and separately SSE streams; beyond it, 503.
+    pub max_waiters: usize,
+    /// Events queued for one SSE subscriber before it is dropped as too slow.
+    pub sse_queue: usize,
+    pub heartbeat: Duration,
+    pub sse_retry_ms: u64,
+    /// `Cache-Control: max-age` of feeds and pages.
+    pub max_age: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            token: None,
+            max_body: 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            max_connections: 20_000,
+            max_waiters: 20_000,
+            sse_queue: 1024,
+            heartbeat: Duration::from_secs(15),
+            sse_retry_ms: 2000,
+            max_age: 60,
+        }
+    }
+}
+
+/// What every connection shares.
+pub struct App {
+    pub relay: Relay,
+    pub config: Config,
+    /// Flips to true when the server begins to shut down.
+    pub shutdown: tokio_watch::Receiver<bool>,
+}
+
+fn read_route(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body> {
+    let method = req.method();
+    if method == Method::OPTIONS {
+        let mut res = Response::new(respond::empty());
+        *res.status_mut() = StatusCode::NO_CONTENT;
+        let h = res.headers_mut();
+        cors(h);
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("If-None-Match, If-Modified-Since, Last-Event-ID"),
+        );
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        return res;
+    }
+    if method != Method::GET && method != Method::HEAD {
+        return method_not_allowed("GET, HEAD, OPTIONS");
+    }
+    let res = match app.relay.hub.file(path) {
+        Some(file) => cached_file(method, req.headers(), &file, app.config.max_age),
+        None => not_found(&format!("nothing at {path}")),
+    };
+    metrics::get().record_feed_status(res.status().as_u16());
+    res
+}
+
+/// Routes one request. Never panics; every failure is a response.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let Some(decoded) = percent_decode(&path.replace('+', "%2B")) else {
+        return problem(StatusCode::BAD_REQUEST, "the path is not valid percent-encoded UTF-8", serde_json::Value::Null);
+    };
+    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
+    if segments.iter().any(|s| *s == ".." || *s == "." || s.contains('\\') || s.contains('\0')) {
+        return not_found("no such path");
+    }
+    let method = req.method().clone();
+    match segments.as_slice() {
+        [""] => read_route(&app, &req, "/"),
+        ["feeds", file] => read_route(&app, &req, &format!("/feeds/{file}")),
+        ["stories", slug] => read_route(&app, &req, &format!("/stories/{slug}")),
+        ["stories", slug, "entries"] => match method {
+            Method::POST => publish::create(Arc::clone(&app), slug, req).await,
+            _ => method_not_allowed("POST"),
+        },
+        ["stories", slug, "entries", id] => match method {
+            Method::PUT => publish::edit(Arc::clone(&app), slug, id, req).await,
+            Method::DELETE => publish::delete(Arc::clone(&app), slug, id, req).await,
+            _ => method_not_allowed("PUT, DELETE"),
+        },
+        ["live"] | ["live", "events"] => {
+            if method == Method::OPTIONS {
+                return read_route(&app, &req, "");
+            }
+            if method != Method::GET {
+                return method_not_allowed("GET, OPTIONS");
+            }
+            let q = match LiveQuery::parse(&query) {
+                Ok(q) => q,
+                Err(e) => {
+                    let mut res = problem(
+                        StatusCode::BAD_REQUEST,
+                        &e.to_string(),
+                        serde_json::json!({ "parameter": e.name }),
+                    );
+                    cors(res.headers_mut());
+                    return res;
+                }
+            };
+            if let Some(s) = &q.story {
+                if app.relay.hub.file(&crate::relay::cache::story_path(s)).is_none() {
+                    let mut res = not_found(&format!("no story {s:?}"));
+                    cors(res.headers_mut());
+                    return res;
+                }
+            }
+            if segments.len() == 1 {
+                return live::long_poll(Arc::clone(&app), q).await;
+            }
+            let last_id = match req.headers().get("last-event-id").map(|v| v.to_str().map(str::trim)) {
+                None => None,
+                Some(Ok(v)) if !v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()) => {
+                    v.parse().ok()
+                }
+                Some(Ok("")) => None,
+                Some(_) => {
+                    return problem(
+                        StatusCode::BAD_REQUEST,
+                        "Last-Event-ID must be a seq (a non-negative integer)",
+                        serde_json::json!({ "parameter": "Last-Event-ID" }),
+                    );
+                }
+            };
+            live::sse(Arc::clone(&app), q, last_id)
+        }
+        ["healthz"] => {
+            let (oldest, head) = app.relay.hub.bounds();
+            let ok = !app.relay.hub.failed();
+            let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            respond::json(
+                status,
+                &serde_json::json!({ "status": if ok { "ok" } else { "log-failed" }, "oldest": oldest, "head": head }),
+            )
+        }
+        ["metrics"] => {
+            let mut res = Response::new(full(metrics::get().render()));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            res
+        }
+        _ => not_found(&format!("nothing at {path}")),
+    }
+}
+
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 94\r\n\r\n{\"type\":\"about:blank\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"too many connections\"}";
+
+/// Runs the server with the report watcher on `data`, until `stop` resolves.
+pub async fn run(
+    listener: TcpListener,
+    relay: Relay,
+    config: Config,
+    data: std::path::PathBuf,
+    base_url: Option<String>,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve(listener, relay, config, Some((data, base_url)), stop, Duration::from_secs(10)).await
+}
+
+/// Serves until `stop` resolves, then shuts down gracefully: no new connections, waiting
+/// long-polls answered, in-flight requests finished (for at most `grace`), the writer drained.
+pub async fn serve(
+    listener: TcpListener,
+    app_relay: Relay,
+    config: Config,
+    watch_data: Option<(std::path::PathBuf, Option<String>)>,
+    stop: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (shutdown_tx, shutdown_rx) = tokio_watch::channel(false);
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let app = Arc::new(App { relay: app_relay, config, shutdown: shutdown_rx });
+    // The watcher lives as long as this function; dropping it stops the file events.
+    let _watcher = match watch_data {
+        Some((data, base)) => match watch::spawn(Arc::clone(&app), data.clone(), base) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %data.display(), "cannot watch the data directory; report changes will not be relayed");
+                None
+            }
+        },
+        None => None,
+    };
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(app.config.header_timeout)
+        .max_buf_size(64 * 1024)
+        .keep_alive(true);
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            metrics::get().connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
+                let _ = stream.shutdown().await;
+            });
+            continue;
+        };
+        let app = Arc::clone(&app);
+        let service = service_fn(move |req| {
+            let app = Arc::clone(&app);
+            async move { Ok::<_, Infallible>(handle(app, req).await) }
+        });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _open = metrics::GaugeGuard::new(&metrics::get().connections_open);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    tracing::info!("shutting down: answering waiting requests");
+    let _ = shutdown_tx.send(true);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("some connections did not finish within {grace:?}");
+    }
+    let app_for_close = Arc::clone(&app);
+    let _ = tokio::task::spawn_blocking(move || app_for_close.relay.close()).await;
+    tracing::info!(head = app.relay.hub.head(), "stopped; event log flushed");
+    Ok(())
+}

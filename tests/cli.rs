@@ -1,0 +1,340 @@
+//! The `livefeed` binary as a CI job and a user run it: reproducible builds, `--check`, the
+//! `items` command, and errors that name the file and line and leave the output alone.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn livefeed(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_livefeed"))
+        .current_dir(dir)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("livefeed runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
+}
+
+#[track_caller]
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(out)
+    );
+}
+
+/// Every file under `dir` (flat), by name.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| {
+            let entry = entry.unwrap();
+            assert!(entry.file_type().unwrap().is_file(), "{:?}", entry.path());
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read(entry.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn data() -> String {
+    repo().join("data").display().to_string()
+}
+
+/// A copy of the repository's `data/` to break.
+fn data_copy(into: &Path) -> PathBuf {
+    let dir = into.join("data");
+    std::fs::create_dir(&dir).unwrap();
+    for entry in std::fs::read_dir(repo().join("data")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+fn build(dir: &Path, data: &str, out: &Path) -> Output {
+    livefeed(
+        dir,
+        &["build", "--data", data, "--out", out.to_str().unwrap()],
+    )
+}
+
+fn check(dir: &Path, data: &str, out: &Path) -> Output {
+    livefeed(
+        dir,
+        &[
+            "build",
+            "--check",
+            "--data",
+            data,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+}
+
+#[test]
+fn build_writes_the_same_bytes_every_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    assert_exit(&build(tmp.path(), &data(), &a), 0);
+    assert_exit(&build(tmp.path(), &data(), &b), 0);
+    let first = snapshot(&a);
+    assert_eq!(first, snapshot(&b));
+    // Building over an existing output replaces it with the same bytes.
+    assert_exit(&build(tmp.path(), &data(), &a), 0);
+    assert_eq!(first, snapshot(&a));
+    let names: Vec<&str> = first.keys().map(String::as_str).collect();
+    assert!(names.contains(&"index.html"));
+    for slug in [
+        "all",
+        "disputes-over-syria-summit-plan",
+        "anglo-russian-differences-over-syria",
+    ] {
+        for ext in ["rss", "atom", "json"] {
+            assert!(
+                names.contains(&format!("{slug}.{ext}").as_str()),
+                "{names:?}"
+            );
+        }
+    }
+    // Nothing but the two outputs is left beside them: no temporary directories.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 2);
+}
+
+#[test]
+fn check_passes_on_fresh_output_and_names_every_stale_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("feeds");
+    let missing = check(tmp.path(), &data(), &out);
+    assert_exit(&missing, 1);
+    assert!(stderr(&missing).contains("all.rss"), "{}", stderr(&missing));
+
+    assert_exit(&build(tmp.path(), &data(), &out), 0);
+    assert_exit(&check(tmp.path(), &data(), &out), 0);
+
+    let mut atom = std::fs::read(out.join("all.atom")).unwrap();
+    atom.extend_from_slice(b"<!-- edited -->");
+    std::fs::write(out.join("all.atom"), atom).unwrap();
+    std::fs::remove_file(out.join("disputes-over-syria-summit-plan.json")).unwrap();
+    std::fs::write(out.join("stray.rss"), b"left over").unwrap();
+    let before = snapshot(&out);
+
+    let stale = check(tmp.path(), &data(), &out);
+    assert_exit(&stale, 1);
+    let err = stderr(&stale);
+    for name in [
+        "all.atom",
+        "disputes-over-syria-summit-plan.json",
+        "stray.rss",
+    ] {
+        assert!(err.contains(name), "{name} not named:\n{err}");
+    }
+    // Untouched files are not reported.
+    assert!(!err.contains("all.rss"), "{err}");
+    // --check writes nothing.
+    assert_eq!(before, snapshot(&out));
+}
+
+/// Guards that the committed `feeds/` were regenerated after every change to `data/` or to
+/// the renderers.
+#[test]
+fn committed_feeds_are_up_to_date() {
+    let out = livefeed(repo(), &["build", "--check"]);
+    assert_exit(&out, 0);
+    let explicit = check(repo(), &data(), &repo().join("feeds"));
+    assert_exit(&explicit, 0);
+}
+
+const ITEM_KEYS: [&str; 9] = [
+    "story",
+    "id",
+    "title",
+    "authors",
+    "published",
+    "updated",
+    "time_inferred",
+    "summary",
+    "content_html",
+];
+
+fn items(out: &Output) -> Vec<serde_json::Value> {
+    assert_exit(out, 0);
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[track_caller]
+fn assert_item_shape(item: &serde_json::Value) {
+    for key in ITEM_KEYS {
+        assert!(item.get(key).is_some(), "no {key} in {item}");
+    }
+    for key in ["story", "id", "title", "summary", "content_html"] {
+        assert!(item[key].is_string(), "{key} in {item}");
+    }
+    assert!(item["id"].as_str().unwrap().starts_with("tag:"));
+    let authors = item["authors"].as_array().expect("authors is an array");
+    assert!(authors.iter().all(|a| a.is_string()), "{item}");
+    assert!(item["time_inferred"].is_boolean());
+    for key in ["published", "updated"] {
+        let t = item[key].as_str().unwrap();
+        chrono::DateTime::parse_from_rfc3339(t).unwrap_or_else(|e| panic!("{key} {t}: {e}"));
+    }
+}
+
+#[test]
+fn items_prints_json_lines() {
+    let all = items(&livefeed(repo(), &["items", "--data", &data()]));
+    assert_eq!(all.len(), 6, "5 live entries + 1 article");
+    all.iter().for_each(assert_item_shape);
+    let live = items(&livefeed(
+        repo(),
+        &[
+            "items",
+            "--data",
+            &data(),
+            "--story",
+            "disputes-over-syria-summit-plan",
+        ],
+    ));
+    let titles: Vec<&str> = live.iter().map(|i| i["title"].as_str().unwrap()).collect();
+    assert_eq!(
+        titles,
+        [
+            "May summit on Syria is 'impossible' says Russian official",
+            "'History of Syria is written in blood of their people'",
+            "David Cameron meets Vladimir Putin to discuss Syria",
+            "Government in favour of easing EU arms embargo",
+            "David Cameron talks Syria with Russian president",
+        ]
+    );
+    assert_eq!(live[2]["authors"], serde_json::json!(["Carl Dinnen"]));
+    // Same run, same bytes.
+    let again = livefeed(repo(), &["items", "--data", &data()]);
+    assert_eq!(stdout(&again).lines().count(), 6);
+    assert_eq!(
+        stdout(&again),
+        stdout(&livefeed(repo(), &["items", "--data", &data()]))
+    );
+
+    let unknown = livefeed(repo(), &["items", "--data", &data(), "--story", "nope"]);
+    assert_exit(&unknown, 1);
+    assert!(stderr(&unknown).contains("nope"));
+}
+
+#[test]
+fn items_reads_report_files_without_a_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("syria-live.txt");
+    std::fs::copy(
+        repo().join("data/disputes-over-syria-summit-plan.txt"),
+        &report,
+    )
+    .unwrap();
+    // The working directory has no data/ at all.
+    let out = livefeed(tmp.path(), &["items", "syria-live.txt"]);
+    let lines = items(&out);
+    assert_eq!(lines.len(), 5);
+    lines.iter().for_each(assert_item_shape);
+    assert!(lines.iter().all(|i| i["story"] == "syria-live"));
+    assert_eq!(
+        lines[0]["title"],
+        "May summit on Syria is 'impossible' says Russian official"
+    );
+}
+
+#[test]
+fn invalid_utf8_names_the_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bytes = b"A title\nA standfirst.\nGood line\nbad \xff\xfe byte\nmore\n".to_vec();
+    bytes.extend_from_slice(b"tail\n");
+    std::fs::write(tmp.path().join("broken.txt"), &bytes).unwrap();
+    let out = livefeed(tmp.path(), &["items", "broken.txt"]);
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("broken.txt:4:"), "{err}");
+    assert!(out.stdout.is_empty(), "no items printed on error");
+
+    // The same through `build`: exit 1, file and line named, the old output left alone.
+    let data = data_copy(tmp.path());
+    let out_dir = tmp.path().join("feeds");
+    assert_exit(&build(tmp.path(), data.to_str().unwrap(), &out_dir), 0);
+    let before = snapshot(&out_dir);
+    let victim = data.join("anglo-russian-differences-over-syria.txt");
+    let mut text = std::fs::read(&victim).unwrap();
+    text.splice(0..0, b"Line one\n\xc3\x28 broken\n".iter().copied());
+    std::fs::write(&victim, text).unwrap();
+    let failed = build(tmp.path(), data.to_str().unwrap(), &out_dir);
+    assert_exit(&failed, 1);
+    let err = stderr(&failed);
+    assert!(
+        err.contains("anglo-russian-differences-over-syria.txt:2:"),
+        "{err}"
+    );
+    assert_eq!(before, snapshot(&out_dir));
+}
+
+#[test]
+fn a_failing_build_leaves_the_previous_output_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("site");
+    assert_exit(&build(tmp.path(), &data(), &out), 0);
+    let before = snapshot(&out);
+
+    let data = data_copy(tmp.path());
+    let manifest = data.join("stories.toml");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str(
+        r#"
+[[story]]
+slug = "ghost"
+kind = "live"
+url = "https://www.itv.com/news/ghost/"
+published = "2013-05-10T12:00:00+01:00"
+updated = "2013-05-11T12:00:00+01:00"
+"#,
+    );
+    std::fs::write(&manifest, text).unwrap();
+
+    let failed = build(tmp.path(), data.to_str().unwrap(), &out);
+    assert_exit(&failed, 1);
+    assert!(stderr(&failed).contains("ghost.txt"), "{}", stderr(&failed));
+    assert_eq!(before, snapshot(&out), "the old output changed");
+    let mut left: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["data", "site"], "temporary files left behind");
+
+    // A manifest error names the manifest and its line.
+    std::fs::write(
+        &manifest,
+        std::fs::read_to_string(repo().join("data/stories.toml"))
+            .unwrap()
+            .replace("kind = \"article\"", "kind = \"blog\""),
+    )
+    .unwrap();
+    let failed = build(tmp.path(), data.to_str().unwrap(), &out);
+    assert_exit(&failed, 1);
+    let err = stderr(&failed);
+    assert!(err.contains("stories.toml:"), "{err}");
+    assert_eq!(before, snapshot(&out));
+}
