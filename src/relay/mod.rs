@@ -71,18 +71,22 @@ impl Relay {
 
         let mut writer = Writer { state, store, hub: Arc::clone(&hub), next_seq, keys };
         // Everything the reports say that the log does not know yet (all of it on first start).
+        let mut changes: Vec<(crate::relay::event::Op, crate::model::Entry)> =
+            fresh_stories.iter().flat_map(|fresh| writer.state.diff_report(fresh)).collect();
+        // On first start every entry is a create: in time order across stories.
+        changes.sort_by(|a, b| {
+            let key = |c: &(event::Op, crate::model::Entry)| (c.0 != event::Op::Create, c.1.published);
+            key(a).cmp(&key(b))
+        });
         let mut startup: Vec<Event> = Vec::new();
-        for fresh in &fresh_stories {
-            for (op, entry) in writer.state.diff_report(fresh) {
-                let seq = writer.next_seq;
-                writer.next_seq += 1;
-                let e = Event { seq, op, story: fresh.slug.clone(), entry, source: Source::Report, idempotency_key: None };
-                writer.state.apply(&e);
-                startup.push(e);
-            }
+        for (op, entry) in changes {
+            let seq = writer.next_seq;
+            writer.next_seq += 1;
+            let e = Event { seq, op, story: entry.story.clone(), entry, source: Source::Report, idempotency_key: None };
+            writer.state.apply(&e);
+            startup.push(e);
         }
         if !startup.is_empty() {
-            // On first start the creates go in time order across stories.
             writer.store.append(&startup)?;
             hub.commit(startup.iter().map(Committed::from_event));
             tracing::info!(events = startup.len(), "relayed report contents not yet in the log");
