@@ -1,6 +1,5 @@
 //! The static build: render a site and write it atomically, or check an existing directory.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Writing or checking the output failed.
@@ -46,12 +45,17 @@ impl Staleness {
 }
 
 /// Compares `out` with the files that should be there.
-pub fn check(files: &BTreeMap<String, Vec<u8>>, out: &Path) -> Result<Staleness, BuildError> {
+pub fn check(
+    files: impl IntoIterator<Item = (String, Vec<u8>)>,
+    out: &Path,
+) -> Result<Staleness, BuildError> {
     let mut report = Staleness::default();
+    let mut names = std::collections::BTreeSet::new();
     for (name, bytes) in files {
-        let path = out.join(name);
+        let path = out.join(&name);
+        names.insert(name.clone());
         match std::fs::read(&path) {
-            Ok(on_disk) if on_disk == *bytes => {}
+            Ok(on_disk) if on_disk == bytes => {}
             Ok(_) => report.changed.push(name.clone()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => report.missing.push(name.clone()),
             Err(e) => return Err(io(&path)(e)),
@@ -61,7 +65,7 @@ pub fn check(files: &BTreeMap<String, Vec<u8>>, out: &Path) -> Result<Staleness,
         for entry in std::fs::read_dir(out).map_err(io(out))? {
             let entry = entry.map_err(io(out))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !files.contains_key(&name) {
+            if !names.contains(&name) {
                 report.extra.push(name);
             }
         }
@@ -72,7 +76,10 @@ pub fn check(files: &BTreeMap<String, Vec<u8>>, out: &Path) -> Result<Staleness,
 
 /// Writes `files` as the whole content of `out`: into a fresh directory beside it first, then
 /// swapped in by rename, so a failure leaves the old output untouched and no half-written file.
-pub fn write(files: &BTreeMap<String, Vec<u8>>, out: &Path) -> Result<(), BuildError> {
+pub fn write(
+    files: impl IntoIterator<Item = (String, Vec<u8>)>,
+    out: &Path,
+) -> Result<usize, BuildError> {
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -86,8 +93,10 @@ pub fn write(files: &BTreeMap<String, Vec<u8>>, out: &Path) -> Result<(), BuildE
     let old = parent.join(format!(".{base}.old-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(io(&tmp))?;
-    let written = files.iter().try_for_each(|(name, bytes)| {
-        let path = tmp.join(name);
+    let mut count = 0;
+    let written = files.into_iter().try_for_each(|(name, bytes)| {
+        let path = tmp.join(&name);
+        count += 1;
         std::fs::write(&path, bytes).map_err(io(&path))
     });
     if let Err(e) = written {
@@ -108,12 +117,13 @@ pub fn write(files: &BTreeMap<String, Vec<u8>>, out: &Path) -> Result<(), BuildE
     if had_old {
         std::fs::remove_dir_all(&old).map_err(io(&old))?;
     }
-    Ok(())
+    Ok(count)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn write_then_check_then_detect() {
@@ -122,18 +132,18 @@ mod tests {
         let mut files = BTreeMap::new();
         files.insert("a.rss".to_string(), b"one".to_vec());
         files.insert("b.json".to_string(), b"two".to_vec());
-        assert_eq!(check(&files, &out).unwrap().missing.len(), 2);
-        write(&files, &out).unwrap();
-        assert!(check(&files, &out).unwrap().is_fresh());
+        assert_eq!(check(files.clone(), &out).unwrap().missing.len(), 2);
+        write(files.clone(), &out).unwrap();
+        assert!(check(files.clone(), &out).unwrap().is_fresh());
         std::fs::write(out.join("a.rss"), b"changed").unwrap();
         std::fs::write(out.join("c.atom"), b"left over").unwrap();
         std::fs::remove_file(out.join("b.json")).unwrap();
-        let s = check(&files, &out).unwrap();
+        let s = check(files.clone(), &out).unwrap();
         assert_eq!(s.changed, vec!["a.rss"]);
         assert_eq!(s.missing, vec!["b.json"]);
         assert_eq!(s.extra, vec!["c.atom"]);
-        write(&files, &out).unwrap();
-        assert!(check(&files, &out).unwrap().is_fresh());
+        write(files.clone(), &out).unwrap();
+        assert!(check(files.clone(), &out).unwrap().is_fresh());
         // No temporary directories are left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }

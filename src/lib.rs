@@ -7,11 +7,11 @@
 
 pub mod build;
 pub mod manifest;
+pub mod metrics;
 pub mod model;
 pub mod normalise;
+pub mod relay;
 pub mod render;
+pub mod server;
 pub mod site;
 pub mod text;
-pub mod metrics;
-pub mod relay;
-pub mod server;

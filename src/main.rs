@@ -133,7 +133,10 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     use livefeed::server::{self, Config};
     let token = token(&args)?;
     let site = Site::load(&args.data, args.base_url.as_deref())?;
-    let log_dir = args.log_dir.clone().unwrap_or_else(|| args.data.join("log"));
+    let log_dir = args
+        .log_dir
+        .clone()
+        .unwrap_or_else(|| args.data.join("log"));
     let relay = Relay::open(site, file_store(&log_dir), args.keep_events)?;
     let config = Config {
         token,
@@ -147,13 +150,23 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     if config.token.is_none() {
         tracing::info!("publishing is off: set LIVEFEED_TOKEN (or --token-file) to turn it on");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
         tracing::info!(addr = %listener.local_addr()?, head = relay.hub.head(), "livefeed serving");
-        server::run(listener, relay, config, args.data, args.base_url, shutdown_signal()).await?;
+        server::run(
+            listener,
+            relay,
+            config,
+            args.data,
+            args.base_url,
+            shutdown_signal(),
+        )
+        .await?;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
@@ -186,11 +199,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             check,
         } => {
             let site = Site::load(&data, base_url.as_deref())?;
-            let files = render::render_site(&site);
             if check {
-                let staleness = build::check(&files, &out)?;
+                let staleness = build::check(render::files(&site), &out)?;
                 if staleness.is_fresh() {
-                    eprintln!("{}: up to date ({} files)", out.display(), files.len());
+                    eprintln!("{}: up to date", out.display());
                     return Ok(ExitCode::SUCCESS);
                 }
                 eprintln!("{}: stale; run `livefeed build` to update:", out.display());
@@ -199,8 +211,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::FAILURE);
             }
-            build::write(&files, &out)?;
-            eprintln!("{}: wrote {} files", out.display(), files.len());
+            let count = build::write(render::files(&site), &out)?;
+            eprintln!("{}: wrote {count} files", out.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve(args),

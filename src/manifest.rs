@@ -268,8 +268,8 @@ updated = "2013-05-11T12:00:00+01:00"
     fn errors_name_file_and_line() {
         let bad = GOOD.replace("kind = \"live\"", "kind = \"blog\"");
         let e = Manifest::parse(&bad, Path::new("data/stories.toml")).unwrap_err();
-        assert_eq!(e.line, Some(10));
-        assert!(e.to_string().starts_with("data/stories.toml:10: "), "{e}");
+        assert_eq!(e.line, Some(9));
+        assert!(e.to_string().starts_with("data/stories.toml:9: "), "{e}");
         let bad = GOOD.replace("slug = \"one\"", "slug = \"../etc\"");
         let e = Manifest::parse(&bad, Path::new("m.toml")).unwrap_err();
         assert_eq!(e.line, Some(7));

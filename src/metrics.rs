@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Publish-latency histogram bounds, in seconds.
-const BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+const BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
 /// Statuses counted for feed responses.
 const STATUSES: [u16; 5] = [200, 304, 404, 406, 503];
 
@@ -51,7 +53,8 @@ impl Metrics {
     pub fn record_append(&self, n: usize, took: Duration) {
         self.events_appended.fetch_add(n as u64, Relaxed);
         self.batches.fetch_add(1, Relaxed);
-        self.append_seconds_sum_us.fetch_add(took.as_micros() as u64, Relaxed);
+        self.append_seconds_sum_us
+            .fetch_add(took.as_micros() as u64, Relaxed);
         let secs = took.as_secs_f64();
         for (i, bound) in BUCKETS.iter().enumerate() {
             if secs <= *bound {
@@ -71,20 +74,55 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let g = |a: &AtomicU64| a.load(Relaxed);
-        let _ = writeln!(out, "# HELP livefeed_events_appended_total Events made durable in the log.");
+        let _ = writeln!(
+            out,
+            "# HELP livefeed_events_appended_total Events made durable in the log."
+        );
         let _ = writeln!(out, "# TYPE livefeed_events_appended_total counter");
-        let _ = writeln!(out, "livefeed_events_appended_total {}", g(&self.events_appended));
-        let _ = writeln!(out, "# HELP livefeed_waiting_subscribers Subscribers waiting, by transport.");
+        let _ = writeln!(
+            out,
+            "livefeed_events_appended_total {}",
+            g(&self.events_appended)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP livefeed_waiting_subscribers Subscribers waiting, by transport."
+        );
         let _ = writeln!(out, "# TYPE livefeed_waiting_subscribers gauge");
-        let _ = writeln!(out, "livefeed_waiting_subscribers{{transport=\"longpoll\"}} {}", g(&self.longpoll_waiting));
-        let _ = writeln!(out, "livefeed_waiting_subscribers{{transport=\"sse\"}} {}", g(&self.sse_connected));
-        let _ = writeln!(out, "# HELP livefeed_connections_open Open HTTP connections.");
+        let _ = writeln!(
+            out,
+            "livefeed_waiting_subscribers{{transport=\"longpoll\"}} {}",
+            g(&self.longpoll_waiting)
+        );
+        let _ = writeln!(
+            out,
+            "livefeed_waiting_subscribers{{transport=\"sse\"}} {}",
+            g(&self.sse_connected)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP livefeed_connections_open Open HTTP connections."
+        );
         let _ = writeln!(out, "# TYPE livefeed_connections_open gauge");
-        let _ = writeln!(out, "livefeed_connections_open {}", g(&self.connections_open));
-        let _ = writeln!(out, "# HELP livefeed_connections_refused_total Connections refused at the cap.");
+        let _ = writeln!(
+            out,
+            "livefeed_connections_open {}",
+            g(&self.connections_open)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP livefeed_connections_refused_total Connections refused at the cap."
+        );
         let _ = writeln!(out, "# TYPE livefeed_connections_refused_total counter");
-        let _ = writeln!(out, "livefeed_connections_refused_total {}", g(&self.connections_refused));
-        let _ = writeln!(out, "# HELP livefeed_publish_sync_seconds Time to write and sync one batch of events.");
+        let _ = writeln!(
+            out,
+            "livefeed_connections_refused_total {}",
+            g(&self.connections_refused)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP livefeed_publish_sync_seconds Time to write and sync one batch of events."
+        );
         let _ = writeln!(out, "# TYPE livefeed_publish_sync_seconds histogram");
         for (i, bound) in BUCKETS.iter().enumerate() {
             let _ = writeln!(
@@ -94,11 +132,17 @@ impl Metrics {
             );
         }
         let batches = g(&self.batches);
-        let _ = writeln!(out, "livefeed_publish_sync_seconds_bucket{{le=\"+Inf\"}} {batches}");
+        let _ = writeln!(
+            out,
+            "livefeed_publish_sync_seconds_bucket{{le=\"+Inf\"}} {batches}"
+        );
         let sum = g(&self.append_seconds_sum_us) as f64 / 1e6;
         let _ = writeln!(out, "livefeed_publish_sync_seconds_sum {sum}");
         let _ = writeln!(out, "livefeed_publish_sync_seconds_count {batches}");
-        let _ = writeln!(out, "# HELP livefeed_feed_responses_total Feed and page responses, by status.");
+        let _ = writeln!(
+            out,
+            "# HELP livefeed_feed_responses_total Feed and page responses, by status."
+        );
         let _ = writeln!(out, "# TYPE livefeed_feed_responses_total counter");
         for (i, status) in STATUSES.iter().enumerate() {
             let _ = writeln!(
@@ -107,7 +151,11 @@ impl Metrics {
                 g(&self.feed_status[i])
             );
         }
-        let _ = writeln!(out, "livefeed_feed_responses_total{{status=\"other\"}} {}", g(&self.feed_status_other));
+        let _ = writeln!(
+            out,
+            "livefeed_feed_responses_total{{status=\"other\"}} {}",
+            g(&self.feed_status_other)
+        );
         out
     }
 }

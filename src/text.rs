@@ -6,6 +6,9 @@
 /// Removes what XML 1.0 and feed readers cannot take: C0/C1 control characters (tab becomes a
 /// space), the byte-order mark and non-characters. Runs of spaces are kept; callers trim.
 pub fn clean(s: &str) -> String {
+    if !may_need_cleaning(s) {
+        return s.to_owned();
+    }
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -17,6 +20,14 @@ pub fn clean(s: &str) -> String {
         }
     }
     out
+}
+
+/// A fast byte scan: false means [`clean`] would change nothing. Control characters are
+/// ASCII bytes, C1 controls start with 0xC2, and BOM and non-characters with 0xEF, so a string
+/// without those bytes is clean (a true is only a "maybe").
+fn may_need_cleaning(s: &str) -> bool {
+    s.bytes()
+        .any(|b| (b < 0x20 && b != b'\n') || b == 0x7f || b == 0xc2 || b == 0xef)
 }
 
 /// Escapes text for HTML element content and attribute values.

@@ -300,8 +300,17 @@ fn check_story(story: &Story) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// 128 cases per property keeps the file under ~10 s in debug; `PROPTEST_CASES=5000` for a
+/// longer hunt.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(128)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     /// The pipeline the CLI uses: bytes → `decode` → `normalise` → feeds.
     #[test]

@@ -52,16 +52,14 @@ fn is(node: &Node, (ns, local): (&str, &str)) -> bool {
 }
 
 fn child<'a, 'i>(node: Node<'a, 'i>, name: (&str, &str)) -> Node<'a, 'i> {
-    node.children()
-        .find(|c| is(c, name))
-        .unwrap_or_else(|| {
-            panic!(
-                "<{}> has no <{}:{}>",
-                node.tag_name().name(),
-                name.0,
-                name.1
-            )
-        })
+    node.children().find(|c| is(c, name)).unwrap_or_else(|| {
+        panic!(
+            "<{}> has no <{}:{}>",
+            node.tag_name().name(),
+            name.0,
+            name.1
+        )
+    })
 }
 
 fn children<'a, 'i>(node: Node<'a, 'i>, name: (&'a str, &'a str)) -> Vec<Node<'a, 'i>> {

@@ -301,11 +301,10 @@ impl Group {
                     only_guessed_captions = false;
                     text.clone()
                 }
-                Some(Block::Figure { caption, credit: None })
-                    if only_guessed_captions && !caption.is_empty() =>
-                {
-                    caption.clone()
-                }
+                Some(Block::Figure {
+                    caption,
+                    credit: None,
+                }) if only_guessed_captions && !caption.is_empty() => caption.clone(),
                 _ => break,
             };
             self.blocks.pop();
@@ -419,7 +418,15 @@ fn time_placement(lines: &[Classified]) -> TimePlacement {
         matches!(lines[i].kind, Line::Noise | Line::Marker | Line::End) || is_byline_at(lines, i)
     };
     let headline = |i: Option<usize>| {
-        i.is_some_and(|i| matches!(lines[i].kind, Line::Text { headline_like: true, .. }))
+        i.is_some_and(|i| {
+            matches!(
+                lines[i].kind,
+                Line::Text {
+                    headline_like: true,
+                    ..
+                }
+            )
+        })
     };
     let (mut before, mut after, mut times) = (0usize, 0usize, 0usize);
     for (i, l) in lines.iter().enumerate() {
@@ -607,8 +614,12 @@ mod tests {
         assert_eq!(
             r.entries[0].blocks,
             vec![
-                Block::Paragraph { text: "Rates were held.".into() },
-                Block::Paragraph { text: "The Bank explained:".into() },
+                Block::Paragraph {
+                    text: "Rates were held.".into()
+                },
+                Block::Paragraph {
+                    text: "The Bank explained:".into()
+                },
                 Block::Quote {
                     paragraphs: vec!["The rise was not warranted.".into()],
                     attribution: Some("The committee".into())
@@ -620,8 +631,13 @@ mod tests {
 
     #[test]
     fn a_short_quotation_under_the_headline_is_not_a_caption() {
-        let e = live("Minister speaks\n\n\"This is a vital investment\"\n\n– Transport Secretary\n\nNext entry\n\nBody.\n");
-        assert_eq!(headlines(&e), vec![Some("Minister speaks"), Some("Next entry")]);
+        let e = live(
+            "Minister speaks\n\n\"This is a vital investment\"\n\n– Transport Secretary\n\nNext entry\n\nBody.\n",
+        );
+        assert_eq!(
+            headlines(&e),
+            vec![Some("Minister speaks"), Some("Next entry")]
+        );
         assert_eq!(
             e[0].blocks,
             vec![Block::Quote {
@@ -633,11 +649,16 @@ mod tests {
 
     #[test]
     fn a_caption_above_a_quotation_stays_a_caption() {
-        let e = live("Minister speaks\n\nThe minister in Leeds\n\nWe will build it.\n\n– Transport Secretary\n");
+        let e = live(
+            "Minister speaks\n\nThe minister in Leeds\n\nWe will build it.\n\n– Transport Secretary\n",
+        );
         assert_eq!(
             e[0].blocks,
             vec![
-                Block::Figure { caption: "The minister in Leeds".into(), credit: None },
+                Block::Figure {
+                    caption: "The minister in Leeds".into(),
+                    credit: None
+                },
                 Block::Quote {
                     paragraphs: vec!["We will build it.".into()],
                     attribution: Some("Transport Secretary".into())
@@ -648,7 +669,9 @@ mod tests {
 
     #[test]
     fn a_tweet_is_one_paragraph_even_when_it_reads_like_a_caption() {
-        let e = live("Tribute\n\nA unique figure who reshaped politics\n\n— Ed Miliband (@Ed_Miliband) April 8, 2013\n");
+        let e = live(
+            "Tribute\n\nA unique figure who reshaped politics\n\n— Ed Miliband (@Ed_Miliband) April 8, 2013\n",
+        );
         assert_eq!(
             e[0].blocks,
             vec![Block::Embed {
@@ -656,35 +679,66 @@ mod tests {
                 attribution: "— Ed Miliband (@Ed_Miliband) April 8, 2013".into()
             }]
         );
-        let e = live("Flags lowered\n\nFlags are at half-mast.\n\nThe flag came down pic.twitter.com/x\n\n— ITV News (@itvnews) April 8, 2013\n");
-        assert_eq!(e[0].blocks[0], Block::Paragraph { text: "Flags are at half-mast.".into() });
-        assert!(matches!(&e[0].blocks[1], Block::Embed { paragraphs, .. } if paragraphs.len() == 1));
+        let e = live(
+            "Flags lowered\n\nFlags are at half-mast.\n\nThe flag came down pic.twitter.com/x\n\n— ITV News (@itvnews) April 8, 2013\n",
+        );
+        assert_eq!(
+            e[0].blocks[0],
+            Block::Paragraph {
+                text: "Flags are at half-mast.".into()
+            }
+        );
+        assert!(
+            matches!(&e[0].blocks[1], Block::Embed { paragraphs, .. } if paragraphs.len() == 1)
+        );
     }
 
     #[test]
     fn a_byline_below_a_photo_entry_opens_the_next_entry() {
-        let e = live("In pictures\n\nA street under water Credit: AP\n\n  1. Helen Marsh\n\nFloods claim lives\n\nRescuers searched.\n");
-        assert_eq!(headlines(&e), vec![Some("In pictures"), Some("Floods claim lives")]);
+        let e = live(
+            "In pictures\n\nA street under water Credit: AP\n\n  1. Helen Marsh\n\nFloods claim lives\n\nRescuers searched.\n",
+        );
+        assert_eq!(
+            headlines(&e),
+            vec![Some("In pictures"), Some("Floods claim lives")]
+        );
         assert!(e[0].authors.is_empty());
         assert_eq!(e[1].authors, vec!["Helen Marsh".to_string()]);
     }
 
     #[test]
     fn times_below_headlines_are_found_when_the_newest_entry_has_none() {
-        let e = live("Summit ends\n\nA statement was agreed.\n\nLeaders meet\n\n14:34\n\nThey met for two hours.\n\nTalks begin\n\n2:05pm\n\nThe talks began.\n");
+        let e = live(
+            "Summit ends\n\nA statement was agreed.\n\nLeaders meet\n\n14:34\n\nThey met for two hours.\n\nTalks begin\n\n2:05pm\n\nThe talks began.\n",
+        );
         assert_eq!(
             headlines(&e),
-            vec![Some("Summit ends"), Some("Leaders meet"), Some("Talks begin")]
+            vec![
+                Some("Summit ends"),
+                Some("Leaders meet"),
+                Some("Talks begin")
+            ]
         );
         assert_eq!(e[0].time, None);
-        assert_eq!(e[1].time.map(|t| t.time.to_string()), Some("14:34:00".into()));
-        assert_eq!(e[2].time.map(|t| t.time.to_string()), Some("14:05:00".into()));
+        assert_eq!(
+            e[1].time.map(|t| t.time.to_string()),
+            Some("14:34:00".into())
+        );
+        assert_eq!(
+            e[2].time.map(|t| t.time.to_string()),
+            Some("14:05:00".into())
+        );
     }
 
     #[test]
     fn times_above_headlines_still_open_entries() {
-        let e = live("10:15pm\n\nCrowds sing\n\nThey sang.\n\n21:40\n\n  1. Helen Marsh\n\nPrince delighted\n\nHe said so.\n");
-        assert_eq!(headlines(&e), vec![Some("Crowds sing"), Some("Prince delighted")]);
+        let e = live(
+            "10:15pm\n\nCrowds sing\n\nThey sang.\n\n21:40\n\n  1. Helen Marsh\n\nPrince delighted\n\nHe said so.\n",
+        );
+        assert_eq!(
+            headlines(&e),
+            vec![Some("Crowds sing"), Some("Prince delighted")]
+        );
         assert_eq!(e[1].authors, vec!["Helen Marsh".to_string()]);
         assert!(e.iter().all(|e| e.time.is_some()));
     }
@@ -693,10 +747,15 @@ mod tests {
     fn a_cut_off_page_ends_in_a_paragraph_not_an_entry() {
         let body = "Jagger speaks\n\nHe joked.\n\nFans arrive\n\nQueues formed.\n\nOrganisers said the site would be full by Thurs";
         let e = live(body);
-        assert_eq!(headlines(&e), vec![Some("Jagger speaks"), Some("Fans arrive")]);
+        assert_eq!(
+            headlines(&e),
+            vec![Some("Jagger speaks"), Some("Fans arrive")]
+        );
         assert_eq!(
             e[1].blocks.last(),
-            Some(&Block::Paragraph { text: "Organisers said the site would be full by Thurs".into() })
+            Some(&Block::Paragraph {
+                text: "Organisers said the site would be full by Thurs".into()
+            })
         );
         // With its footer the page is complete: a last headline is an entry of its own.
         let e = live(&format!("{body}\n\nBack to top\n"));
@@ -710,17 +769,30 @@ mod tests {
         let decoded = parse(&decode(raw.as_bytes()).unwrap(), None).unwrap();
         assert_eq!(direct, decoded);
         assert_eq!(direct.description, "Standfirst.");
-        assert_eq!(direct.entries[0].headline.as_deref(), Some("Police investigate"));
-        assert_eq!(direct.entries[0].blocks, vec![Block::Paragraph { text: "Body text.".into() }]);
+        assert_eq!(
+            direct.entries[0].headline.as_deref(),
+            Some("Police investigate")
+        );
+        assert_eq!(
+            direct.entries[0].blocks,
+            vec![Block::Paragraph {
+                text: "Body text.".into()
+            }]
+        );
     }
 
     #[test]
     fn an_advert_inside_a_numbered_list_does_not_make_a_byline() {
-        let e = live("The bills\n\nThe measures:\n\n  1. Care Bill\n\nAdvertisement\n\n  2. Energy Bill\n");
+        let e = live(
+            "The bills\n\nThe measures:\n\n  1. Care Bill\n\nAdvertisement\n\n  2. Energy Bill\n",
+        );
         assert!(e[0].authors.is_empty());
         assert_eq!(
             e[0].blocks[1],
-            Block::List { ordered: true, items: vec!["Care Bill".into(), "Energy Bill".into()] }
+            Block::List {
+                ordered: true,
+                items: vec!["Care Bill".into(), "Energy Bill".into()]
+            }
         );
     }
 }

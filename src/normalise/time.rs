@@ -287,6 +287,15 @@ pub fn infer_times(
     if n > 1 && anchors[n - 1].is_none() {
         anchors[n - 1] = Some(story_published);
     }
+    // The nearest anchor at or below each position, found in one backward pass (linear).
+    let mut older_anchor = vec![n - 1; n];
+    let mut next = n - 1;
+    for i in (0..n).rev() {
+        if anchors[i].is_some() {
+            next = i;
+        }
+        older_anchor[i] = next;
+    }
     let mut times: Vec<DateTime<Utc>> = Vec::with_capacity(n);
     let mut newer = 0usize; // index of the nearest anchor above
     for i in 0..n {
@@ -295,7 +304,7 @@ pub fn infer_times(
             newer = i;
             continue;
         }
-        let older = (i + 1..n).find(|&j| anchors[j].is_some()).unwrap_or(n - 1);
+        let older = older_anchor[i];
         let (Some(ta), Some(tb)) = (anchors[newer], anchors[older]) else {
             times.push(story_published);
             continue;
@@ -400,7 +409,10 @@ mod tests {
         assert_eq!(got[2], Some(utc("2013-05-10T23:50:00+01:00")));
         assert_eq!(got[3], Some(utc("2013-05-10T21:00:00+01:00")));
         // Consistent pages are unchanged: the guess already respects the dated line.
-        let lines = vec![parse_time_line("9:15am"), parse_time_line("10 May 2013 at 8am")];
+        let lines = vec![
+            parse_time_line("9:15am"),
+            parse_time_line("10 May 2013 at 8am"),
+        ];
         let got = resolve_time_lines(&lines, utc("2013-05-11T10:00:00+01:00"), off);
         assert_eq!(got[0], Some(utc("2013-05-11T09:15:00+01:00")));
     }

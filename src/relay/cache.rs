@@ -40,7 +40,12 @@ pub fn http_date(t: DateTime<Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-pub fn cached(content_type: &'static str, body: Vec<u8>, modified: DateTime<Utc>, seq: u64) -> CachedFile {
+pub fn cached(
+    content_type: &'static str,
+    body: Vec<u8>,
+    modified: DateTime<Utc>,
+    seq: u64,
+) -> CachedFile {
     let tag = digest(&body);
     CachedFile {
         content_type,
@@ -68,7 +73,10 @@ pub fn render_changed(
         let feed = render::story_feed(site, story);
         for format in Format::ALL {
             let body = render::render_feed(&feed, format);
-            out.push((feed_path(&story.slug, format), cached(format.content_type(), body, modified, seq)));
+            out.push((
+                feed_path(&story.slug, format),
+                cached(format.content_type(), body, modified, seq),
+            ));
         }
         let page = html::story_page(site, story, seq).into_bytes();
         out.push((story_path(&story.slug), cached(HTML, page, modified, seq)));
@@ -76,8 +84,14 @@ pub fn render_changed(
     let all = render::all_feed(site);
     for format in Format::ALL {
         let body = render::render_feed(&all, format);
-        out.push((feed_path(ALL, format), cached(format.content_type(), body, modified, seq)));
+        out.push((
+            feed_path(ALL, format),
+            cached(format.content_type(), body, modified, seq),
+        ));
     }
-    out.push(("/".to_string(), cached(HTML, html::index(site).into_bytes(), modified, seq)));
+    out.push((
+        "/".to_string(),
+        cached(HTML, html::index(site).into_bytes(), modified, seq),
+    ));
     out
 }

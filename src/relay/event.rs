@@ -58,7 +58,12 @@ struct Wire<'a> {
 impl Event {
     /// The JSON sent to subscribers, serialised once and shared by every response.
     pub fn wire_json(&self) -> Bytes {
-        let wire = Wire { seq: self.seq, op: self.op, story: &self.story, entry: &self.entry };
+        let wire = Wire {
+            seq: self.seq,
+            op: self.op,
+            story: &self.story,
+            entry: &self.entry,
+        };
         // A struct of strings, numbers and dates always serialises.
         Bytes::from(serde_json::to_vec(&wire).unwrap_or_default())
     }

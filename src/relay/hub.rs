@@ -22,7 +22,12 @@ pub struct Committed {
 
 impl Committed {
     pub fn from_event(e: &Event) -> Committed {
-        Committed { seq: e.seq, op: e.op, story: e.story.clone(), json: e.wire_json() }
+        Committed {
+            seq: e.seq,
+            op: e.op,
+            story: e.story.clone(),
+            json: e.wire_json(),
+        }
     }
 }
 
@@ -122,10 +127,17 @@ impl Hub {
         let log = self.log.read().unwrap_or_else(|p| p.into_inner());
         let oldest = log.events.front().map_or(log.head + 1, |e| e.seq);
         if after > log.head || after + 1 < oldest {
-            return Err(CursorGone { oldest, head: log.head });
+            return Err(CursorGone {
+                oldest,
+                head: log.head,
+            });
         }
         let start = (after + 1 - oldest) as usize;
-        let mut page = Page { events: Vec::new(), next: after, head: log.head };
+        let mut page = Page {
+            events: Vec::new(),
+            next: after,
+            head: log.head,
+        };
         for e in log.events.range(start..) {
             if page.events.len() >= limit {
                 break;
@@ -139,7 +151,11 @@ impl Hub {
     }
 
     pub fn file(&self, path: &str) -> Option<Arc<CachedFile>> {
-        self.files.read().unwrap_or_else(|p| p.into_inner()).get(path).cloned()
+        self.files
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+            .cloned()
     }
 
     pub fn set_files(&self, files: impl IntoIterator<Item = (String, CachedFile)>) {

@@ -67,46 +67,84 @@ impl Relay {
         }
         hub.commit(recovered.events.iter().map(Committed::from_event));
         let next_seq = recovered.events.last().map_or(1, |e| e.seq + 1);
-        tracing::info!(events = recovered.events.len(), head = next_seq - 1, "event log opened");
+        tracing::info!(
+            events = recovered.events.len(),
+            head = next_seq - 1,
+            "event log opened"
+        );
 
-        let mut writer = Writer { state, store, hub: Arc::clone(&hub), next_seq, keys };
+        let mut writer = Writer {
+            state,
+            store,
+            hub: Arc::clone(&hub),
+            next_seq,
+            keys,
+        };
         // Everything the reports say that the log does not know yet (all of it on first start).
-        let mut changes: Vec<(crate::relay::event::Op, crate::model::Entry)> =
-            fresh_stories.iter().flat_map(|fresh| writer.state.diff_report(fresh)).collect();
+        let mut changes: Vec<(crate::relay::event::Op, crate::model::Entry)> = fresh_stories
+            .iter()
+            .flat_map(|fresh| writer.state.diff_report(fresh))
+            .collect();
         // On first start every entry is a create: in time order across stories.
         changes.sort_by(|a, b| {
-            let key = |c: &(event::Op, crate::model::Entry)| (c.0 != event::Op::Create, c.1.published);
+            let key =
+                |c: &(event::Op, crate::model::Entry)| (c.0 != event::Op::Create, c.1.published);
             key(a).cmp(&key(b))
         });
         let mut startup: Vec<Event> = Vec::new();
         for (op, entry) in changes {
             let seq = writer.next_seq;
             writer.next_seq += 1;
-            let e = Event { seq, op, story: entry.story.clone(), entry, source: Source::Report, idempotency_key: None };
+            let e = Event {
+                seq,
+                op,
+                story: entry.story.clone(),
+                entry,
+                source: Source::Report,
+                idempotency_key: None,
+            };
             writer.state.apply(&e);
             startup.push(e);
         }
         if !startup.is_empty() {
             writer.store.append(&startup)?;
             hub.commit(startup.iter().map(Committed::from_event));
-            tracing::info!(events = startup.len(), "relayed report contents not yet in the log");
+            tracing::info!(
+                events = startup.len(),
+                "relayed report contents not yet in the log"
+            );
         }
         let all: Vec<&Story> = writer.state.site.stories.iter().collect();
-        hub.set_files(cache::render_changed(&writer.state.site, &all, hub.head(), Utc::now()));
+        hub.set_files(cache::render_changed(
+            &writer.state.site,
+            &all,
+            hub.head(),
+            Utc::now(),
+        ));
 
         let (tx, rx) = mpsc::channel(4096);
         let handle = std::thread::Builder::new()
             .name("livefeed-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| StoreError::Io { path: "writer thread".into(), source: e })?;
-        Ok(Relay { hub, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(handle)) })
+            .map_err(|e| StoreError::Io {
+                path: "writer thread".into(),
+                source: e,
+            })?;
+        Ok(Relay {
+            hub,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+        })
     }
 
     fn sender(&self) -> Option<mpsc::Sender<Command>> {
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    async fn request(&self, make: impl FnOnce(writer::Reply) -> Command) -> Result<Ack, ChangeError> {
+    async fn request(
+        &self,
+        make: impl FnOnce(writer::Reply) -> Command,
+    ) -> Result<Ack, ChangeError> {
         let (reply, rx) = oneshot::channel();
         let closed = || ChangeError::Storage("the relay is shutting down".into());
         let tx = self.sender().ok_or_else(closed)?;
@@ -115,19 +153,37 @@ impl Relay {
     }
 
     /// Publishes a new entry; answers once it is durable. A known `key` returns the first answer.
-    pub async fn publish(&self, story: &str, input: EntryInput, key: Option<String>) -> Result<Ack, ChangeError> {
+    pub async fn publish(
+        &self,
+        story: &str,
+        input: EntryInput,
+        key: Option<String>,
+    ) -> Result<Ack, ChangeError> {
         let story = story.to_string();
-        self.request(|reply| Command::Publish { story, input, key, reply }).await
+        self.request(|reply| Command::Publish {
+            story,
+            input,
+            key,
+            reply,
+        })
+        .await
     }
 
     pub async fn edit(&self, story: &str, id: &str, input: EntryInput) -> Result<Ack, ChangeError> {
         let (story, id) = (story.to_string(), id.to_string());
-        self.request(|reply| Command::Edit { story, id, input, reply }).await
+        self.request(|reply| Command::Edit {
+            story,
+            id,
+            input,
+            reply,
+        })
+        .await
     }
 
     pub async fn delete(&self, story: &str, id: &str) -> Result<Ack, ChangeError> {
         let (story, id) = (story.to_string(), id.to_string());
-        self.request(|reply| Command::Delete { story, id, reply }).await
+        self.request(|reply| Command::Delete { story, id, reply })
+            .await
     }
 
     /// Relays the differences between a fresh reading of a report and the log; returns how
@@ -135,7 +191,14 @@ impl Relay {
     pub async fn sync_report(&self, fresh: Story) -> usize {
         let (reply, rx) = oneshot::channel();
         let Some(tx) = self.sender() else { return 0 };
-        if tx.send(Command::Sync { fresh, reply: Some(reply) }).await.is_err() {
+        if tx
+            .send(Command::Sync {
+                fresh,
+                reply: Some(reply),
+            })
+            .await
+            .is_err()
+        {
             return 0;
         }
         rx.await.unwrap_or(0)

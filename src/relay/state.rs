@@ -2,7 +2,7 @@
 //! Pure: events in, stories out. Owned by the writer, the only place that changes it.
 
 use chrono::{DateTime, Duration, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::event::{Event, Op, Source};
 use crate::model::{Entry, Story, StoryKind};
@@ -18,16 +18,27 @@ pub struct State {
     base_updated: HashMap<String, DateTime<Utc>>,
     /// Where each live entry came from.
     origin: HashMap<String, Source>,
+    /// Ids deleted through the API: a report that still has them does not bring them back.
+    removed_by_api: HashSet<String>,
 }
 
 impl State {
     /// The stories of `site` with no entries yet; events fill them.
     pub fn empty(mut site: Site) -> State {
-        let base_updated = site.stories.iter().map(|s| (s.slug.clone(), s.updated)).collect();
+        let base_updated = site
+            .stories
+            .iter()
+            .map(|s| (s.slug.clone(), s.updated))
+            .collect();
         for s in &mut site.stories {
             s.entries.clear();
         }
-        State { site, base_updated, origin: HashMap::new() }
+        State {
+            site,
+            base_updated,
+            origin: HashMap::new(),
+            removed_by_api: HashSet::new(),
+        }
     }
 
     pub fn story(&self, slug: &str) -> Option<&Story> {
@@ -35,7 +46,10 @@ impl State {
     }
 
     pub fn find(&self, slug: &str, id_or_anchor: &str) -> Option<&Entry> {
-        self.story(slug)?.entries.iter().find(|e| e.id == id_or_anchor || e.anchor == id_or_anchor)
+        self.story(slug)?
+            .entries
+            .iter()
+            .find(|e| e.id == id_or_anchor || e.anchor == id_or_anchor)
     }
 
     pub fn origin(&self, id: &str) -> Option<Source> {
@@ -58,17 +72,35 @@ impl State {
             (Op::Delete, None) => {}
         }
         match event.op {
-            Op::Delete => self.origin.remove(&event.entry.id),
-            _ => self.origin.insert(event.entry.id.clone(), event.source),
-        };
+            Op::Delete => {
+                self.origin.remove(&event.entry.id);
+                if event.source == Source::Api {
+                    self.removed_by_api.insert(event.entry.id.clone());
+                }
+            }
+            _ => {
+                self.origin.insert(event.entry.id.clone(), event.source);
+                self.removed_by_api.remove(&event.entry.id);
+            }
+        }
         story.sort_entries();
-        let base = self.base_updated.get(&story.slug).copied().unwrap_or(story.updated);
-        story.updated = story.entries.iter().map(|e| e.updated).max().map_or(base, |u| u.max(base));
+        let base = self
+            .base_updated
+            .get(&story.slug)
+            .copied()
+            .unwrap_or(story.updated);
+        story.updated = story
+            .entries
+            .iter()
+            .map(|e| e.updated)
+            .max()
+            .map_or(base, |u| u.max(base));
     }
 
     /// The changes that bring a story's report-made entries in line with a fresh reading of
     /// its report: new → create, changed → update (same id, publication time kept), gone →
-    /// delete. Entries published through the API are left alone. Creates come oldest first.
+    /// delete. Entries the API published, edited or deleted belong to the publisher from then
+    /// on and are left alone. Creates come oldest first.
     pub fn diff_report(&self, fresh: &Story) -> Vec<(Op, Entry)> {
         let Some(current) = self.story(&fresh.slug) else {
             return Vec::new();
@@ -77,8 +109,10 @@ impl State {
         let mut creates: Vec<&Entry> = Vec::new();
         for new in &fresh.entries {
             match current.entries.iter().find(|e| e.id == new.id) {
+                None if self.removed_by_api.contains(&new.id) => {}
                 None => creates.push(new),
                 Some(old) if same_content(old, new) => {}
+                Some(old) if self.origin(&old.id) != Some(Source::Report) => {}
                 Some(old) => {
                     let mut edited = new.clone();
                     edited.published = old.published;
@@ -95,7 +129,10 @@ impl State {
             }
         }
         creates.sort_by(|a, b| crate::model::newest_first(b, a));
-        let mut out: Vec<(Op, Entry)> = creates.into_iter().map(|e| (Op::Create, e.clone())).collect();
+        let mut out: Vec<(Op, Entry)> = creates
+            .into_iter()
+            .map(|e| (Op::Create, e.clone()))
+            .collect();
         out.extend(changes);
         out
     }
@@ -111,7 +148,13 @@ impl State {
         };
         let taken = |a: &str| story.entries.iter().any(|e| e.anchor == a);
         let anchor = (1..)
-            .map(|n| if n == 1 { base.clone() } else { format!("{base}-{n}") })
+            .map(|n| {
+                if n == 1 {
+                    base.clone()
+                } else {
+                    format!("{base}-{n}")
+                }
+            })
             .find(|a| !taken(a))?;
         let authority = tag_authority(Some(&story.url));
         let published = input.published.unwrap_or(now);
@@ -163,12 +206,20 @@ pub struct EntryInput {
 
 impl EntryInput {
     /// Cleans publisher text: control characters dropped, whitespace squashed in one-line fields.
-    pub fn cleaned(title: &str, body: &str, authors: Option<Vec<String>>, published: Option<DateTime<Utc>>) -> EntryInput {
+    pub fn cleaned(
+        title: &str,
+        body: &str,
+        authors: Option<Vec<String>>,
+        published: Option<DateTime<Utc>>,
+    ) -> EntryInput {
         EntryInput {
             title: squash(&clean(title)),
             body: clean(&body.replace("\r\n", "\n")),
             authors: authors.map(|a| {
-                a.iter().map(|s| squash(&clean(s))).filter(|s| !s.is_empty()).collect()
+                a.iter()
+                    .map(|s| squash(&clean(s)))
+                    .filter(|s| !s.is_empty())
+                    .collect()
             }),
             published,
         }
@@ -178,7 +229,15 @@ impl EntryInput {
 /// Normalises the body text like an article's and fills the entry's HTML, summary and authors.
 fn fill_body(entry: &mut Entry, input: &EntryInput) {
     // The title line makes the text an article; its body lines become the entry's blocks.
-    let text = format!("{}\n\n{}", if input.title.is_empty() { "Untitled" } else { &input.title }, input.body);
+    let text = format!(
+        "{}\n\n{}",
+        if input.title.is_empty() {
+            "Untitled"
+        } else {
+            &input.title
+        },
+        input.body
+    );
     let blocks_and_authors = normalise::parse(&text, Some(StoryKind::Article))
         .ok()
         .and_then(|r| r.entries.into_iter().next())

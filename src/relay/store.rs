@@ -21,7 +21,10 @@ const HEADER: usize = 8;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Where the log lives. `append` must return only once the events are durable.
@@ -90,10 +93,14 @@ pub fn decode_all(buf: &[u8]) -> (Vec<Event>, usize, Option<Damage>) {
             Ok((event, used)) => {
                 let expected = events.last().map_or(1, |e| e.seq + 1);
                 if event.seq != expected {
-                    return (events, at, Some(Damage::BadPayload(format!(
-                        "seq {} where {expected} was expected",
-                        event.seq
-                    ))));
+                    return (
+                        events,
+                        at,
+                        Some(Damage::BadPayload(format!(
+                            "seq {} where {expected} was expected",
+                            event.seq
+                        ))),
+                    );
                 }
                 events.push(event);
                 at += used;
@@ -113,7 +120,11 @@ pub struct FileStore {
 
 impl FileStore {
     pub fn new(dir: &Path) -> FileStore {
-        FileStore { path: dir.join("events.log"), file: None, buf: Vec::new() }
+        FileStore {
+            path: dir.join("events.log"),
+            file: None,
+            buf: Vec::new(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -121,7 +132,10 @@ impl FileStore {
     }
 
     fn io(&self, source: std::io::Error) -> StoreError {
-        StoreError::Io { path: self.path.clone(), source }
+        StoreError::Io {
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 
@@ -139,7 +153,10 @@ impl Store for FileStore {
         let mut image = Vec::new();
         file.read_to_end(&mut image).map_err(|e| self.io(e))?;
         let (events, good, damage) = decode_all(&image);
-        let mut recovered = Recovered { events, ..Recovered::default() };
+        let mut recovered = Recovered {
+            events,
+            ..Recovered::default()
+        };
         if let Some(damage) = damage {
             let dropped = (image.len() - good) as u64;
             let torn_tail = damage == Damage::Torn;

@@ -42,11 +42,28 @@ pub type Reply = oneshot::Sender<Result<Ack, ChangeError>>;
 
 /// A request to the writer.
 pub enum Command {
-    Publish { story: String, input: EntryInput, key: Option<String>, reply: Reply },
-    Edit { story: String, id: String, input: EntryInput, reply: Reply },
-    Delete { story: String, id: String, reply: Reply },
+    Publish {
+        story: String,
+        input: EntryInput,
+        key: Option<String>,
+        reply: Reply,
+    },
+    Edit {
+        story: String,
+        id: String,
+        input: EntryInput,
+        reply: Reply,
+    },
+    Delete {
+        story: String,
+        id: String,
+        reply: Reply,
+    },
     /// A report was read again: relay the differences.
-    Sync { fresh: Story, reply: Option<oneshot::Sender<usize>> },
+    Sync {
+        fresh: Story,
+        reply: Option<oneshot::Sender<usize>>,
+    },
 }
 
 /// The most commands folded into one sync.
@@ -85,7 +102,14 @@ impl Writer {
     fn event(&mut self, op: Op, entry: Entry, source: Source, key: Option<String>) -> Event {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let event = Event { seq, op, story: entry.story.clone(), entry, source, idempotency_key: key };
+        let event = Event {
+            seq,
+            op,
+            story: entry.story.clone(),
+            entry,
+            source,
+            idempotency_key: key,
+        };
         self.state.apply(&event);
         event
     }
@@ -108,9 +132,23 @@ impl Writer {
         let failed = self.hub.failed();
         let storage = || ChangeError::Storage("an earlier write failed".into());
         match cmd {
-            Command::Publish { story, input, key, reply } => {
+            Command::Publish {
+                story,
+                input,
+                key,
+                reply,
+            } => {
                 if let Some(first) = key.as_ref().and_then(|k| self.keys.get(k)) {
-                    let _ = reply.send(Ok(Ack { replayed: true, ..first.clone() }));
+                    let ack = Ack {
+                        replayed: true,
+                        ..first.clone()
+                    };
+                    if events.iter().any(|e| e.seq == ack.seq) {
+                        // The first publish is in this batch, not durable yet: answer with it.
+                        pending.push(Pending::Ack(reply, ack));
+                    } else {
+                        let _ = reply.send(Ok(ack));
+                    }
                     return;
                 }
                 if failed {
@@ -129,7 +167,12 @@ impl Writer {
                 events.push(event);
                 pending.push(Pending::Ack(reply, ack));
             }
-            Command::Edit { story, id, input, reply } => {
+            Command::Edit {
+                story,
+                id,
+                input,
+                reply,
+            } => {
                 if failed {
                     let _ = reply.send(Err(storage()));
                     return;
@@ -141,7 +184,8 @@ impl Writer {
                         return;
                     }
                 };
-                let source = self.state.origin(&entry.id).unwrap_or(Source::Api);
+                // An edit or delete through the API hands the entry to the publisher.
+                let source = Source::Api;
                 let event = self.event(Op::Update, entry, source, None);
                 pending.push(Pending::Ack(reply, Self::ack(&event)));
                 events.push(event);
@@ -158,7 +202,8 @@ impl Writer {
                         return;
                     }
                 };
-                let source = self.state.origin(&entry.id).unwrap_or(Source::Api);
+                // An edit or delete through the API hands the entry to the publisher.
+                let source = Source::Api;
                 let event = self.event(Op::Delete, entry, source, None);
                 pending.push(Pending::Ack(reply, Self::ack(&event)));
                 events.push(event);
@@ -184,7 +229,9 @@ impl Writer {
         if self.state.story(story).is_none() {
             return Err(ChangeError::UnknownStory(story.to_string()));
         }
-        self.state.find(story, id).ok_or_else(|| ChangeError::UnknownEntry(id.to_string()))
+        self.state
+            .find(story, id)
+            .ok_or_else(|| ChangeError::UnknownEntry(id.to_string()))
     }
 
     fn process(&mut self, batch: Vec<Command>) {
@@ -198,6 +245,10 @@ impl Writer {
             if let Err(e) = self.store.append(&events) {
                 tracing::error!(error = %e, "event log write failed; publishing stopped");
                 self.hub.fail();
+                // A retry must not be told that a publish that never reached the disk succeeded.
+                for k in events.iter().filter_map(|e| e.idempotency_key.as_ref()) {
+                    self.keys.remove(k);
+                }
                 for p in pending {
                     if let Pending::Ack(reply, _) = p {
                         let _ = reply.send(Err(ChangeError::Storage(e.to_string())));
@@ -224,9 +275,19 @@ impl Writer {
     fn publish(&self, events: &[Event]) {
         let head = events.last().map_or(0, |e| e.seq);
         let touched: BTreeSet<&str> = events.iter().map(|e| e.story.as_str()).collect();
-        let stories: Vec<&Story> =
-            self.state.site.stories.iter().filter(|s| touched.contains(s.slug.as_str())).collect();
-        self.hub.set_files(cache::render_changed(&self.state.site, &stories, head, Utc::now()));
+        let stories: Vec<&Story> = self
+            .state
+            .site
+            .stories
+            .iter()
+            .filter(|s| touched.contains(s.slug.as_str()))
+            .collect();
+        self.hub.set_files(cache::render_changed(
+            &self.state.site,
+            &stories,
+            head,
+            Utc::now(),
+        ));
         self.hub.commit(events.iter().map(Committed::from_event));
     }
 }

@@ -70,7 +70,10 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
         entries,
         ..Default::default()
     };
-    let mut out = atom.to_string().into_bytes();
+    // Writing into a Vec cannot fail.
+    let mut out = atom
+        .write_to(Vec::with_capacity(feed.size_hint()))
+        .unwrap_or_default();
     out.push(b'\n');
     out
 }

@@ -75,7 +75,10 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
             .collect(),
     };
     // Serialising plain structs of strings and bools cannot fail.
-    let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+    let mut out = Vec::with_capacity(feed.size_hint());
+    if serde_json::to_writer_pretty(&mut out, &doc).is_err() {
+        out.clear();
+    }
     out.push(b'\n');
     out
 }

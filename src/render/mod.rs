@@ -89,6 +89,15 @@ pub struct Feed<'a> {
 }
 
 impl Feed<'_> {
+    /// A guess at the rendered size, so output buffers are allocated once.
+    pub fn size_hint(&self) -> usize {
+        4096 + self
+            .entries
+            .iter()
+            .map(|e| 512 + e.content_html.len() + e.summary.len() + e.title.len() + 2 * e.url.len())
+            .sum::<usize>()
+    }
+
     pub fn self_url(&self, format: Format) -> String {
         format!("{}{}", self.self_base, format.ext())
     }
@@ -168,19 +177,26 @@ pub fn render_feed(feed: &Feed<'_>, format: Format) -> Vec<u8> {
 }
 
 /// Every file of a static build, by path relative to the output directory: three feeds per
-/// story, three for `all`, and `index.html`.
-pub fn render_site(site: &Site) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
+/// story, three for `all`, and `index.html`. Lazy: each file is rendered when asked for, so a
+/// build holds one file in memory at a time.
+pub fn files(site: &Site) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
     let feeds = site
         .stories
         .iter()
         .map(|s| story_feed(site, s))
-        .chain(std::iter::once(all_feed(site)));
-    for feed in feeds {
-        for format in Format::ALL {
-            files.insert(feed_file(feed.slug, format), render_feed(&feed, format));
-        }
-    }
-    files.insert("index.html".to_string(), html::index(site).into_bytes());
-    files
+        .chain(std::iter::once_with(|| all_feed(site)));
+    feeds
+        .flat_map(|feed| {
+            Format::ALL
+                .into_iter()
+                .map(move |format| (feed_file(feed.slug, format), render_feed(&feed, format)))
+        })
+        .chain(std::iter::once_with(|| {
+            ("index.html".to_string(), html::index(site).into_bytes())
+        }))
+}
+
+/// Every file of a static build, collected by name.
+pub fn render_site(site: &Site) -> BTreeMap<String, Vec<u8>> {
+    files(site).collect()
 }

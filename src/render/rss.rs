@@ -58,7 +58,10 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
         items,
         ..Default::default()
     };
-    let mut out = channel.to_string().into_bytes();
+    // Writing into a Vec cannot fail.
+    let mut out = channel
+        .write_to(Vec::with_capacity(feed.size_hint()))
+        .unwrap_or_default();
     out.push(b'\n');
     out
 }

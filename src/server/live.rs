@@ -49,7 +49,10 @@ fn page_response(page: &Page) -> Response<Body> {
     body.put_slice(format!("],\"next\":{},\"head\":{}}}", page.next, page.head).as_bytes());
     let mut res = Response::new(full(body.freeze()));
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     cors(h);
     res
@@ -81,7 +84,10 @@ pub async fn long_poll(app: Arc<App>, q: LiveQuery) -> Response<Body> {
     }
     cursor = first.next;
     let m = metrics::get();
-    if m.longpoll_waiting.load(std::sync::atomic::Ordering::Relaxed) as usize >= app.config.max_waiters {
+    if m.longpoll_waiting
+        .load(std::sync::atomic::Ordering::Relaxed) as usize
+        >= app.config.max_waiters
+    {
         return too_many();
     }
     let _waiting = GaugeGuard::new(&m.longpoll_waiting);
@@ -104,7 +110,11 @@ pub async fn long_poll(app: Arc<App>, q: LiveQuery) -> Response<Body> {
         }
     }
     let head = app.relay.hub.head();
-    page_response(&Page { events: Vec::new(), next: cursor, head })
+    page_response(&Page {
+        events: Vec::new(),
+        next: cursor,
+        head,
+    })
 }
 
 /// A response body fed by a bounded channel: the subscriber task pushes, hyper pulls.
@@ -116,7 +126,10 @@ impl HttpBody for ChannelBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
     }
 }
@@ -132,26 +145,40 @@ fn sse_event(seq: u64, op: &str, json: &[u8]) -> Bytes {
 /// `GET /live/events?after=SEQ&story=SLUG`, resumable with `Last-Event-ID`.
 pub fn sse(app: Arc<App>, q: LiveQuery, last_event_id: Option<u64>) -> Response<Body> {
     let m = metrics::get();
-    if m.sse_connected.load(std::sync::atomic::Ordering::Relaxed) as usize >= app.config.max_waiters {
+    if m.sse_connected.load(std::sync::atomic::Ordering::Relaxed) as usize >= app.config.max_waiters
+    {
         return too_many();
     }
     let (tx, rx) = mpsc::channel::<Bytes>(app.config.sse_queue);
-    let start = last_event_id.or(q.after).unwrap_or_else(|| app.relay.hub.head());
+    let start = last_event_id
+        .or(q.after)
+        .unwrap_or_else(|| app.relay.hub.head());
     let retry = Bytes::from(format!("retry: {}\n\n", app.config.sse_retry_ms));
     let _ = tx.try_send(retry);
     tokio::spawn(feed_subscriber(app, q.story, start, tx));
     let mut res = Response::new(ChannelBody { rx }.boxed());
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
+    h.insert(
+        header::HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
     cors(h);
     res
 }
 
 /// Pushes events to one SSE subscriber until it goes away, falls a whole queue behind, or the
 /// server shuts down. A dropped subscriber reconnects with `Last-Event-ID` and loses nothing.
-async fn feed_subscriber(app: Arc<App>, story: Option<String>, mut cursor: u64, tx: mpsc::Sender<Bytes>) {
+async fn feed_subscriber(
+    app: Arc<App>,
+    story: Option<String>,
+    mut cursor: u64,
+    tx: mpsc::Sender<Bytes>,
+) {
     let _connected = GaugeGuard::new(&metrics::get().sse_connected);
     let mut head = app.relay.hub.subscribe();
     let mut shutdown = app.shutdown.clone();
@@ -162,8 +189,14 @@ async fn feed_subscriber(app: Arc<App>, story: Option<String>, mut cursor: u64, 
             match app.relay.hub.page(cursor, story.as_deref(), batch) {
                 Ok(page) => {
                     for e in &page.events {
-                        if tx.try_send(sse_event(e.seq, e.op.as_str(), &e.json)).is_err() {
-                            tracing::debug!(cursor, "SSE subscriber too slow or gone; disconnecting");
+                        if tx
+                            .try_send(sse_event(e.seq, e.op.as_str(), &e.json))
+                            .is_err()
+                        {
+                            tracing::debug!(
+                                cursor,
+                                "SSE subscriber too slow or gone; disconnecting"
+                            );
                             return;
                         }
                     }

@@ -79,12 +79,18 @@ fn read_route(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body> 
         *res.status_mut() = StatusCode::NO_CONTENT;
         let h = res.headers_mut();
         cors(h);
-        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
             HeaderValue::from_static("If-None-Match, If-Modified-Since, Last-Event-ID"),
         );
-        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
         return res;
     }
     if method != Method::GET && method != Method::HEAD {
@@ -102,11 +108,25 @@ fn read_route(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body> 
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let Some(decoded) = percent_decode(&path.replace('+', "%2B")) else {
-        return problem(StatusCode::BAD_REQUEST, "the path is not valid percent-encoded UTF-8", serde_json::Value::Null);
+    // Split first, then decode each segment: an entry id is a `tag:` URI with a `/` in it, sent
+    // percent-encoded (`%2F`) as one segment.
+    let Some(decoded) = path
+        .split('/')
+        .skip(1)
+        .map(|s| percent_decode(&s.replace('+', "%2B")))
+        .collect::<Option<Vec<String>>>()
+    else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "the path is not valid percent-encoded UTF-8",
+            serde_json::Value::Null,
+        );
     };
-    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
-    if segments.iter().any(|s| *s == ".." || *s == "." || s.contains('\\') || s.contains('\0')) {
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    if segments
+        .iter()
+        .any(|s| *s == ".." || *s == "." || s.contains('\\') || s.contains('\0'))
+    {
         return not_found("no such path");
     }
     let method = req.method().clone();
@@ -143,7 +163,12 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 }
             };
             if let Some(s) = &q.story {
-                if app.relay.hub.file(&crate::relay::cache::story_path(s)).is_none() {
+                if app
+                    .relay
+                    .hub
+                    .file(&crate::relay::cache::story_path(s))
+                    .is_none()
+                {
                     let mut res = not_found(&format!("no story {s:?}"));
                     cors(res.headers_mut());
                     return res;
@@ -152,9 +177,15 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             if segments.len() == 1 {
                 return live::long_poll(Arc::clone(&app), q).await;
             }
-            let last_id = match req.headers().get("last-event-id").map(|v| v.to_str().map(str::trim)) {
+            let last_id = match req
+                .headers()
+                .get("last-event-id")
+                .map(|v| v.to_str().map(str::trim))
+            {
                 None => None,
-                Some(Ok(v)) if !v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(Ok(v))
+                    if !v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()) =>
+                {
                     v.parse().ok()
                 }
                 Some(Ok("")) => None,
@@ -171,7 +202,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         ["healthz"] => {
             let (oldest, head) = app.relay.hub.bounds();
             let ok = !app.relay.hub.failed();
-            let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             respond::json(
                 status,
                 &serde_json::json!({ "status": if ok { "ok" } else { "log-failed" }, "oldest": oldest, "head": head }),
@@ -200,7 +235,15 @@ pub async fn run(
     base_url: Option<String>,
     stop: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve(listener, relay, config, Some((data, base_url)), stop, Duration::from_secs(10)).await
+    serve(
+        listener,
+        relay,
+        config,
+        Some((data, base_url)),
+        stop,
+        Duration::from_secs(10),
+    )
+    .await
 }
 
 /// Serves until `stop` resolves, then shuts down gracefully: no new connections, waiting
@@ -215,7 +258,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (shutdown_tx, shutdown_rx) = tokio_watch::channel(false);
     let slots = Arc::new(Semaphore::new(config.max_connections));
-    let app = Arc::new(App { relay: app_relay, config, shutdown: shutdown_rx });
+    let app = Arc::new(App {
+        relay: app_relay,
+        config,
+        shutdown: shutdown_rx,
+    });
     // The watcher lives as long as this function; dropping it stops the file events.
     let _watcher = match watch_data {
         Some((data, base)) => match watch::spawn(Arc::clone(&app), data.clone(), base) {
@@ -249,7 +296,9 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            metrics::get().connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics::get()
+                .connections_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::spawn(async move {
                 let mut stream = stream;
                 let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
@@ -273,7 +322,10 @@ pub async fn serve(
     }
     tracing::info!("shutting down: answering waiting requests");
     let _ = shutdown_tx.send(true);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections did not finish within {grace:?}");
     }
     let app_for_close = Arc::clone(&app);

@@ -1,6 +1,9 @@
 //! The publishing routes: `POST /stories/{story}/entries`, `PUT` and `DELETE`
 //! `/stories/{story}/entries/{id}`. Bearer token, compared in constant time; JSON bodies
 //! checked field by field; answered only once the event is durable.
+//!
+//! Checks return the finished error response as their `Err`, hence the large `Err` type.
+#![allow(clippy::result_large_err)]
 
 use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Limited};
@@ -39,7 +42,10 @@ fn authorise(app: &App, headers: &HeaderMap) -> Result<(), Response<Body>> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes())));
     if ok {
@@ -50,12 +56,19 @@ fn authorise(app: &App, headers: &HeaderMap) -> Result<(), Response<Body>> {
         "a valid bearer token is required: Authorization: Bearer <token>",
         Value::Null,
     );
-    set(res.headers_mut(), header::WWW_AUTHENTICATE, "Bearer realm=\"livefeed\"");
+    set(
+        res.headers_mut(),
+        header::WWW_AUTHENTICATE,
+        "Bearer realm=\"livefeed\"",
+    );
     Err(res)
 }
 
 /// Reads a JSON object body within the size limit.
-async fn read_json(app: &App, req: Request<Incoming>) -> Result<serde_json::Map<String, Value>, Response<Body>> {
+async fn read_json(
+    app: &App,
+    req: Request<Incoming>,
+) -> Result<serde_json::Map<String, Value>, Response<Body>> {
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -108,8 +121,14 @@ fn entry_input(map: &serde_json::Map<String, Value>) -> Result<EntryInput, Respo
     let string = |name: &str| -> Result<&str, Response<Body>> {
         match map.get(name) {
             Some(Value::String(s)) => Ok(s),
-            Some(_) => Err(bad_request(&format!("field `{name}` must be a string"), Some(name))),
-            None => Err(bad_request(&format!("field `{name}` is required"), Some(name))),
+            Some(_) => Err(bad_request(
+                &format!("field `{name}` must be a string"),
+                Some(name),
+            )),
+            None => Err(bad_request(
+                &format!("field `{name}` is required"),
+                Some(name),
+            )),
         }
     };
     let title = string("title")?;
@@ -121,33 +140,65 @@ fn entry_input(map: &serde_json::Map<String, Value>) -> Result<EntryInput, Respo
                 .iter()
                 .map(|v| v.as_str().map(str::to_string))
                 .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| bad_request("field `authors` must be an array of strings", Some("authors")))?,
+                .ok_or_else(|| {
+                    bad_request(
+                        "field `authors` must be an array of strings",
+                        Some("authors"),
+                    )
+                })?,
         ),
-        Some(_) => return Err(bad_request("field `authors` must be an array of strings", Some("authors"))),
+        Some(_) => {
+            return Err(bad_request(
+                "field `authors` must be an array of strings",
+                Some("authors"),
+            ));
+        }
     };
     let published = match map.get("published") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(
             DateTime::parse_from_rfc3339(s)
-                .map_err(|_| bad_request("field `published` must be an RFC 3339 date-time", Some("published")))?
+                .map_err(|_| {
+                    bad_request(
+                        "field `published` must be an RFC 3339 date-time",
+                        Some("published"),
+                    )
+                })?
                 .with_timezone(&Utc),
         ),
-        Some(_) => return Err(bad_request("field `published` must be an RFC 3339 date-time", Some("published"))),
+        Some(_) => {
+            return Err(bad_request(
+                "field `published` must be an RFC 3339 date-time",
+                Some("published"),
+            ));
+        }
     };
     let input = EntryInput::cleaned(title, body, authors, published);
     if input.title.is_empty() {
-        return Err(bad_request("field `title` must not be empty", Some("title")));
+        return Err(bad_request(
+            "field `title` must not be empty",
+            Some("title"),
+        ));
     }
     if input.title.chars().count() > MAX_TITLE {
-        return Err(bad_request(&format!("field `title` is longer than {MAX_TITLE} characters"), Some("title")));
+        return Err(bad_request(
+            &format!("field `title` is longer than {MAX_TITLE} characters"),
+            Some("title"),
+        ));
     }
     Ok(input)
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Response<Body>> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
     match v.to_str() {
-        Ok(k) if !k.is_empty() && k.len() <= MAX_KEY && k.bytes().all(|b| (0x21..0x7f).contains(&b)) => {
+        Ok(k)
+            if !k.is_empty()
+                && k.len() <= MAX_KEY
+                && k.bytes().all(|b| (0x21..0x7f).contains(&b)) =>
+        {
             Ok(Some(k.to_string()))
         }
         _ => Err(bad_request(
@@ -160,13 +211,21 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Response<Body>
 fn answer(result: Result<Ack, ChangeError>) -> Response<Body> {
     match result {
         Ok(ack) => {
-            let status = if ack.op == Op::Create { StatusCode::CREATED } else { StatusCode::OK };
+            let status = if ack.op == Op::Create {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             let mut res = json_response(
                 status,
                 &json!({ "id": ack.id, "seq": ack.seq, "url": ack.url, "op": ack.op.as_str() }),
             );
             if ack.replayed {
-                set(res.headers_mut(), header::HeaderName::from_static("idempotent-replayed"), "true");
+                set(
+                    res.headers_mut(),
+                    header::HeaderName::from_static("idempotent-replayed"),
+                    "true",
+                );
             }
             res
         }
@@ -188,8 +247,17 @@ pub async fn create(app: Arc<App>, story: &str, req: Request<Incoming>) -> Respo
         Ok(k) => k,
         Err(res) => return res,
     };
-    if app.relay.hub.file(&crate::relay::cache::story_path(story)).is_none() {
-        return problem(StatusCode::NOT_FOUND, &format!("no story {story:?}"), Value::Null);
+    if app
+        .relay
+        .hub
+        .file(&crate::relay::cache::story_path(story))
+        .is_none()
+    {
+        return problem(
+            StatusCode::NOT_FOUND,
+            &format!("no story {story:?}"),
+            Value::Null,
+        );
     }
     let map = match read_json(&app, req).await {
         Ok(m) => m,
@@ -219,7 +287,12 @@ pub async fn edit(app: Arc<App>, story: &str, id: &str, req: Request<Incoming>) 
 }
 
 /// `DELETE /stories/{story}/entries/{id}`.
-pub async fn delete(app: Arc<App>, story: &str, id: &str, req: Request<Incoming>) -> Response<Body> {
+pub async fn delete(
+    app: Arc<App>,
+    story: &str,
+    id: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
     if let Err(res) = authorise(&app, req.headers()) {
         return res;
     }

@@ -9,7 +9,10 @@ pub struct BadParam {
 }
 
 fn bad(name: &str, reason: impl Into<String>) -> BadParam {
-    BadParam { name: name.to_string(), reason: reason.into() }
+    BadParam {
+        name: name.to_string(),
+        reason: reason.into(),
+    }
 }
 
 /// Decodes `%XX` and `+` in a query component. Invalid escapes or UTF-8 are errors.
@@ -54,9 +57,14 @@ pub const DEFAULT_TIMEOUT: u64 = 25;
 
 fn number(name: &str, value: &str) -> Result<u64, BadParam> {
     if value.is_empty() || value.len() > 20 || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad(name, format!("{value:?} is not a non-negative integer")));
+        return Err(bad(
+            name,
+            format!("{value:?} is not a non-negative integer"),
+        ));
     }
-    value.parse().map_err(|_| bad(name, format!("{value:?} is too large")))
+    value
+        .parse()
+        .map_err(|_| bad(name, format!("{value:?} is too large")))
 }
 
 impl LiveQuery {
@@ -66,8 +74,10 @@ impl LiveQuery {
         let mut q = LiveQuery::default();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-            let name = percent_decode(raw_name).ok_or_else(|| bad(raw_name, "invalid percent-encoding"))?;
-            let value = percent_decode(raw_value).ok_or_else(|| bad(&name, "invalid percent-encoding"))?;
+            let name = percent_decode(raw_name)
+                .ok_or_else(|| bad(raw_name, "invalid percent-encoding"))?;
+            let value =
+                percent_decode(raw_value).ok_or_else(|| bad(&name, "invalid percent-encoding"))?;
             let twice = || bad(&name, "given more than once");
             match name.as_str() {
                 "after" => {
@@ -87,7 +97,10 @@ impl LiveQuery {
                 "timeout" => {
                     let n = number("timeout", &value)?;
                     if n > MAX_TIMEOUT {
-                        return Err(bad("timeout", format!("must be between 0 and {MAX_TIMEOUT} seconds")));
+                        return Err(bad(
+                            "timeout",
+                            format!("must be between 0 and {MAX_TIMEOUT} seconds"),
+                        ));
                     }
                     if q.timeout.replace(n).is_some() {
                         return Err(twice());
@@ -95,7 +108,10 @@ impl LiveQuery {
                 }
                 "story" => {
                     if !crate::manifest::valid_slug(&value) {
-                        return Err(bad("story", "must be a story slug (lowercase letters, digits, dashes)"));
+                        return Err(bad(
+                            "story",
+                            "must be a story slug (lowercase letters, digits, dashes)",
+                        ));
                     }
                     if q.story.replace(value).is_some() {
                         return Err(twice());

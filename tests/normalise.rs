@@ -1,0 +1,1177 @@
+//! The normaliser against the two seed reports and the fixtures in `tests/fixtures/`, through
+//! the public API only: `decode` → `normalise` with a hand-made `StoryMeta`.
+
+use chrono::{DateTime, FixedOffset, Utc};
+use livefeed::model::{Block, Story, StoryKind};
+use livefeed::normalise::{EntryTime, StoryMeta, decode, normalise};
+
+const ITV_LIVE: &str =
+    "https://www.itv.com/news/story/2013-05-10/david-cameron-meets-vladimir-putin-russia-visit/";
+const ITV_ARTICLE: &str =
+    "https://www.itv.com/news/2013-06-16/anglo-russian-differences-over-syria-can-be-overcome/";
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn bst() -> FixedOffset {
+    FixedOffset::east_opt(3600).unwrap()
+}
+
+fn meta(slug: &str, url: Option<&str>, published: &str, updated: &str) -> StoryMeta {
+    StoryMeta {
+        slug: slug.to_string(),
+        kind: None,
+        url: url.map(str::to_string),
+        published: utc(published),
+        updated: utc(updated),
+        offset: bst(),
+        entry_times: Vec::new(),
+        fallback_url: format!("https://livefeed.example.org/stories/{slug}"),
+    }
+}
+
+fn read_bytes(path: &str) -> Vec<u8> {
+    let full = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
+
+fn read(path: &str) -> String {
+    decode(&read_bytes(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn fixture(name: &str) -> String {
+    read(&format!("tests/fixtures/{name}"))
+}
+
+/// Normalises a fixture and checks the invariants every story must keep.
+fn story(name: &str, meta: &StoryMeta) -> Story {
+    let s = normalise(&fixture(name), meta).unwrap_or_else(|e| panic!("{name}: {e}"));
+    check_invariants(name, &s);
+    s
+}
+
+fn titles(s: &Story) -> Vec<&str> {
+    s.entries.iter().map(|e| e.title.as_str()).collect()
+}
+
+fn authors(s: &Story) -> Vec<Vec<&str>> {
+    s.entries
+        .iter()
+        .map(|e| e.authors.iter().map(String::as_str).collect())
+        .collect()
+}
+
+fn inferred(s: &Story) -> Vec<bool> {
+    s.entries.iter().map(|e| e.time_inferred).collect()
+}
+
+fn published(s: &Story) -> Vec<DateTime<Utc>> {
+    s.entries.iter().map(|e| e.published).collect()
+}
+
+fn html(s: &Story, i: usize) -> &str {
+    &s.entries[i].content_html
+}
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+/// Page furniture that must never become an item or a title.
+const BOILERPLATE: &[&str] = &[
+    "Live updates",
+    "Latest ITV News reports",
+    "Back to top",
+    "Advertisement",
+    "Load more updates",
+];
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(|c| c.is_control())
+}
+
+fn check_invariants(name: &str, s: &Story) {
+    assert!(!s.entries.is_empty(), "{name}: no entries");
+    assert!(
+        !has_control(&s.title) && !has_control(&s.description),
+        "{name}: control chars"
+    );
+    let mut ids: Vec<&str> = Vec::new();
+    for e in &s.entries {
+        let t = e.title.as_str();
+        assert!(!t.is_empty(), "{name}: empty title");
+        assert!(!BOILERPLATE.contains(&t), "{name}: boilerplate title {t:?}");
+        assert!(
+            !t.to_lowercase().starts_with("by "),
+            "{name}: byline title {t:?}"
+        );
+        assert!(
+            !t.split_once(". ")
+                .is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit())),
+            "{name}: numbered line as title {t:?}"
+        );
+        for marker in ["Credit:", "Photo:", "(@"] {
+            assert!(
+                !t.contains(marker),
+                "{name}: caption or tweet as title {t:?}"
+            );
+        }
+        assert!(e.id.starts_with("tag:"), "{name}: id {:?}", e.id);
+        assert_eq!(e.url, format!("{}#{}", s.url, e.anchor), "{name}");
+        assert_eq!(e.story, s.slug);
+        assert!(
+            e.updated >= e.published,
+            "{name}: {t:?} updated before published"
+        );
+        for field in [&e.title, &e.summary, &e.content_html] {
+            assert!(!has_control(field), "{name}: control char in {field:?}");
+        }
+        assert!(
+            !e.content_html.contains("<script"),
+            "{name}: raw script in {t:?}"
+        );
+        for b in BOILERPLATE {
+            assert!(
+                !e.content_html.contains(b),
+                "{name}: {b:?} in the body of {t:?}"
+            );
+        }
+        ids.push(&e.id);
+    }
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "{name}: duplicate ids");
+    // Newest first, strictly: no two items share a time, the page order is kept.
+    for w in s.entries.windows(2) {
+        assert!(
+            w[0].published > w[1].published,
+            "{name}: order of {:?}",
+            w[1].title
+        );
+        assert!(
+            w[0].updated != w[1].updated,
+            "{name}: shared updated {:?}",
+            w[1].title
+        );
+    }
+    let mut updated: Vec<_> = s.entries.iter().map(|e| e.updated).collect();
+    updated.sort_unstable();
+    updated.dedup();
+    assert_eq!(
+        updated.len(),
+        s.entries.len(),
+        "{name}: two items share `updated`"
+    );
+    assert!(s.updated >= s.entries[0].updated);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The seeds
+
+fn seed_live_meta() -> StoryMeta {
+    meta(
+        "disputes-over-syria-summit-plan",
+        Some(ITV_LIVE),
+        "2013-05-10T12:00:00+01:00",
+        "2013-05-11T12:00:00+01:00",
+    )
+}
+
+fn seed_article_meta() -> StoryMeta {
+    meta(
+        "anglo-russian-differences-over-syria",
+        Some(ITV_ARTICLE),
+        "2013-06-16T12:00:00+01:00",
+        "2013-06-16T12:00:00+01:00",
+    )
+}
+
+fn seed_live() -> Story {
+    let s = normalise(
+        &read("data/disputes-over-syria-summit-plan.txt"),
+        &seed_live_meta(),
+    )
+    .unwrap();
+    check_invariants("seed live page", &s);
+    s
+}
+
+fn seed_article() -> Story {
+    let s = normalise(
+        &read("data/anglo-russian-differences-over-syria.txt"),
+        &seed_article_meta(),
+    )
+    .unwrap();
+    check_invariants("seed article", &s);
+    s
+}
+
+#[test]
+fn seed_live_page_gives_five_items_newest_first() {
+    let s = seed_live();
+    assert_eq!(s.kind, StoryKind::Live);
+    assert_eq!(s.title, "Disputes over Syria summit plan");
+    assert!(
+        s.description
+            .starts_with("Plans to hold a conference by the end of this month")
+    );
+    assert_eq!(s.url, ITV_LIVE);
+    assert_eq!(
+        titles(&s),
+        vec![
+            "May summit on Syria is 'impossible' says Russian official",
+            "'History of Syria is written in blood of their people'",
+            "David Cameron meets Vladimir Putin to discuss Syria",
+            "Government in favour of easing EU arms embargo",
+            "David Cameron talks Syria with Russian president",
+        ]
+    );
+    assert_eq!(
+        authors(&s),
+        vec![vec![], vec![], vec!["Carl Dinnen"], vec![], vec![]]
+    );
+    assert_eq!(inferred(&s), vec![true; 5]);
+    // Newest takes the last update, oldest the publication.
+    assert_eq!(s.entries[0].published, utc("2013-05-11T12:00:00+01:00"));
+    assert_eq!(s.entries[4].published, utc("2013-05-10T12:00:00+01:00"));
+}
+
+#[test]
+fn seed_live_page_keeps_its_structure() {
+    let s = seed_live();
+    assert!(html(&s, 0).starts_with("<p>A Russian official has said it is &quot;impossible&quot;"));
+    assert_eq!(count(html(&s, 0), "<p>"), 4);
+    // The caption under the headline is a figure, not a title or a paragraph.
+    assert!(html(&s, 1).starts_with(
+        "<figure><figcaption>David Cameron speaking in Sochi</figcaption></figure>\
+         <p>David Cameron has made a statement"
+    ));
+    // The byline went to the entry below it and is not in any body.
+    for e in &s.entries {
+        assert!(!e.content_html.contains("Carl Dinnen"), "{}", e.title);
+    }
+    assert!(html(&s, 3).ends_with(
+        "<p>The British discussion paper sets out two options:</p>\
+         <ul><li>Lift the arms embargo against the Syrian National Coalition completely</li>\
+         <li>Remove the words &quot;non-lethal&quot; from a list of exemptions, clearing the way \
+         for weapons to be sent to the country</li></ul>\
+         <blockquote><p>The rationale behind exploring all the options, which is what we have \
+         long been saying with regard to the arms embargo, is the fact that we need to continue \
+         to, as part of pushing for a political solution, increase the pressure on the Assad \
+         regime. That&#39;s why we think that is the right thing to do.</p>\
+         <footer>– <cite>The Prime Minister&#39;s spokesman</cite></footer></blockquote>"
+    ));
+    assert!(html(&s, 4).contains(
+        "<figure><figcaption>Prime Minister David Cameron and Russia&#39;s President Vladimir \
+         Putin as they will hold talks this week <small class=\"credit\">Credit: Sang Tan/PA \
+         Wire</small></figcaption></figure>"
+    ));
+    assert!(matches!(
+        s.entries[4].blocks.iter().find(|b| matches!(b, Block::Figure { .. })),
+        Some(Block::Figure { credit: Some(c), .. }) if c == "Credit: Sang Tan/PA Wire"
+    ));
+    // Summaries are plain text and skip captions.
+    assert!(
+        s.entries[1]
+            .summary
+            .starts_with("David Cameron has made a statement")
+    );
+    assert!(!s.entries[1].summary.contains('<'));
+}
+
+#[test]
+fn seed_article_gives_one_item_with_its_quotation() {
+    let s = seed_article();
+    assert_eq!(s.kind, StoryKind::Article);
+    assert_eq!(s.entries.len(), 1);
+    let e = &s.entries[0];
+    assert_eq!(
+        e.title,
+        "Anglo-Russian differences over Syria 'can be overcome'"
+    );
+    assert_eq!(e.authors, vec!["ITV Report"]);
+    assert!(!e.time_inferred);
+    assert_eq!(e.published, utc("2013-06-16T12:00:00+01:00"));
+    assert!(
+        s.description
+            .starts_with("The Prime Minister insisted today")
+    );
+    assert!(e.content_html.contains(
+        "<blockquote><p>Where there is common ground is we both see a humanitarian catastrophe, \
+         we both see the dangers of instability and extremism, we both want to see a peace \
+         conference and a transition.</p><p>So the challenge for the G8 and for this process is \
+         to try and put aside some of the differences and focus on the common ground.</p>\
+         <footer>– <cite>prime minister david cameron</cite></footer></blockquote>"
+    ));
+    assert_eq!(count(&e.content_html, "<blockquote>"), 1);
+    assert!(e.content_html.starts_with(
+        "<figure><figcaption>Prime Minister David Cameron and Russian President Vladimir Putin \
+         <small class=\"credit\">Photo: Anthony Devlin/PA Wire</small></figcaption></figure>"
+    ));
+    assert_eq!(
+        count(&e.content_html, "<small class=\"credit\">Credit: "),
+        2
+    );
+    assert_eq!(count(&e.content_html, "<figure>"), 3);
+    assert!(!e.content_html.contains("ITV Report"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fixtures
+
+#[test]
+fn several_captions_in_a_row() {
+    let m = meta(
+        "central-europe-floods",
+        None,
+        "2013-06-03T09:00:00+01:00",
+        "2013-06-04T18:00:00+01:00",
+    );
+    let s = story("captions-in-a-row.txt", &m);
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Water levels in Dresden expected to peak tonight",
+            "Prague Zoo moves animals to higher ground",
+            "In pictures: Passau under water",
+            "Floods claim lives in Germany and Austria",
+        ]
+    );
+    assert_eq!(
+        authors(&s),
+        vec![vec![], vec![], vec![], vec!["Helen Marsh"]]
+    );
+    assert_eq!(inferred(&s), vec![true; 4]);
+    // An uncredited caption, then one with `Credit:` and one with `Photo:`, under the headline.
+    assert_eq!(
+        html(&s, 0),
+        "<figure><figcaption>Sandbags piled along the Elbe embankment in Dresden</figcaption>\
+         </figure><figure><figcaption>Soldiers help residents to fill sandbags in the old town \
+         <small class=\"credit\">Credit: Reuters</small></figcaption></figure><figure>\
+         <figcaption>An aerial view of the flooded village of Grimma <small class=\"credit\">\
+         Photo: Jens Meyer/AP</small></figcaption></figure><p>Officials in Dresden said the Elbe \
+         was expected to peak at around 8.5 metres late on Wednesday, well above its normal \
+         level of two metres.</p><p>More than 600 soldiers have been deployed to the city to \
+         reinforce flood defences.</p>"
+    );
+    // Three credited captions in the middle of a body.
+    let zoo = html(&s, 1);
+    assert_eq!(count(zoo, "<figure>"), 3);
+    assert_eq!(count(zoo, "<small class=\"credit\">"), 3);
+    assert!(zoo.contains("<small class=\"credit\">Photo: David W Cerny/Reuters</small>"));
+    assert!(zoo.ends_with(
+        "<p>Zoo director Miroslav Bobek said it would take weeks to assess the damage.</p>"
+    ));
+    // A photo-only entry, then a byline: the next headline is an entry, not a caption.
+    assert_eq!(count(html(&s, 2), "<figure>"), 2);
+    assert_eq!(count(html(&s, 2), "<p>"), 0);
+    assert_eq!(s.entries[2].summary, "In pictures: Passau under water");
+    // Two uncredited captions under the headline.
+    assert_eq!(
+        s.entries[3].blocks[..2],
+        [
+            Block::Figure {
+                caption: "Chancellor Angela Merkel visited Passau on Tuesday".into(),
+                credit: None
+            },
+            Block::Figure {
+                caption: "A rescue helicopter over the Danube near Deggendorf".into(),
+                credit: None
+            },
+        ]
+    );
+    assert!(
+        s.entries[3]
+            .summary
+            .starts_with("Rescue workers in Bavaria")
+    );
+    // Without a page address, links fall back to the base and ids to a reserved authority.
+    assert_eq!(
+        s.url,
+        "https://livefeed.example.org/stories/central-europe-floods"
+    );
+    assert_eq!(
+        s.entries[0].id,
+        "tag:livefeed.invalid,2013-06-03:central-europe-floods/water-levels-in-dresden-expected-to-peak-tonight"
+    );
+}
+
+#[test]
+fn africa_correspondent_bylines() {
+    let m = meta(
+        "mali",
+        None,
+        "2013-01-26T08:00:00+00:00",
+        "2013-01-28T12:00:00+00:00",
+    );
+    let s = story("africa-correspondent-bylines.txt", &m);
+    assert_eq!(
+        titles(&s),
+        vec![
+            "French troops reach the gates of Timbuktu",
+            "Residents describe fear under Islamist rule",
+            "Manuscripts library set on fire",
+            "UK to send surveillance aircraft to Mali",
+        ]
+    );
+    assert_eq!(
+        authors(&s),
+        vec![
+            vec!["Africa Correspondent"],
+            vec!["John Ray, Africa Correspondent"],
+            vec![],
+            vec!["Emma Walsh"],
+        ]
+    );
+    // A sentence that starts with "By" is body text, not a byline.
+    assert!(html(&s, 0).starts_with("<p>By Saturday evening, French armoured vehicles"));
+    assert_eq!(count(html(&s, 0), "<p>"), 2);
+    for e in &s.entries {
+        assert!(!e.content_html.contains("Correspondent"), "{}", e.title);
+        assert!(!e.content_html.contains("Emma Walsh"), "{}", e.title);
+    }
+}
+
+#[test]
+fn an_entry_that_is_only_a_tweet() {
+    let m = meta(
+        "thatcher",
+        None,
+        "2013-04-08T13:00:00+01:00",
+        "2013-04-08T20:00:00+01:00",
+    );
+    let s = story("tweet-only-entry.txt", &m);
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Hague: 'She made Britain stronger'",
+            "Miliband: 'A unique figure'",
+            "Flags lowered at Downing Street",
+            "Obama: 'The world has lost one of the great champions of freedom'",
+        ]
+    );
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 4]);
+    assert_eq!(
+        html(&s, 0),
+        "<blockquote class=\"embed\"><p>Deeply saddened to hear of the death of Lady Thatcher. \
+         She was a great Prime Minister who made Britain stronger and safer.</p><footer>— \
+         William Hague (@WilliamJHague) April 8, 2013</footer></blockquote>"
+    );
+    // A tweet that reads like a caption (short, no full stop) is still the tweet.
+    assert_eq!(
+        html(&s, 1),
+        "<blockquote class=\"embed\"><p>She will be remembered as a unique figure who reshaped \
+         the politics of a whole generation</p><footer>— Ed Miliband (@Ed_Miliband) April 8, \
+         2013</footer></blockquote>"
+    );
+    assert_eq!(
+        s.entries[1].summary,
+        "She will be remembered as a unique figure who reshaped the politics of a whole generation"
+    );
+    // A tweet between paragraphs takes only its own line.
+    assert_eq!(
+        html(&s, 2),
+        "<p>Flags at Downing Street and the Houses of Parliament have been lowered to \
+         half-mast.</p><blockquote class=\"embed\"><p>Staff lowered the Union flag above Number \
+         10 shortly after 2pm pic.twitter.com/xY12abCd</p><footer>— ITV News (@itvnews) April 8, \
+         2013</footer></blockquote><p>A Downing Street spokesman said the Prime Minister had cut \
+         short a visit to Spain.</p>"
+    );
+}
+
+#[test]
+fn time_lines_above_the_headline_in_several_forms() {
+    let m = meta(
+        "royal-baby",
+        None,
+        "2013-07-22T06:00:00+01:00",
+        "2013-07-22T23:00:00+01:00",
+    );
+    let s = story("times-above-headline.txt", &m);
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Crowds sing outside Buckingham Palace",
+            "Prince William 'delighted' with his son",
+            "The official notice is placed on an easel",
+            "Royal baby born",
+            "Duchess of Cambridge admitted to hospital in the early stages of labour",
+        ]
+    );
+    assert_eq!(
+        authors(&s),
+        vec![vec![], vec!["Helen Marsh"], vec![], vec![], vec![]]
+    );
+    assert_eq!(inferred(&s), vec![false; 5]);
+    assert_eq!(
+        published(&s),
+        vec![
+            utc("2013-07-22T22:15:00+01:00"), // 10:15pm
+            utc("2013-07-22T21:40:00+01:00"), // 21:40
+            utc("2013-07-22T20:29:00+01:00"), // 22 July 2013 at 8:29pm
+            utc("2013-07-22T16:24:00+01:00"), // 4:24pm
+            utc("2013-07-22T07:05:00+01:00"), // Updated 22 July 2013 at 7:05am BST
+        ]
+    );
+    assert_eq!(
+        html(&s, 2),
+        "<figure><figcaption>The easel in the forecourt of Buckingham Palace <small \
+         class=\"credit\">Credit: John Stillwell/PA Wire</small></figcaption></figure><p>The \
+         notice, signed by the royal medical team, says the baby weighs 8lbs 6oz.</p>"
+    );
+    for e in &s.entries {
+        for t in ["10:15pm", "21:40", "8:29pm", "Updated"] {
+            assert!(!e.content_html.contains(t), "{t} left in {}", e.title);
+        }
+    }
+    // A zone on the time line wins over the story's offset; lines without one follow it.
+    let mut utc_page = m.clone();
+    utc_page.offset = FixedOffset::east_opt(0).unwrap();
+    let s = story("times-above-headline.txt", &utc_page);
+    assert_eq!(s.entries[0].published, utc("2013-07-22T22:15:00Z"));
+    assert_eq!(s.entries[4].published, utc("2013-07-22T06:05:00Z"));
+}
+
+fn g8_meta() -> StoryMeta {
+    meta(
+        "g8",
+        None,
+        "2013-06-15T10:00:00+01:00",
+        "2013-06-18T17:00:00+01:00",
+    )
+}
+
+#[test]
+fn time_lines_below_the_headline_with_some_entries_untimed() {
+    let s = story("times-below-headline.txt", &g8_meta());
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Summit ends with joint statement on Syria",
+            "Obama and Putin hold talks",
+            "Leaders agree action on tax avoidance",
+            "David Cameron welcomes leaders to Enniskillen",
+            "Protesters gather in Belfast",
+        ]
+    );
+    assert_eq!(inferred(&s), vec![true, false, false, false, true]);
+    assert_eq!(
+        published(&s),
+        vec![
+            utc("2013-06-18T17:00:00+01:00"), // inferred: the story's last update
+            utc("2013-06-18T14:34:00+01:00"), // 14:34
+            utc("2013-06-18T14:05:00+01:00"), // 2:05pm
+            utc("2013-06-17T11:05:00+01:00"), // 17 June 2013 at 11:05am
+            utc("2013-06-15T10:00:00+01:00"), // inferred: the story's publication
+        ]
+    );
+    assert_eq!(
+        html(&s, 1),
+        "<p>The two presidents met for almost two hours on the sidelines of the summit.</p>\
+         <p>Body language between the two men was described by one observer as \
+         &quot;frosty&quot;.</p>"
+    );
+    assert_eq!(
+        html(&s, 0),
+        "<p>The eight leaders have agreed a communique calling for a peace conference in Geneva \
+         &quot;as soon as possible&quot;.</p>"
+    );
+}
+
+#[test]
+fn manifest_entry_times_win_and_are_explicit() {
+    let mut m = g8_meta();
+    m.entry_times = vec![
+        EntryTime {
+            title: "Obama and Putin hold talks".into(),
+            published: utc("2013-06-18T14:20:00+01:00"),
+            updated: Some(utc("2013-06-18T15:30:00+01:00")),
+        },
+        EntryTime {
+            title: "Protesters gather in Belfast".into(),
+            published: utc("2013-06-15T15:00:00+01:00"),
+            updated: None,
+        },
+    ];
+    let s = story("times-below-headline.txt", &m);
+    assert_eq!(inferred(&s), vec![true, false, false, false, false]);
+    assert_eq!(s.entries[1].published, utc("2013-06-18T14:20:00+01:00"));
+    assert_eq!(s.entries[1].updated, utc("2013-06-18T15:30:00+01:00"));
+    assert_eq!(s.entries[4].published, utc("2013-06-15T15:00:00+01:00"));
+    assert_eq!(s.entries[4].updated, s.entries[4].published);
+}
+
+#[test]
+fn advertisement_and_load_more_lines_are_not_content() {
+    let m = meta(
+        "wimbledon",
+        None,
+        "2013-07-07T13:00:00+01:00",
+        "2013-07-07T18:30:00+01:00",
+    );
+    let s = story("advertisement-and-load-more.txt", &m);
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Murray: 'I gave it everything'",
+            "Queen congratulates Murray",
+            "Murray takes the first set",
+            "Crowds pack Henman Hill",
+        ]
+    );
+    assert_eq!(inferred(&s), vec![true; 4]);
+    assert_eq!(
+        html(&s, 1),
+        "<p>Buckingham Palace said the Queen had sent a private message of congratulations to \
+         the new champion.</p>"
+    );
+    assert_eq!(
+        html(&s, 3),
+        "<p>Thousands of fans without Centre Court tickets are watching on the big screen.</p>"
+    );
+}
+
+#[test]
+fn latest_itv_news_reports_as_the_header() {
+    let m = meta(
+        "syria-vote",
+        None,
+        "2013-08-29T14:00:00+01:00",
+        "2013-08-29T23:00:00+01:00",
+    );
+    let s = story("latest-reports-header.txt", &m);
+    assert_eq!(s.kind, StoryKind::Live);
+    assert_eq!(s.title, "Syria crisis: MPs vote against military action");
+    assert_eq!(
+        s.description,
+        "The Government has lost a Commons vote on the principle of military action against \
+         Syria by 285 votes to 272."
+    );
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Cameron: 'I get that and the Government will act accordingly'",
+            "MPs debate the Government motion",
+        ]
+    );
+    assert_eq!(count(html(&s, 0), "<p>"), 2);
+    assert_eq!(
+        html(&s, 1),
+        "<p>The Commons debate on the Government motion lasted almost eight hours.</p>"
+    );
+}
+
+#[test]
+fn an_article_with_no_live_entries() {
+    let m = meta(
+        "bank-rates",
+        None,
+        "2013-07-04T12:00:00+01:00",
+        "2013-07-04T15:00:00+01:00",
+    );
+    let s = story("article-no-live-entries.txt", &m);
+    assert_eq!(s.kind, StoryKind::Article);
+    assert_eq!(
+        s.title,
+        "Bank of England holds interest rates at record low"
+    );
+    assert_eq!(
+        titles(&s),
+        vec!["Bank of England holds interest rates at record low"]
+    );
+    assert_eq!(authors(&s), vec![vec!["Helen Marsh, Economics Editor"]]);
+    // The time line in the article is explicit.
+    assert_eq!(inferred(&s), vec![false]);
+    assert_eq!(s.entries[0].published, utc("2013-07-04T12:15:00+01:00"));
+    assert_eq!(s.entries[0].updated, utc("2013-07-04T15:00:00+01:00"));
+    assert!(
+        s.description
+            .starts_with("The Bank of England has kept interest rates at 0.5%")
+    );
+    assert_eq!(
+        html(&s, 0),
+        "<figure><figcaption>The Bank of England&#39;s headquarters in Threadneedle Street \
+         <small class=\"credit\">Credit: Lewis Whyld/PA Wire</small></figcaption></figure><p>The \
+         Bank of England has kept interest rates at 0.5% for the 52nd month in a row, at the \
+         first meeting chaired by its new governor, Mark Carney.</p><p>The Monetary Policy \
+         Committee also voted to keep its quantitative easing programme unchanged at £375 \
+         billion.</p><p>In an unusual step, the Bank issued a statement explaining its \
+         decision:</p><blockquote><p>The implied rise in the expected future path of Bank Rate \
+         was not warranted by the recent developments in the domestic economy.</p><footer>– \
+         <cite>Monetary Policy Committee statement</cite></footer></blockquote><p>Economists \
+         said the statement was a clear signal that rates would stay low for longer.</p>"
+    );
+    // The manifest may say what the report cannot: the same page read as a live page would
+    // still give no entry called "Back to top".
+    let mut forced = m.clone();
+    forced.kind = Some(StoryKind::Article);
+    assert_eq!(story("article-no-live-entries.txt", &forced), s);
+}
+
+#[test]
+fn crlf_line_endings() {
+    let bytes = read_bytes("tests/fixtures/crlf-line-endings.txt");
+    assert!(
+        bytes.windows(2).filter(|w| w == b"\r\n").count() >= 20,
+        "fixture lost its CRLF"
+    );
+    let m = meta(
+        "heatwave",
+        None,
+        "2013-07-13T09:00:00+01:00",
+        "2013-07-13T17:00:00+01:00",
+    );
+    let s = story("crlf-line-endings.txt", &m);
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Met Office issues heat health warning",
+            "Network Rail imposes speed limits",
+            "Hottest day of the year so far",
+        ]
+    );
+    assert_eq!(s.title, "Heatwave: UK records hottest day of the year");
+    assert_eq!(
+        html(&s, 0),
+        "<p>The Met Office has raised its heat health alert to level three for London and the \
+         South East.</p><p>People are advised to:</p><ul><li>Stay out of the sun between 11am \
+         and 3pm</li><li>Drink plenty of cold water</li></ul><figure><figcaption>Sunbathers \
+         crowd the beach at Bournemouth <small class=\"credit\">Credit: Chris Ison/PA \
+         Wire</small></figcaption></figure>"
+    );
+    // Handing the raw CRLF text to `normalise` gives the same story as decoding it first.
+    let raw = String::from_utf8(bytes).unwrap();
+    assert_eq!(normalise(&raw, &m).unwrap(), s);
+    let lf = raw.replace("\r\n", "\n");
+    assert_eq!(normalise(&lf, &m).unwrap(), s);
+}
+
+#[test]
+fn a_page_cut_off_in_the_middle_of_an_entry() {
+    let m = meta(
+        "glastonbury",
+        None,
+        "2013-06-26T08:00:00+01:00",
+        "2013-06-29T23:30:00+01:00",
+    );
+    let s = story("cut-off-mid-entry.txt", &m);
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Jagger: 'They finally got round to asking us'",
+            "Fans arrive at Worthy Farm"
+        ]
+    );
+    assert_eq!(
+        html(&s, 1),
+        "<p>Queues stretched for more than a mile as the gates opened on Wednesday morning.</p>\
+         <p>Organisers said they expected the site to be full by Thurs</p>"
+    );
+    assert_eq!(inferred(&s), vec![true, true]);
+}
+
+#[test]
+fn a_numbered_list_is_not_a_byline() {
+    let m = meta(
+        "queens-speech",
+        None,
+        "2013-05-08T10:00:00+01:00",
+        "2013-05-08T16:00:00+01:00",
+    );
+    let s = story("numbered-list-not-byline.txt", &m);
+    assert_eq!(
+        titles(&s),
+        vec![
+            "The key bills at a glance",
+            "Three things to watch",
+            "Queen arrives at Westminster"
+        ]
+    );
+    assert_eq!(authors(&s), vec![vec![], vec!["Helen Marsh"], vec![]]);
+    assert_eq!(
+        html(&s, 0),
+        "<p>The main measures announced were:</p><ol><li>Immigration Bill</li><li>Care \
+         Bill</li><li>Pensions Bill</li><li>Energy Bill</li></ol><p>Ministers said the programme \
+         was focused on the economy.</p>"
+    );
+    assert_eq!(
+        html(&s, 1),
+        "<ol><li>Whether landlords will be required to check tenants&#39; immigration \
+         status.</li><li>How the cap on care costs will be paid for.</li><li>Whether the energy \
+         bill sets a target for cutting carbon from power stations.</li></ol>"
+    );
+}
+
+#[test]
+fn quotations_and_bullet_lists() {
+    let m = meta(
+        "hs2",
+        None,
+        "2013-07-17T09:00:00+01:00",
+        "2013-07-17T17:00:00+01:00",
+    );
+    let s = story("quotes-and-lists.txt", &m);
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Minister: 'A vital investment in Britain's future'",
+            "Campaigners vow to fight the route",
+            "Route published in full",
+        ]
+    );
+    // A one-line quotation directly under the headline is a quotation, not a caption.
+    assert_eq!(
+        html(&s, 0),
+        "<blockquote><p>&quot;This is a vital investment in Britain&#39;s future&quot;</p>\
+         <footer>– <cite>Transport Secretary Patrick McLoughlin</cite></footer></blockquote>"
+    );
+    assert_eq!(
+        html(&s, 1),
+        "<p>Opponents said they would challenge the plans in the courts.</p><p>Their objections \
+         include:</p><ul><li>The cost of the project, estimated at £42.6 billion</li><li>The \
+         impact on ancient woodland</li><li>Compensation for homes near the line</li></ul>\
+         <blockquote><p>This is a vanity project that the country cannot afford. We will fight \
+         it every step of the way.</p><footer>– <cite>Stop HS2 campaign</cite></footer>\
+         </blockquote>"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile text
+
+fn hostile_meta() -> StoryMeta {
+    meta(
+        "cyber-attack",
+        None,
+        "2013-03-20T07:00:00+00:00",
+        "2013-03-20T15:00:00+00:00",
+    )
+}
+
+#[test]
+fn hostile_text_is_cleaned_and_escaped() {
+    let bytes = read_bytes("tests/fixtures/hostile-text.txt");
+    for c in [0x00u8, 0x07, 0x0b, 0x1b, 0x7f] {
+        assert!(bytes.contains(&c), "fixture lost control byte {c:#04x}");
+    }
+    let s = story("hostile-text.txt", &hostile_meta());
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Marks & Spencer site briefly taken offline ]]>",
+            "Police investigate the attacks",
+            "Councils told to review security",
+        ]
+    );
+    // Text stays text: escaped in HTML, plain in titles, summaries and descriptions.
+    assert_eq!(
+        html(&s, 0),
+        "<p>The message left on the page read: &lt;script&gt;alert(&quot;hacked&quot;)\
+         &lt;/script&gt; before it was removed.</p><p>Security researchers said the attackers \
+         had hidden code after the sequence ]]&gt; in the site&#39;s feed.</p>"
+    );
+    assert!(
+        s.entries[0]
+            .summary
+            .contains("<script>alert(\"hacked\")</script>")
+    );
+    assert!(
+        s.description
+            .contains("\"crude but disruptive\" & under investigation")
+    );
+    assert_eq!(
+        html(&s, 1),
+        "<p>Detectives from the national cyber crime unit are leading the inquiry.</p>"
+    );
+    assert!(html(&s, 2).contains("&lt;img src=x onerror=alert(1)&gt;"));
+    for e in &s.entries {
+        assert!(!e.content_html.contains("<img"));
+        assert!(!e.content_html.contains("]]>"));
+    }
+    // Control characters handed straight to `normalise` are removed the same way.
+    let raw = String::from_utf8(bytes).unwrap();
+    assert!(has_control(&raw.replace('\n', "")));
+    assert_eq!(normalise(&raw, &hostile_meta()).unwrap(), s);
+}
+
+#[test]
+fn invalid_utf8_is_an_error_naming_the_line() {
+    let text = fixture("hostile-text.txt");
+    let mut bytes = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        bytes.extend_from_slice(line.as_bytes());
+        if i + 1 == 9 {
+            bytes.extend_from_slice(b" \xff\xfe broken");
+        }
+        bytes.push(b'\n');
+    }
+    let err = decode(&bytes).unwrap_err();
+    assert_eq!(err.line(), 9);
+    assert!(err.to_string().contains("line 9"), "{err}");
+    assert_eq!(decode(b"\xc3(").unwrap_err().line(), 1);
+    // A truncated multi-byte character at the end of the file is an error too.
+    assert_eq!(decode("Title\n\nCaf\u{e9}".as_bytes()).map(|_| ()), Ok(()));
+    assert_eq!(decode(b"Title\n\nCaf\xc3").unwrap_err().line(), 3);
+}
+
+#[test]
+fn a_report_with_no_text_is_an_error() {
+    let m = hostile_meta();
+    let err = normalise("\n\nAdvertisement\n\nLoad more updates\n", &m).unwrap_err();
+    assert!(err.to_string().contains("line"), "{err}");
+    assert!(normalise("", &m).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ids
+
+#[test]
+fn ids_are_tag_uris() {
+    let s = seed_live();
+    assert_eq!(
+        s.entries[0].id,
+        "tag:www.itv.com,2013-05-10:disputes-over-syria-summit-plan/\
+         may-summit-on-syria-is-impossible-says-russian-official"
+    );
+    assert_eq!(
+        s.entries[0].url,
+        format!("{ITV_LIVE}#may-summit-on-syria-is-impossible-says-russian-official")
+    );
+    let a = seed_article();
+    assert_eq!(
+        a.entries[0].id,
+        "tag:www.itv.com,2013-06-16:anglo-russian-differences-over-syria/\
+         anglo-russian-differences-over-syria-can-be-overcome"
+    );
+}
+
+fn ids(s: &Story) -> Vec<(String, String)> {
+    s.entries
+        .iter()
+        .map(|e| (e.title.clone(), e.id.clone()))
+        .collect()
+}
+
+#[test]
+fn ids_survive_a_second_reading() {
+    let text = read("data/disputes-over-syria-summit-plan.txt");
+    let first = normalise(&text, &seed_live_meta()).unwrap();
+    let second = normalise(
+        &read("data/disputes-over-syria-summit-plan.txt"),
+        &seed_live_meta(),
+    )
+    .unwrap();
+    assert_eq!(ids(&first), ids(&second));
+}
+
+#[test]
+fn ids_survive_a_new_entry_above_the_newest() {
+    let text = read("data/disputes-over-syria-summit-plan.txt");
+    let before = normalise(&text, &seed_live_meta()).unwrap();
+    let added = text.replacen(
+        "Live updates\n\n",
+        "Live updates\n\nPutin and Cameron to meet again at G8\n\nThe two leaders will hold \
+         further talks at Lough Erne next month, Downing Street said.\n\n",
+        1,
+    );
+    assert_ne!(added, text);
+    let mut m = seed_live_meta();
+    m.updated = utc("2013-05-11T15:00:00+01:00");
+    let after = normalise(&added, &m).unwrap();
+    check_invariants("seed with a new entry", &after);
+    assert_eq!(after.entries.len(), 6);
+    assert_eq!(
+        after.entries[0].title,
+        "Putin and Cameron to meet again at G8"
+    );
+    assert_eq!(ids(&after)[1..], ids(&before)[..]);
+    assert!(
+        !ids(&before)
+            .iter()
+            .any(|(_, id)| *id == after.entries[0].id)
+    );
+
+    // A new entry whose headline repeats an older one gets an id of its own; the older keeps its.
+    let repeated = text.replacen(
+        "Live updates\n\n",
+        "Live updates\n\nDavid Cameron talks Syria with Russian president\n\nThe talks have \
+         ended after three hours.\n\n",
+        1,
+    );
+    let after = normalise(&repeated, &m).unwrap();
+    check_invariants("seed with a repeated headline", &after);
+    assert_eq!(ids(&after)[1..], ids(&before)[..]);
+    assert_eq!(
+        after.entries[0].id,
+        "tag:www.itv.com,2013-05-10:disputes-over-syria-summit-plan/\
+         david-cameron-talks-syria-with-russian-president-2"
+    );
+}
+
+#[test]
+fn ids_survive_a_corrected_typo() {
+    // The live page: "who could take place in the peace process" should be "take part".
+    let text = read("data/disputes-over-syria-summit-plan.txt");
+    let fixed = text.replacen("who could take place in", "who could take part in", 1);
+    assert_ne!(fixed, text);
+    let before = normalise(&text, &seed_live_meta()).unwrap();
+    let after = normalise(&fixed, &seed_live_meta()).unwrap();
+    assert_eq!(ids(&before), ids(&after));
+    assert_ne!(
+        before.entries[0].content_html,
+        after.entries[0].content_html
+    );
+    assert!(after.entries[0].content_html.contains("take part in"));
+    // A typo in the very first words of every body, corrected: no id moves.
+    let mut typos = text.clone();
+    for (right, wrong) in [
+        ("A Russian official has said", "A Russain official has said"),
+        (
+            "David Cameron has made a statement",
+            "Daivd Cameron has made a statement",
+        ),
+        (
+            "David Cameron meets the Russian",
+            "David Camreon meets the Russian",
+        ),
+        (
+            "The UK Government's arguments",
+            "The UK Govermnent's arguments",
+        ),
+        (
+            "Prime Minister David Cameron visits",
+            "Prime Minster David Cameron visits",
+        ),
+    ] {
+        assert!(typos.contains(right), "{right}");
+        typos = typos.replacen(right, wrong, 1);
+    }
+    let with_typos = normalise(&typos, &seed_live_meta()).unwrap();
+    assert_eq!(ids(&with_typos), ids(&before));
+    assert!(
+        with_typos
+            .entries
+            .iter()
+            .zip(&before.entries)
+            .all(|(a, b)| a.content_html != b.content_html)
+    );
+
+    // The article: "a difficult start to the the G8 summit".
+    let text = read("data/anglo-russian-differences-over-syria.txt");
+    let fixed = text.replacen("to the the G8", "to the G8", 1);
+    assert_ne!(fixed, text);
+    let before = normalise(&text, &seed_article_meta()).unwrap();
+    let after = normalise(&fixed, &seed_article_meta()).unwrap();
+    assert_eq!(before.entries[0].id, after.entries[0].id);
+    assert_ne!(
+        before.entries[0].content_html,
+        after.entries[0].content_html
+    );
+}
+
+#[test]
+fn ids_survive_another_base_url() {
+    for url in [Some(ITV_LIVE), None] {
+        let text = read("data/disputes-over-syria-summit-plan.txt");
+        let mut here = seed_live_meta();
+        here.url = url.map(str::to_string);
+        let mut there = here.clone();
+        here.fallback_url = "http://localhost:8080/stories/disputes-over-syria-summit-plan".into();
+        there.fallback_url = "https://feeds.example.net/livefeed/stories/x".into();
+        let a = normalise(&text, &here).unwrap();
+        let b = normalise(&text, &there).unwrap();
+        assert_eq!(ids(&a), ids(&b));
+        assert!(a.entries.iter().all(|e| e.id.starts_with("tag:")));
+        if url.is_none() {
+            // Links follow the base; ids do not.
+            assert_ne!(a.entries[0].url, b.entries[0].url);
+            assert!(
+                a.entries[0]
+                    .id
+                    .starts_with("tag:livefeed.invalid,2013-05-10:")
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Times and determinism
+
+const FIXTURES: &[&str] = &[
+    "captions-in-a-row.txt",
+    "africa-correspondent-bylines.txt",
+    "tweet-only-entry.txt",
+    "times-above-headline.txt",
+    "times-below-headline.txt",
+    "advertisement-and-load-more.txt",
+    "latest-reports-header.txt",
+    "article-no-live-entries.txt",
+    "crlf-line-endings.txt",
+    "cut-off-mid-entry.txt",
+    "numbered-list-not-byline.txt",
+    "quotes-and-lists.txt",
+    "hostile-text.txt",
+];
+
+#[test]
+fn every_fixture_is_listed() {
+    let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".txt"))
+        .collect();
+    found.sort();
+    let mut listed: Vec<&str> = FIXTURES.to_vec();
+    listed.sort();
+    assert_eq!(found, listed);
+}
+
+#[test]
+fn normalising_is_deterministic() {
+    let m = meta(
+        "any",
+        Some("https://www.itv.com/news/x/"),
+        "2013-05-10T08:00:00+01:00",
+        "2013-05-10T20:00:00+01:00",
+    );
+    for name in FIXTURES {
+        let a = normalise(&fixture(name), &m).unwrap();
+        let b = normalise(&fixture(name), &m).unwrap();
+        assert_eq!(a, b, "{name}");
+        check_invariants(name, &a);
+    }
+    assert_eq!(seed_live(), seed_live());
+    assert_eq!(seed_article(), seed_article());
+}
+
+#[test]
+fn no_two_items_share_a_time_even_when_the_story_has_one() {
+    // Publication and last update at the same instant: inference must still spread them.
+    let t = "2013-05-10T12:00:00+01:00";
+    let mut m = seed_live_meta();
+    m.published = utc(t);
+    m.updated = utc(t);
+    let s = normalise(&read("data/disputes-over-syria-summit-plan.txt"), &m).unwrap();
+    check_invariants("seed at one instant", &s);
+    assert_eq!(s.entries[4].published, utc(t));
+    assert_eq!(s.entries[0].published, utc("2013-05-10T12:00:04+01:00"));
+}
+
+#[test]
+fn inferred_times_lie_between_publication_and_last_update() {
+    let m = seed_live_meta();
+    let s = seed_live();
+    for e in &s.entries {
+        assert!(
+            e.published >= m.published && e.published <= m.updated,
+            "{}",
+            e.title
+        );
+        assert_eq!(e.updated, e.published, "{}", e.title);
+    }
+    assert_eq!(s.published, m.published);
+    assert_eq!(s.updated, m.updated);
+}
