@@ -78,7 +78,13 @@ fn main() {
     };
     let start = Instant::now();
     // Rendered one file at a time, as `livefeed build` does, each dropped once measured.
-    let (count, bytes) = files(&site).fold((0, 0), |(n, b), (_, f)| (n + 1, b + f.len()));
+    let mut per_file = Vec::new();
+    let mut last = Instant::now();
+    let (count, bytes) = files(&site).fold((0, 0), |(n, b), (name, f)| {
+        per_file.push((name, last.elapsed()));
+        last = Instant::now();
+        (n + 1, b + f.len())
+    });
     let rendered = start.elapsed();
     println!("entries            {entries}");
     println!("report size        {:.1} MB", text.len() as f64 / 1e6);

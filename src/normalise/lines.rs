@@ -109,6 +109,10 @@ pub fn is_headline_like(s: &str) -> bool {
 }
 
 fn split_credit(s: &str) -> Option<(String, String)> {
+    // Every label ends in a colon: most lines have none and need no further search.
+    if !s.contains(':') {
+        return None;
+    }
     let (at, label) = CREDIT_LABELS
         .iter()
         .filter_map(|label| s.rfind(label).map(|i| (i, *label)))
@@ -140,8 +144,8 @@ fn strip_number(s: &str) -> Option<(u32, &str)> {
 }
 
 fn byline(s: &str) -> Option<String> {
-    let lower = s.to_lowercase();
-    if !lower.starts_with("by ") || word_count(s) > 12 {
+    let by = s.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("by "));
+    if !by || word_count(s) > 12 {
         return None;
     }
     let rest = s[3..].trim();
@@ -174,16 +178,19 @@ pub fn classify(raw: &str) -> Option<Line> {
     if s.is_empty() {
         return None;
     }
-    let lower = s.to_lowercase();
-    let bare = lower.trim_end_matches(['.', ':', '…']);
-    if MARKERS.contains(&bare) {
-        return Some(Line::Marker);
-    }
-    if bare == "back to top" {
-        return Some(Line::End);
-    }
-    if NOISE.contains(&bare) {
-        return Some(Line::Noise);
+    // Markers and page furniture are short; only short lines are lowercased to compare.
+    if s.len() <= 40 {
+        let lower = s.to_lowercase();
+        let bare = lower.trim_end_matches(['.', ':', '…']);
+        if MARKERS.contains(&bare) {
+            return Some(Line::Marker);
+        }
+        if bare == "back to top" {
+            return Some(Line::End);
+        }
+        if NOISE.contains(&bare) {
+            return Some(Line::Noise);
+        }
     }
     if let Some(t) = parse_time_line(s) {
         return Some(Line::Time(t));
