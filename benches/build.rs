@@ -1,14 +1,14 @@
 //! Normalise + render at scale: a synthetic live page of N entries (default 100,000) through
 //! the normaliser and every renderer. Prints time per stage and the process's peak memory.
 //!
-//! `cargo bench --bench build -- [ENTRIES]`
+//! `cargo bench --bench build -- [ENTRIES] [--parallel]`
 
 use chrono::{DateTime, Utc};
 use std::time::Instant;
 
 use livefeed::manifest::SiteInfo;
 use livefeed::normalise::{StoryMeta, normalise};
-use livefeed::render::files;
+use livefeed::render::{files, with_files_parallel};
 use livefeed::site::Site;
 
 /// A live page in the style of the seeds: headline, caption, paragraphs, a list, a quotation.
@@ -41,6 +41,7 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(100_000);
+    let parallel = std::env::args().any(|a| a == "--parallel");
     let text = synthetic_page(entries);
     let t = |s: &str| {
         DateTime::parse_from_rfc3339(s)
@@ -65,6 +66,8 @@ fn main() {
         entries,
         "every synthetic entry becomes an item"
     );
+    let report_mb = text.len() as f64 / 1e6;
+    drop(text);
     let site = Site {
         info: SiteInfo {
             title: "Bench".into(),
@@ -77,30 +80,52 @@ fn main() {
         stories: vec![story],
     };
     let start = Instant::now();
-    // Rendered one file at a time, as `livefeed build` does, each dropped once measured.
-    let mut per_file = Vec::new();
-    let mut last = Instant::now();
-    let (count, bytes) = files(&site).fold((0, 0), |(n, b), (name, f)| {
-        per_file.push((name, last.elapsed()));
-        last = Instant::now();
-        (n + 1, b + f.len())
-    });
+    let mut per_file: Vec<(String, usize, f64)> = Vec::new();
+    if parallel {
+        // As `livefeed build` renders: on every core, a few files in memory at a time.
+        with_files_parallel(&site, |files| {
+            files.for_each(|(name, f)| per_file.push((name, f.len(), 0.0)))
+        });
+    } else {
+        let mut last = Instant::now();
+        for (name, f) in files(&site) {
+            per_file.push((name, f.len(), last.elapsed().as_secs_f64()));
+            last = Instant::now();
+        }
+    }
     let rendered = start.elapsed();
-    println!("entries            {entries}");
-    println!("report size        {:.1} MB", text.len() as f64 / 1e6);
-    println!("normalise          {:.3} s", normalised.as_secs_f64());
+    let bytes: usize = per_file.iter().map(|f| f.1).sum();
+    let mode = if parallel { "all cores" } else { "one core" };
+    println!("entries             {entries}");
+    println!("report size         {report_mb:.1} MB");
+    println!("normalise           {:.3} s", normalised.as_secs_f64());
     println!(
-        "render ({count} files)   {:.3} s  ({:.1} MB of output)",
+        "render {} files     {:.3} s  ({mode}, {:.1} MB of output)",
+        per_file.len(),
         rendered.as_secs_f64(),
         bytes as f64 / 1e6
     );
+    if !parallel {
+        for (name, size, took) in &per_file {
+            println!("  {name:<16} {took:.3} s  {:.1} MB", *size as f64 / 1e6);
+        }
+        let story: f64 = per_file
+            .iter()
+            .filter(|f| f.0.starts_with("big."))
+            .map(|f| f.2)
+            .sum();
+        println!(
+            "normalise + story's rss/atom/json  {:.3} s",
+            normalised.as_secs_f64() + story
+        );
+    }
     println!(
-        "total              {:.3} s",
+        "normalise + whole site  {:.3} s",
         (normalised + rendered).as_secs_f64()
     );
     match peak_rss_kib() {
-        Some(kib) => println!("peak RSS           {:.1} MB", kib as f64 / 1024.0),
-        None => println!("peak RSS           unavailable (no /proc)"),
+        Some(kib) => println!("peak RSS            {:.1} MB", kib as f64 / 1024.0),
+        None => println!("peak RSS            unavailable (no /proc)"),
     }
 }
 

@@ -200,7 +200,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let site = Site::load(&data, base_url.as_deref())?;
             if check {
-                let staleness = build::check(render::files(&site), &out)?;
+                let staleness =
+                    render::with_files_parallel(&site, |files| build::check(files, &out))?;
                 if staleness.is_fresh() {
                     eprintln!("{}: up to date", out.display());
                     return Ok(ExitCode::SUCCESS);
@@ -211,7 +212,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::FAILURE);
             }
-            let count = build::write(render::files(&site), &out)?;
+            let count = render::with_files_parallel(&site, |files| build::write(files, &out))?;
             eprintln!("{}: wrote {count} files", out.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -70,7 +70,7 @@ impl Format {
 }
 
 /// What one feed is made of: a story, or every story together.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Feed<'a> {
     pub slug: &'a str,
     pub id: String,
@@ -176,24 +176,71 @@ pub fn render_feed(feed: &Feed<'_>, format: Format) -> Vec<u8> {
     }
 }
 
+/// One file of a static build, not yet rendered.
+enum Job<'a> {
+    Feed(Feed<'a>, Format),
+    Index,
+}
+
+impl Job<'_> {
+    fn render(&self, site: &Site) -> (String, Vec<u8>) {
+        match self {
+            Job::Feed(feed, format) => (feed_file(feed.slug, *format), render_feed(feed, *format)),
+            Job::Index => ("index.html".to_string(), html::index(site).into_bytes()),
+        }
+    }
+}
+
+fn jobs(site: &Site) -> Vec<Job<'_>> {
+    let mut feeds: Vec<Feed<'_>> = site.stories.iter().map(|s| story_feed(site, s)).collect();
+    feeds.push(all_feed(site));
+    let mut jobs = Vec::with_capacity(feeds.len() * 3 + 1);
+    for feed in feeds {
+        jobs.push(Job::Feed(feed.clone(), Format::Rss));
+        jobs.push(Job::Feed(feed.clone(), Format::Atom));
+        jobs.push(Job::Feed(feed, Format::Json));
+    }
+    jobs.push(Job::Index);
+    jobs
+}
+
 /// Every file of a static build, by path relative to the output directory: three feeds per
-/// story, three for `all`, and `index.html`. Lazy: each file is rendered when asked for, so a
-/// build holds one file in memory at a time.
+/// story, three for `all`, and `index.html`. Rendered one at a time, in order.
 pub fn files(site: &Site) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
-    let feeds = site
-        .stories
-        .iter()
-        .map(|s| story_feed(site, s))
-        .chain(std::iter::once_with(|| all_feed(site)));
-    feeds
-        .flat_map(|feed| {
-            Format::ALL
-                .into_iter()
-                .map(move |format| (feed_file(feed.slug, format), render_feed(&feed, format)))
-        })
-        .chain(std::iter::once_with(|| {
-            ("index.html".to_string(), html::index(site).into_bytes())
-        }))
+    jobs(site).into_iter().map(move |job| job.render(site))
+}
+
+/// Like [`files`], rendered on every core, handed to `consume` as they finish (in no fixed
+/// order; each file's bytes are the same as ever). At most a few files are in memory at once.
+pub fn with_files_parallel<R>(
+    site: &Site,
+    consume: impl FnOnce(&mut dyn Iterator<Item = (String, Vec<u8>)>) -> R,
+) -> R {
+    let jobs = jobs(site);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let (tx, rx) = std::sync::mpsc::sync_channel(0);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (jobs, next) = (&jobs, &next);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    if tx.send(job.render(site)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // The receiver is dropped before the scope joins, so workers never block forever.
+        let mut received = rx.into_iter();
+        consume(&mut received)
+    })
 }
 
 /// Every file of a static build, collected by name.
