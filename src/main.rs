@@ -172,6 +172,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The system allocator with page-aligned page-sized blocks: less memory per waiting subscriber
+/// (see `livefeed::server::alloc`).
+#[global_allocator]
+static ALLOC: livefeed::server::alloc::PageAligned = livefeed::server::alloc::PageAligned;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -162,7 +162,13 @@ fn check_rss(xml: &str, site: &Site, slug: &str, page: &str, entries: &[Entry]) 
         );
         let description = text(child(*item, ("", "description")));
         assert!(!description.is_empty(), "{slug}.rss: empty description");
-        assert_eq!(description, e.summary);
+        // The summary as HTML text (readers take the description as HTML).
+        let as_html = e
+            .summary
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        assert_eq!(description, as_html);
         let encoded = text(child(*item, (CONTENT, "encoded")));
         assert_eq!(encoded, e.content_html, "{slug}.rss: content:encoded");
         assert!(encoded.starts_with('<'), "content:encoded is HTML");

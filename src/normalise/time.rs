@@ -133,7 +133,9 @@ pub fn parse_time_line(line: &str) -> Option<TimeLine> {
     // Date first (`10 May 2013`, `May 10 2013`), then the time; or time then date.
     let date_of = |w: &[&str]| -> Option<NaiveDate> {
         match w {
-            [d, m, y] => {
+            // Four-digit years only: `20201` or `13` is not a date a page carries (and a
+            // year past 9999 cannot be written in an RSS date).
+            [d, m, y] if y.len() == 4 => {
                 let y: i32 = y.parse().ok()?;
                 if let (Some(d), Some(m)) = (day(d), month(m)) {
                     NaiveDate::from_ymd_opt(y, m, d)

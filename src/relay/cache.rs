@@ -55,6 +55,7 @@ pub fn cached(
         etag_gzip: format!("\"{tag:016x}-gz\""),
         last_modified: http_date(modified),
         seq,
+        headers: std::sync::OnceLock::new(),
     }
 }
 

@@ -3,9 +3,10 @@
 //! `Arc`s; nothing here is held across an `.await`.
 
 use bytes::Bytes;
+use hyper::header::HeaderMap;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 use tokio::sync::watch;
 
 use super::event::{Event, Op};
@@ -60,12 +61,27 @@ pub struct CachedFile {
     pub last_modified: String,
     /// The log position this version reflects.
     pub seq: u64,
+    /// The response headers, made once on first use (`server::respond::cached_file`).
+    pub headers: OnceLock<FileHeaders>,
+}
+
+/// The headers of every answer a cached file gets, so serving one copies out a template.
+#[derive(Debug)]
+pub struct FileHeaders {
+    /// The `Cache-Control: max-age` they were made with.
+    pub max_age: u32,
+    pub identity: HeaderMap,
+    pub gzip: HeaderMap,
+    pub not_modified: HeaderMap,
+    pub not_modified_gzip: HeaderMap,
 }
 
 #[derive(Default)]
 struct Log {
     events: VecDeque<Arc<Committed>>,
     head: u64,
+    /// The seq of each story's latest event.
+    story_head: HashMap<String, u64>,
 }
 
 /// Shared by the writer (which appends) and every connection (which reads).
@@ -73,6 +89,11 @@ pub struct Hub {
     log: RwLock<Log>,
     head_tx: watch::Sender<u64>,
     files: RwLock<HashMap<String, Arc<CachedFile>>>,
+    /// The seq the rendered files reflect: every event up to it is in them.
+    rendered_tx: watch::Sender<u64>,
+    /// Lock-free copies of the head and of the rendered seq, for the feed read path.
+    head_seq: AtomicU64,
+    rendered_seq: AtomicU64,
     /// Set when storage failed: publishing stops until a restart recovers the log.
     failed: AtomicBool,
     /// How many events to keep in memory; older cursors get a 410.
@@ -85,6 +106,9 @@ impl Hub {
             log: RwLock::new(Log::default()),
             head_tx: watch::channel(0).0,
             files: RwLock::new(HashMap::new()),
+            rendered_tx: watch::channel(0).0,
+            head_seq: AtomicU64::new(0),
+            rendered_seq: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             keep: keep.max(1),
         }
@@ -96,11 +120,18 @@ impl Hub {
             let mut log = self.log.write().unwrap_or_else(|p| p.into_inner());
             for e in events {
                 log.head = e.seq;
+                match log.story_head.get_mut(&e.story) {
+                    Some(seq) => *seq = e.seq,
+                    None => {
+                        log.story_head.insert(e.story.clone(), e.seq);
+                    }
+                }
                 log.events.push_back(Arc::new(e));
             }
             while log.events.len() > self.keep {
                 log.events.pop_front();
             }
+            self.head_seq.store(log.head, Ordering::Release);
             log.head
         };
         self.head_tx.send_replace(head);
@@ -163,6 +194,52 @@ impl Hub {
         for (path, file) in files {
             map.insert(path, Arc::new(file));
         }
+    }
+
+    /// Records that the files now reflect every event up to `seq`.
+    pub fn set_rendered(&self, seq: u64) {
+        self.rendered_seq.fetch_max(seq, Ordering::AcqRel);
+        self.rendered_tx.send_if_modified(|r| {
+            let moved = seq > *r;
+            *r = (*r).max(seq);
+            moved
+        });
+    }
+
+    /// The seq the file at `path` must reflect but does not yet: its story's latest event (any
+    /// event for the combined feeds and the index). `None` when it is up to date.
+    pub fn stale(&self, path: &str) -> Option<u64> {
+        // Everything committed is rendered: the usual case, answered without a lock.
+        if self.rendered_seq.load(Ordering::Acquire) >= self.head_seq.load(Ordering::Acquire) {
+            return None;
+        }
+        let story = if let Some(file) = path.strip_prefix("/feeds/") {
+            file.rsplit_once('.').map_or(file, |(slug, _)| slug)
+        } else if let Some(slug) = path.strip_prefix("/stories/") {
+            slug
+        } else if path == "/" {
+            crate::render::ALL
+        } else {
+            return None;
+        };
+        let need = {
+            let log = self.log.read().unwrap_or_else(|p| p.into_inner());
+            if story == crate::render::ALL {
+                log.head
+            } else {
+                log.story_head.get(story).copied().unwrap_or(0)
+            }
+        };
+        (need > *self.rendered_tx.borrow()).then_some(need)
+    }
+
+    /// Waits until the files reflect `seq`, for at most `limit`; false on timeout.
+    pub async fn wait_rendered(&self, seq: u64, limit: std::time::Duration) -> bool {
+        let mut rx = self.rendered_tx.subscribe();
+        matches!(
+            tokio::time::timeout(limit, rx.wait_for(|r| *r >= seq)).await,
+            Ok(Ok(_))
+        )
     }
 
     pub fn fail(&self) {

@@ -3,11 +3,13 @@
 //! [`store`] keeps events durable (the embedded file log; the [`store::Store`] trait is the
 //! seam for a shared engine such as Redis Streams), [`state`] is the stories with the log
 //! applied, [`writer`] is the single thread that assigns `seq` and group-commits, [`hub`] is the
-//! read side every connection uses, and [`cache`] renders files once per version.
+//! read side every connection uses, [`renderer`] is the thread that re-renders changed stories
+//! off the publish path, and [`cache`] renders files once per version.
 
 pub mod cache;
 pub mod event;
 pub mod hub;
+pub mod renderer;
 pub mod state;
 pub mod store;
 pub mod writer;
@@ -38,6 +40,9 @@ pub struct Relay {
     pub hub: Arc<Hub>,
     tx: Mutex<Option<mpsc::Sender<Command>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Asks the renderer for an immediate render; dropped (with the writer's) on close.
+    render_tx: Mutex<Option<std::sync::mpsc::Sender<renderer::Msg>>>,
+    renderer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Relay {
@@ -60,11 +65,12 @@ impl Relay {
         let mut keys = HashMap::new();
         let hub = Arc::new(Hub::new(keep));
         for e in &recovered.events {
-            state.apply(e);
+            state.apply_unsorted(e);
             if let Some(k) = &e.idempotency_key {
                 keys.insert(k.clone(), Writer::ack(e));
             }
         }
+        state.settle();
         hub.commit(recovered.events.iter().map(Committed::from_event));
         let next_seq = recovered.events.last().map_or(1, |e| e.seq + 1);
         tracing::info!(
@@ -79,6 +85,7 @@ impl Relay {
             hub: Arc::clone(&hub),
             next_seq,
             keys,
+            render: None,
         };
         // Everything the reports say that the log does not know yet (all of it on first start).
         let mut changes: Vec<(crate::relay::event::Op, crate::model::Entry)> = fresh_stories
@@ -103,9 +110,10 @@ impl Relay {
                 source: Source::Report,
                 idempotency_key: None,
             };
-            writer.state.apply(&e);
+            writer.state.apply_unsorted(&e);
             startup.push(e);
         }
+        writer.state.settle();
         if !startup.is_empty() {
             writer.store.append(&startup)?;
             hub.commit(startup.iter().map(Committed::from_event));
@@ -121,19 +129,34 @@ impl Relay {
             hub.head(),
             Utc::now(),
         ));
+        hub.set_rendered(hub.head());
 
+        let thread_error = |what: &str, e| StoreError::Io {
+            path: what.into(),
+            source: e,
+        };
+        let (render_tx, render_rx) = std::sync::mpsc::channel();
+        let renderer = renderer::Renderer {
+            state: writer.state.clone(),
+            hub: Arc::clone(&hub),
+            seq: hub.head(),
+        };
+        let render_handle = std::thread::Builder::new()
+            .name("livefeed-render".into())
+            .spawn(move || renderer.run(render_rx))
+            .map_err(|e| thread_error("render thread", e))?;
+        writer.render = Some(render_tx.clone());
         let (tx, rx) = mpsc::channel(4096);
         let handle = std::thread::Builder::new()
             .name("livefeed-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| StoreError::Io {
-                path: "writer thread".into(),
-                source: e,
-            })?;
+            .map_err(|e| thread_error("writer thread", e))?;
         Ok(Relay {
             hub,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
+            render_tx: Mutex::new(Some(render_tx)),
+            renderer: Mutex::new(Some(render_handle)),
         })
     }
 
@@ -204,10 +227,51 @@ impl Relay {
         rx.await.unwrap_or(0)
     }
 
-    /// Stops accepting changes, lets the writer finish what it has, and waits for it.
+    /// Waits (for at most a few seconds) until the file at `path` reflects every event already
+    /// visible to readers, asking the renderer to hurry: a reader that got an acknowledgement
+    /// or an event, then fetches a feed, finds it there.
+    pub async fn fresh(&self, path: &str) {
+        let Some(need) = self.hub.stale(path) else {
+            return;
+        };
+        if let Some(tx) = self
+            .render_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let _ = tx.send(renderer::Msg::Urgent);
+        }
+        if !self
+            .hub
+            .wait_rendered(need, std::time::Duration::from_secs(5))
+            .await
+        {
+            tracing::warn!(
+                path,
+                need,
+                "files did not catch up within 5 s; serving the last rendering"
+            );
+        }
+    }
+
+    /// Stops accepting changes, lets the writer finish what it has, and waits for it and for
+    /// the renderer to render what is left.
     pub fn close(&self) {
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(handle) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = handle.join();
+        }
+        self.render_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(handle) = self
+            .renderer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             let _ = handle.join();
         }
     }

@@ -5,13 +5,13 @@
 //! gapless and a publish is answered only after its event is on disk.
 
 use chrono::{SubsecRound, Utc};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-use super::cache;
 use super::event::{Event, Op, Source};
 use super::hub::{Committed, Hub};
+use super::renderer;
 use super::state::{EntryInput, State};
 use super::store::Store;
 use crate::model::{Entry, Story};
@@ -76,6 +76,8 @@ pub struct Writer {
     pub next_seq: u64,
     /// Idempotency keys of publishes, with their first answer.
     pub keys: HashMap<String, Ack>,
+    /// Where durable events go to be rendered into files (see [`renderer`]).
+    pub render: Option<std::sync::mpsc::Sender<renderer::Msg>>,
 }
 
 enum Pending {
@@ -110,7 +112,9 @@ impl Writer {
             source,
             idempotency_key: key,
         };
-        self.state.apply(&event);
+        // The writer never needs its entries in feed order except to diff a report (it settles
+        // them first); the renderer keeps its own ordered replica. So an event costs O(1) here.
+        self.state.apply_unsorted(&event);
         event
     }
 
@@ -212,6 +216,7 @@ impl Writer {
                 if failed {
                     return;
                 }
+                self.state.settle();
                 let changes = self.state.diff_report(&fresh);
                 let n = changes.len();
                 for (op, entry) in changes {
@@ -257,7 +262,7 @@ impl Writer {
                 return;
             }
             crate::metrics::get().record_append(events.len(), started.elapsed());
-            self.publish(&events);
+            self.publish(events);
         }
         for p in pending {
             match p {
@@ -271,23 +276,14 @@ impl Writer {
         }
     }
 
-    /// Makes durable events visible: re-render the stories they touch, then wake the waiters.
-    fn publish(&self, events: &[Event]) {
-        let head = events.last().map_or(0, |e| e.seq);
-        let touched: BTreeSet<&str> = events.iter().map(|e| e.story.as_str()).collect();
-        let stories: Vec<&Story> = self
-            .state
-            .site
-            .stories
-            .iter()
-            .filter(|s| touched.contains(s.slug.as_str()))
-            .collect();
-        self.hub.set_files(cache::render_changed(
-            &self.state.site,
-            &stories,
-            head,
-            Utc::now(),
-        ));
-        self.hub.commit(events.iter().map(Committed::from_event));
+    /// Makes durable events visible: hands them to the renderer, which re-renders the stories
+    /// they touch on its own thread, then wakes the waiters. In that order, so a reader that
+    /// sees an event and finds a file older than it knows the renderer already has the event.
+    fn publish(&self, events: Vec<Event>) {
+        let committed: Vec<Committed> = events.iter().map(Committed::from_event).collect();
+        if let Some(render) = &self.render {
+            let _ = render.send(renderer::Msg::Events(events));
+        }
+        self.hub.commit(committed);
     }
 }

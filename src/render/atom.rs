@@ -9,7 +9,7 @@ use super::{Feed, Format};
 use crate::text::clean;
 
 fn fixed(t: DateTime<Utc>) -> DateTime<FixedOffset> {
-    t.fixed_offset()
+    super::feed_time(t).fixed_offset()
 }
 
 fn link(href: &str, rel: &str, mime: Option<&str>) -> Link {

@@ -43,7 +43,7 @@ struct Extension<'a> {
 }
 
 fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    super::feed_time(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 pub fn render(feed: &Feed<'_>) -> Vec<u8> {

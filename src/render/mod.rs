@@ -19,6 +19,19 @@ use crate::site::Site;
 /// The slug of the combined feed of every story.
 pub const ALL: &str = "all";
 
+/// A time as feeds can carry it: RFC 2822 and RFC 3339 dates have four-digit years, so a time
+/// outside years 1–9999 is clamped into them (year 0 exists in neither readers nor Python). Only absurd input makes one (an edit a second
+/// after 9999-12-31T23:59:59Z, a report time line in year 20201); chrono would panic writing
+/// it as RFC 2822, and write an RFC 3339 date no reader takes.
+pub fn feed_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    let first = DateTime::<Utc>::from_timestamp(-62_135_596_800, 0); // 0001-01-01T00:00:00Z
+    let last = DateTime::<Utc>::from_timestamp(253_402_300_799, 0); // 9999-12-31T23:59:59Z
+    match (first, last) {
+        (Some(first), Some(last)) => t.clamp(first, last),
+        _ => t,
+    }
+}
+
 /// A feed format, named by its file extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Format {

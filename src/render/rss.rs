@@ -1,14 +1,28 @@
 //! RSS 2.0 through the `rss` crate: `atom:link rel="self"`, `content:encoded` beside the
-//! description, `dc:creator` for authors, guids that are not permalinks, RFC 2822 dates in UTC.
-//! Every string passes through [`clean`] on the way in: XML 1.0 cannot carry control
-//! characters, whatever built the entry.
+//! description (the summary, escaped as HTML text), `dc:creator` for authors, guids that are
+//! not permalinks, RFC 2822 dates in UTC. Every string passes through [`clean`] on the way
+//! in: XML 1.0 cannot carry control characters, whatever built the entry.
 
+use chrono::{DateTime, Utc};
 use rss::extension::atom::{AtomExtension, Link};
 use rss::extension::dublincore::DublinCoreExtension;
 use rss::{Channel, Guid, Item};
 
-use super::{Feed, Format};
+use super::{Feed, Format, feed_time};
 use crate::text::clean;
+
+/// Feed readers take an item's `description` as HTML, so the plain-text summary goes in with
+/// `&`, `<` and `>` escaped: it reads as the same text and can never become markup.
+fn html_text(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// An RFC 2822 date (chrono's, which panics outside four-digit years: hence [`feed_time`]).
+fn rfc2822(t: DateTime<Utc>) -> String {
+    feed_time(t).to_rfc2822()
+}
 
 pub fn render(feed: &Feed<'_>) -> Vec<u8> {
     let items: Vec<Item> = feed
@@ -17,12 +31,12 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
         .map(|e| Item {
             title: Some(clean(&e.title)),
             link: Some(clean(&e.url)),
-            description: Some(clean(&e.summary)),
+            description: Some(html_text(&clean(&e.summary))),
             guid: Some(Guid {
                 value: clean(&e.id),
                 permalink: false,
             }),
-            pub_date: Some(e.published.to_rfc2822()),
+            pub_date: Some(rfc2822(e.published)),
             content: Some(clean(&e.content_html)),
             dublin_core_ext: (!e.authors.is_empty()).then(|| DublinCoreExtension {
                 creators: e.authors.iter().map(|a| clean(a)).collect(),
@@ -48,8 +62,8 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
         link: clean(&feed.page_url),
         description: clean(feed.description),
         language: Some(clean(feed.language)),
-        pub_date: Some(newest_published.to_rfc2822()),
-        last_build_date: Some(feed.updated.to_rfc2822()),
+        pub_date: Some(rfc2822(newest_published)),
+        last_build_date: Some(rfc2822(feed.updated)),
         generator: Some("livefeed".into()),
         docs: Some("https://www.rssboard.org/rss-specification".into()),
         atom_ext: Some(AtomExtension {

@@ -2,6 +2,7 @@
 //! connection per socket with a header read timeout, a router over pre-rendered files and the
 //! live transports, and a graceful shutdown that answers waiting long-polls first.
 
+pub mod alloc;
 pub mod live;
 pub mod publish;
 pub mod query;
@@ -27,8 +28,9 @@ use crate::relay::Relay;
 use query::{LiveQuery, percent_decode};
 use respond::{Body, cached_file, cors, full, method_not_allowed, not_found, problem};
 
-/// Limits and settings of the server. Every limit is a flag of `livefeed serve`.
-#[derive(Debug, Clone)]
+/// Limits and settings of the server. Every limit is a flag of `livefeed serve`. Its `Debug`
+/// form never shows the token.
+#[derive(Clone)]
 pub struct Config {
     /// The publish token; `None` turns publishing off (403).
     pub token: Option<String>,
@@ -46,6 +48,22 @@ pub struct Config {
     pub sse_retry_ms: u64,
     /// `Cache-Control: max-age` of feeds and pages.
     pub max_age: u32,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("max_body", &self.max_body)
+            .field("header_timeout", &self.header_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_waiters", &self.max_waiters)
+            .field("sse_queue", &self.sse_queue)
+            .field("heartbeat", &self.heartbeat)
+            .field("sse_retry_ms", &self.sse_retry_ms)
+            .field("max_age", &self.max_age)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -104,8 +122,36 @@ fn read_route(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body> 
     res
 }
 
+/// A read route, once its file reflects every event readers can already see (files are
+/// rendered off the publish path; see `relay::renderer`).
+async fn read(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body> {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        app.relay.fresh(path).await;
+    }
+    read_route(app, req, path)
+}
+
 /// Routes one request. Never panics; every failure is a response.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    // The hot path: a feed by a plain file name, nothing to decode (same answer as below).
+    if let Some(file) = req.uri().path().strip_prefix("/feeds/") {
+        let plain = !file.is_empty()
+            && file != "."
+            && file != ".."
+            && !file.contains(['/', '%', '+', '\\']);
+        if plain {
+            return read(&app, &req, req.uri().path()).await;
+        }
+    }
+    // The other hot path: a long-poll on every story (same answer as below).
+    if req.uri().path() == "/live" && req.method() == Method::GET {
+        if let Ok(q) = LiveQuery::parse(req.uri().query().unwrap_or("")) {
+            if q.story.is_none() {
+                drop(req);
+                return live::long_poll(app, q).await;
+            }
+        }
+    }
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     // Split first, then decode each segment: an entry id is a `tag:` URI with a `/` in it, sent
@@ -131,16 +177,18 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     }
     let method = req.method().clone();
     match segments.as_slice() {
-        [""] => read_route(&app, &req, "/"),
-        ["feeds", file] => read_route(&app, &req, &format!("/feeds/{file}")),
-        ["stories", slug] => read_route(&app, &req, &format!("/stories/{slug}")),
+        [""] => read(&app, &req, "/").await,
+        ["feeds", file] => read(&app, &req, &format!("/feeds/{file}")).await,
+        ["stories", slug] => read(&app, &req, &format!("/stories/{slug}")).await,
         ["stories", slug, "entries"] => match method {
-            Method::POST => publish::create(Arc::clone(&app), slug, req).await,
+            // Boxed, so that every connection's request future stays as small as the common
+            // ones (a waiting long-poll holds one): publishing futures are several times larger.
+            Method::POST => Box::pin(publish::create(Arc::clone(&app), slug, req)).await,
             _ => method_not_allowed("POST"),
         },
         ["stories", slug, "entries", id] => match method {
-            Method::PUT => publish::edit(Arc::clone(&app), slug, id, req).await,
-            Method::DELETE => publish::delete(Arc::clone(&app), slug, id, req).await,
+            Method::PUT => Box::pin(publish::edit(Arc::clone(&app), slug, id, req)).await,
+            Method::DELETE => Box::pin(publish::delete(Arc::clone(&app), slug, id, req)).await,
             _ => method_not_allowed("PUT, DELETE"),
         },
         ["live"] | ["live", "events"] => {
@@ -175,6 +223,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 }
             }
             if segments.len() == 1 {
+                // Let go of the request while waiting: its head pins hyper's read buffer, and a
+                // waiting long-poll would otherwise hold a second one (about 8 KiB each).
+                drop(req);
                 return live::long_poll(Arc::clone(&app), q).await;
             }
             let last_id = match req
@@ -183,8 +234,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 .map(|v| v.to_str().map(str::trim))
             {
                 None => None,
+                // All digits but beyond u64 is refused too, not read as "no cursor".
                 Some(Ok(v))
-                    if !v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()) =>
+                    if !v.is_empty()
+                        && v.bytes().all(|b| b.is_ascii_digit())
+                        && v.parse::<u64>().is_ok() =>
                 {
                     v.parse().ok()
                 }
@@ -198,6 +252,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 }
             };
             live::sse(Arc::clone(&app), q, last_id)
+        }
+        ["healthz"] | ["metrics"] if method != Method::GET && method != Method::HEAD => {
+            method_not_allowed("GET, HEAD")
         }
         ["healthz"] => {
             let (oldest, head) = app.relay.hub.bounds();
@@ -279,6 +336,8 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(app.config.header_timeout)
         .max_buf_size(64 * 1024)
+        // A hard cap: without it a head that arrives in one read may exceed the buffer size.
+        .max_header_size(64 * 1024)
         .keep_alive(true);
     tokio::pin!(stop);
     loop {

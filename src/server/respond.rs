@@ -6,7 +6,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use std::convert::Infallible;
 
-use crate::relay::hub::CachedFile;
+use crate::relay::hub::{CachedFile, FileHeaders};
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -129,8 +129,50 @@ fn not_modified_since(headers: &HeaderMap, file: &CachedFile) -> bool {
     }
 }
 
+/// The headers every answer for `file` carries, for each of its four forms.
+fn file_headers(file: &CachedFile, max_age: u32) -> FileHeaders {
+    let common = |etag: &str| {
+        let mut h = HeaderMap::with_capacity(12);
+        set(&mut h, header::ETAG, etag);
+        set(&mut h, header::LAST_MODIFIED, &file.last_modified);
+        set(
+            &mut h,
+            header::CACHE_CONTROL,
+            &format!("public, max-age={max_age}"),
+        );
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        set(
+            &mut h,
+            header::HeaderName::from_static("x-livefeed-seq"),
+            &file.seq.to_string(),
+        );
+        cors(&mut h);
+        h
+    };
+    let full = |etag: &str, body: &Bytes, gzip: bool| {
+        let mut h = common(etag);
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(file.content_type),
+        );
+        if gzip {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        set(&mut h, header::CONTENT_LENGTH, &body.len().to_string());
+        h
+    };
+    FileHeaders {
+        max_age,
+        identity: full(&file.etag, &file.body, false),
+        gzip: full(&file.etag_gzip, &file.gzip, true),
+        not_modified: common(&file.etag),
+        not_modified_gzip: common(&file.etag_gzip),
+    }
+}
+
 /// Serves a cached file: 304 on a matching `If-None-Match` (or, without one, a satisfied
-/// `If-Modified-Since`), gzip when accepted, no body for HEAD.
+/// `If-Modified-Since`), gzip when accepted, no body for HEAD. The headers are made once per
+/// file version and copied out.
 pub fn cached_file(
     method: &Method,
     headers: &HeaderMap,
@@ -142,41 +184,25 @@ pub fn cached_file(
         Some(matched) => matched,
         None => not_modified_since(headers, file),
     };
-    let (body, etag) = if gzip {
-        (&file.gzip, &file.etag_gzip)
-    } else {
-        (&file.body, &file.etag)
+    let made;
+    let prepared = match file.headers.get_or_init(|| file_headers(file, max_age)) {
+        p if p.max_age == max_age => p,
+        _ => {
+            made = file_headers(file, max_age);
+            &made
+        }
     };
     let mut res = Response::new(empty());
-    let h = res.headers_mut();
-    set(h, header::ETAG, etag);
-    set(h, header::LAST_MODIFIED, &file.last_modified);
-    set(
-        h,
-        header::CACHE_CONTROL,
-        &format!("public, max-age={max_age}"),
-    );
-    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    set(
-        h,
-        header::HeaderName::from_static("x-livefeed-seq"),
-        &file.seq.to_string(),
-    );
-    cors(h);
+    *res.headers_mut() = match (not_modified, gzip) {
+        (true, false) => prepared.not_modified.clone(),
+        (true, true) => prepared.not_modified_gzip.clone(),
+        (false, false) => prepared.identity.clone(),
+        (false, true) => prepared.gzip.clone(),
+    };
     if not_modified {
         *res.status_mut() = StatusCode::NOT_MODIFIED;
-        return res;
-    }
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(file.content_type),
-    );
-    if gzip {
-        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    }
-    set(h, header::CONTENT_LENGTH, &body.len().to_string());
-    if method != Method::HEAD {
-        *res.body_mut() = full(body.clone());
+    } else if method != Method::HEAD {
+        *res.body_mut() = full(if gzip { &file.gzip } else { &file.body }.clone());
     }
     res
 }

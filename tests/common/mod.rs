@@ -1,8 +1,14 @@
 //! A harness for the server's integration tests: a temporary copy of `data/`, the real server
 //! (`livefeed::server::serve`) on 127.0.0.1:0 in this process, stopped through a oneshot and
-//! started again on the same directory, and a small Server-Sent Events reader.
+//! started again on the same directory, and a small Server-Sent Events reader. Submodules:
+//! [`process`] runs the real binary, [`raw`] is a minimal HTTP/1.1 client over raw sockets,
+//! [`rng`] a seeded generator for stress schedules.
 
 #![allow(dead_code)]
+
+pub mod process;
+pub mod raw;
+pub mod rng;
 
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
