@@ -189,7 +189,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("livefeed: error: {e:#}");
+            eprintln!("livefeed: error: {e}");
             ExitCode::FAILURE
         }
     }
