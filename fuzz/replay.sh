@@ -7,7 +7,10 @@
 #
 # To fuzz for real (needs cargo-fuzz; -Z flags, hence RUSTC_BOOTSTRAP on stable):
 #   cargo install cargo-fuzz
-#   cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s none normalise /tmp/fz/normalise corpus/normalise -- -max_total_time=600
+#   cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s none normalise /tmp/fz/normalise \
+#       corpus/normalise -- -max_total_time=600
+# (new inputs go to the first directory; copy the ones worth keeping, and every input that
+# failed once, into corpus/<target>/.)
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -248,8 +248,10 @@ async fn cors_headers_are_on_read_routes_only() {
 
 /// A payload that must stay text: every way into a page or feed, a marker in each.
 const TITLE: &str = "<script>alert('xss-title')</script> & </title></item>]]>";
-const BODY: &str = "<script>alert('xss-body')</script>\n\n<img src=x onerror=alert('xss-img')>\n\n\
-                    Quote: \"</script><script>alert('xss-quote')</script>\"\n\n  • <b onmouseover=alert('xss-li')>item</b>";
+const BODY: &str = "<script>alert('xss-body')</script>\n\n\
+                    <img src=x onerror=alert('xss-img')>\n\n\
+                    Quote: \"</script><script>alert('xss-quote')</script>\"\n\n\
+                    \x20 • <b onmouseover=alert('xss-li')>item</b>";
 const AUTHOR: &str = "<script>alert('xss-author')</script>";
 const EDITED: &str = "<svg onload=alert('xss-edit')>";
 

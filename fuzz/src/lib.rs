@@ -122,8 +122,9 @@ pub fn normalise(data: &[u8]) {
 
 /// A small live page with untimed and timed entries, normalised with every story of a
 /// manifest: the manifest's times drive time inference.
-const REPORT: &str = "Fuzz page\n\nA standfirst.\n\nLive updates\n\n2:34pm\n\nNewest entry\n\nText.\n\n\
-                      Middle entry\n\nText.\n\n10 May 2013 at 9:05am\n\nOldest entry\n\nText.\n";
+const REPORT: &str = "Fuzz page\n\nA standfirst.\n\nLive updates\n\n2:34pm\n\n\
+                      Newest entry\n\nText.\n\nMiddle entry\n\nText.\n\n\
+                      10 May 2013 at 9:05am\n\nOldest entry\n\nText.\n";
 
 /// A manifest (`stories.toml`), as `livefeed` reads one.
 pub fn manifest(data: &[u8]) {

@@ -28,8 +28,17 @@ fn digest(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
+/// Above this size a file is compressed at the fastest level: a story that large is being
+/// re-rendered while it grows, and level 6 would cost several times as long for a few percent.
+const FAST_GZIP_OVER: usize = 1 << 20;
+
 fn gzip(bytes: &[u8]) -> Bytes {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let level = if bytes.len() > FAST_GZIP_OVER {
+        flate2::Compression::fast()
+    } else {
+        flate2::Compression::default()
+    };
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 4), level);
     // Writing into a Vec cannot fail.
     let _ = enc.write_all(bytes);
     Bytes::from(enc.finish().unwrap_or_default())

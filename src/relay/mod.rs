@@ -256,7 +256,7 @@ impl Relay {
     }
 
     /// Stops accepting changes, lets the writer finish what it has, and waits for it and for
-    /// the renderer to render what is left.
+    /// the renderer to stop.
     pub fn close(&self) {
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(handle) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {

@@ -1,12 +1,13 @@
 //! The renderer thread: re-renders the files of the stories that changed, off the publish path.
 //!
 //! It keeps its own replica of the stories (the committed events applied in order, as the
-//! writer applied them) so it never blocks the writer. Renders are coalesced: after a change it
-//! waits a little for more ([`DEBOUNCE`]), and between two renders it leaves at least [`GAP`]
-//! times as long as the last one took, so re-rendering a large story never takes more than
-//! about a quarter of a core however fast events come. A reader that needs a file at least as new as an event it
-//! knows about asks for an immediate render ([`Msg::Urgent`]) and waits for it (see
-//! [`super::Relay::fresh`]), so feeds still read their writes.
+//! writer applied them) so it never blocks the writer. Renders are coalesced: a change is
+//! rendered once events have paused for [`QUIET`], or after [`LAG`] if they keep coming; and
+//! never sooner than [`GAP`] times as long as the last render took after it, so re-rendering a
+//! large story takes at most about a tenth of a core however fast events come.
+//! A reader that needs a file at least as new as an event it knows about asks for an immediate
+//! render ([`Msg::Urgent`]) and waits for it (see [`super::Relay::fresh`]), so feeds still read
+//! their writes.
 
 use chrono::Utc;
 use std::collections::BTreeSet;
@@ -20,10 +21,12 @@ use super::hub::Hub;
 use super::state::State;
 use crate::model::Story;
 
-/// How long a change waits for more before it is rendered (unless a reader is waiting).
-pub const DEBOUNCE: Duration = Duration::from_millis(20);
-/// Between two renders, at least this many times as long as the last one took.
-pub const GAP: u32 = 3;
+/// A change is rendered once no event has come for this long (unless a reader is waiting)…
+pub const QUIET: Duration = Duration::from_millis(20);
+/// …or, while events keep coming, once it is this old…
+pub const LAG: Duration = Duration::from_secs(1);
+/// …but no sooner after the last render than this many times as long as it took.
+pub const GAP: u32 = 10;
 
 pub enum Msg {
     /// Durable events, in seq order.
@@ -40,21 +43,24 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    /// Runs until every sender is gone, rendering what is still pending before it returns.
+    /// Runs until every sender is gone (the server is stopping: nothing left to render for).
     pub fn run(mut self, rx: Receiver<Msg>) {
         let mut dirty: BTreeSet<String> = BTreeSet::new();
-        let mut first_dirty: Option<Instant> = None;
+        // When the files first fell behind, and when the last event came.
+        let mut behind: Option<(Instant, Instant)> = None;
         let mut not_before = Instant::now();
         let mut urgent = false;
+        let due = |(first, last): (Instant, Instant), not_before: Instant| {
+            (last + QUIET).min(first + LAG).max(not_before)
+        };
         loop {
-            let first = match first_dirty {
+            let first = match behind {
                 None => match rx.recv() {
                     Ok(m) => Some(m),
                     Err(_) => break,
                 },
-                Some(since) => {
-                    let due = (since + DEBOUNCE).max(not_before);
-                    let wait = due.saturating_duration_since(Instant::now());
+                Some(times) => {
+                    let wait = due(times, not_before).saturating_duration_since(Instant::now());
                     if urgent || wait.is_zero() {
                         rx.try_recv().ok()
                     } else {
@@ -74,29 +80,27 @@ impl Renderer {
                             self.seq = self.seq.max(e.seq);
                             dirty.insert(e.story.clone());
                         }
-                        if !events.is_empty() && first_dirty.is_none() {
-                            first_dirty = Some(Instant::now());
+                        if !events.is_empty() {
+                            let now = Instant::now();
+                            behind = Some(behind.map_or((now, now), |(first, _)| (first, now)));
                         }
                     }
                     Msg::Urgent => urgent = true,
                 }
             }
-            let Some(since) = first_dirty else {
+            let Some(times) = behind else {
                 // Nothing to render: whoever asked is already served.
                 urgent = false;
                 self.hub.set_rendered(self.seq);
                 continue;
             };
-            if urgent || Instant::now() >= (since + DEBOUNCE).max(not_before) {
+            if urgent || Instant::now() >= due(times, not_before) {
                 let took = self.render(&dirty);
-                dirty.clear();
-                first_dirty = None;
-                urgent = false;
                 not_before = Instant::now() + took * GAP;
+                dirty.clear();
+                behind = None;
+                urgent = false;
             }
-        }
-        if !dirty.is_empty() {
-            self.render(&dirty);
         }
     }
 
@@ -117,6 +121,8 @@ impl Renderer {
             Utc::now(),
         ));
         self.hub.set_rendered(self.seq);
-        started.elapsed()
+        let took = started.elapsed();
+        tracing::debug!(seq = self.seq, ?took, "rendered");
+        took
     }
 }
