@@ -21,6 +21,6 @@ cargo build --quiet --bins
 
 for t in "${targets[@]}"; do
     printf '==> replay corpus/%s (%s files)\n' "$t" "$(find "corpus/$t" -type f | wc -l)"
-    "target/debug/$t" -runs=0 "corpus/$t" 2>&1 | tail -n 1
+    "${CARGO_TARGET_DIR:-target}/debug/$t" -runs=0 "corpus/$t" 2>&1 | tail -n 1
 done
 printf '==> every corpus file passed\n'
