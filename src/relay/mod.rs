@@ -98,21 +98,10 @@ impl Relay {
                 |c: &(event::Op, crate::model::Entry)| (c.0 != event::Op::Create, c.1.published);
             key(a).cmp(&key(b))
         });
-        let mut startup: Vec<Event> = Vec::new();
-        for (op, entry) in changes {
-            let seq = writer.next_seq;
-            writer.next_seq += 1;
-            let e = Event {
-                seq,
-                op,
-                story: entry.story.clone(),
-                entry,
-                source: Source::Report,
-                idempotency_key: None,
-            };
-            writer.state.apply_unsorted(&e);
-            startup.push(e);
-        }
+        let startup: Vec<Event> = changes
+            .into_iter()
+            .map(|(op, entry)| writer.event(op, entry, Source::Report, None))
+            .collect();
         writer.state.settle();
         if !startup.is_empty() {
             writer.store.append(&startup)?;

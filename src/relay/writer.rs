@@ -101,7 +101,14 @@ impl Writer {
         tracing::info!(head = self.next_seq - 1, "event log writer stopped");
     }
 
-    fn event(&mut self, op: Op, entry: Entry, source: Source, key: Option<String>) -> Event {
+    /// Assigns the next seq to a change and applies it to the state.
+    pub(crate) fn event(
+        &mut self,
+        op: Op,
+        entry: Entry,
+        source: Source,
+        key: Option<String>,
+    ) -> Event {
         let seq = self.next_seq;
         self.next_seq += 1;
         let event = Event {
