@@ -189,6 +189,11 @@ fn entry_input(map: &serde_json::Map<String, Value>) -> Result<EntryInput, Respo
     Ok(input)
 }
 
+/// Reads and checks an entry body (POST and PUT).
+async fn read_entry(app: &App, req: Request<Incoming>) -> Result<EntryInput, Response<Body>> {
+    entry_input(&read_json(app, req).await?)
+}
+
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Response<Body>> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
@@ -259,11 +264,7 @@ pub async fn create(app: Arc<App>, story: &str, req: Request<Incoming>) -> Respo
             Value::Null,
         );
     }
-    let map = match read_json(&app, req).await {
-        Ok(m) => m,
-        Err(res) => return res,
-    };
-    let input = match entry_input(&map) {
+    let input = match read_entry(&app, req).await {
         Ok(i) => i,
         Err(res) => return res,
     };
@@ -275,11 +276,7 @@ pub async fn edit(app: Arc<App>, story: &str, id: &str, req: Request<Incoming>) 
     if let Err(res) = authorise(&app, req.headers()) {
         return res;
     }
-    let map = match read_json(&app, req).await {
-        Ok(m) => m,
-        Err(res) => return res,
-    };
-    let input = match entry_input(&map) {
+    let input = match read_entry(&app, req).await {
         Ok(i) => i,
         Err(res) => return res,
     };
