@@ -1,6 +1,15 @@
 //! The static build: render a site and write it atomically, or check an existing directory.
+//!
+//! Output rule: `build` never removes a file it did not write. The directories it writes are
+//! marked with [`MARKER`], which lists the files it wrote there; it writes only into a
+//! directory that does not exist, is empty, or holds nothing but what that list names. It
+//! refuses the data directory, any directory that contains it, and the current directory.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+/// The file that marks an output directory as livefeed's and lists the files it wrote there.
+pub const MARKER: &str = ".livefeed-build";
 
 /// Writing or checking the output failed.
 #[derive(Debug, thiserror::Error)]
@@ -10,6 +19,8 @@ pub enum BuildError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("refusing to write into {}: {reason}", path.display())]
+    Refused { path: PathBuf, reason: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
@@ -44,23 +55,31 @@ impl Staleness {
     }
 }
 
-/// Compares `out` with the files that should be there.
+/// Compares `out` with the files that should be there (the marker among them).
 pub fn check(
     files: impl IntoIterator<Item = (String, Vec<u8>)>,
     out: &Path,
 ) -> Result<Staleness, BuildError> {
     let mut report = Staleness::default();
-    let mut names = std::collections::BTreeSet::new();
-    for (name, bytes) in files {
-        let path = out.join(&name);
-        names.insert(name.clone());
+    let mut names = BTreeSet::new();
+    let mut compare = |name: &str, bytes: &[u8]| -> Result<(), BuildError> {
+        let path = out.join(name);
         match std::fs::read(&path) {
             Ok(on_disk) if on_disk == bytes => {}
-            Ok(_) => report.changed.push(name.clone()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => report.missing.push(name.clone()),
+            Ok(_) => report.changed.push(name.to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                report.missing.push(name.to_string())
+            }
             Err(e) => return Err(io(&path)(e)),
         }
+        Ok(())
+    };
+    for (name, bytes) in files {
+        compare(&name, &bytes)?;
+        names.insert(name);
     }
+    compare(MARKER, &marker(&names))?;
+    names.insert(MARKER.to_string());
     if out.is_dir() {
         for entry in std::fs::read_dir(out).map_err(io(out))? {
             let entry = entry.map_err(io(out))?;
@@ -70,16 +89,152 @@ pub fn check(
             }
         }
     }
+    report.missing.sort();
+    report.changed.sort();
     report.extra.sort();
     Ok(report)
 }
 
-/// Writes `files` as the whole content of `out`: into a fresh directory beside it first, then
-/// swapped in by rename, so a failure leaves the old output untouched and no half-written file.
+/// The marker's content: the files a build wrote, sorted, so builds stay reproducible.
+fn marker(names: &BTreeSet<String>) -> Vec<u8> {
+    let mut text = String::from(
+        "# Written by `livefeed build`: it owns the files listed below, replaces them on every\n\
+         # build and never writes into a directory holding any other file.\n",
+    );
+    for name in names.iter().filter(|n| n.as_str() != MARKER) {
+        text.push_str(name);
+        text.push('\n');
+    }
+    text.into_bytes()
+}
+
+/// The files the marker in `dir` lists (none when there is no marker).
+fn owned(dir: &Path) -> Result<BTreeSet<String>, BuildError> {
+    let path = dir.join(MARKER);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+/// `path` made absolute with symlinks resolved, also when its last components do not exist
+/// yet: the longest existing prefix is canonicalised and the rest normalised lexically.
+fn resolved(path: &Path) -> Result<PathBuf, BuildError> {
+    let absolute = std::path::absolute(path).map_err(io(path))?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        match existing.canonicalize() {
+            Ok(mut base) => {
+                for part in rest.iter().rev() {
+                    match *part {
+                        std::path::Component::ParentDir => {
+                            base.pop();
+                        }
+                        std::path::Component::Normal(name) => base.push(name),
+                        _ => {}
+                    }
+                }
+                return Ok(base);
+            }
+            Err(_) => {
+                let (Some(parent), Some(last)) = (existing.parent(), existing.components().last())
+                else {
+                    return Ok(absolute);
+                };
+                rest.push(last);
+                existing = parent;
+            }
+        }
+    }
+}
+
+/// Refuses an output directory where a build would destroy what it did not write: the data
+/// directory, a directory that contains it, the current directory, or a directory holding
+/// files no earlier build listed in its marker.
+pub fn guard(out: &Path, data: &Path) -> Result<(), BuildError> {
+    let refuse = |reason: String| {
+        Err(BuildError::Refused {
+            path: out.to_path_buf(),
+            reason,
+        })
+    };
+    let (out_abs, data_abs) = (resolved(out)?, resolved(data)?);
+    let here = resolved(Path::new("."))?;
+    if out_abs == here {
+        return refuse(
+            "it is the current directory, and a build replaces its output directory whole; \
+             name a directory of its own, such as `--out feeds`"
+                .into(),
+        );
+    }
+    if data_abs.starts_with(&out_abs) {
+        let what = if data_abs == out_abs {
+            "it is the data directory".to_string()
+        } else {
+            format!("it contains the data directory {}", data.display())
+        };
+        return refuse(format!(
+            "{what}, and a build replaces its output directory whole; name a directory of its \
+             own, such as `--out feeds`"
+        ));
+    }
+    let entries = match std::fs::read_dir(out) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return refuse("it is a file, not a directory".into());
+        }
+        Err(e) => return Err(io(out)(e)),
+    };
+    let listed = owned(out)?;
+    let mut foreign = Vec::new();
+    for entry in entries {
+        let name = entry
+            .map_err(io(out))?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if name != MARKER && !listed.contains(&name) {
+            foreign.push(name);
+        }
+    }
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    foreign.sort();
+    let shown = foreign
+        .iter()
+        .take(5)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = match foreign.len() {
+        n if n > 5 => format!(" and {} more", n - 5),
+        _ => String::new(),
+    };
+    refuse(format!(
+        "it holds files livefeed build did not write ({shown}{more}), and a build replaces its \
+         output directory whole; build into a new or empty directory, or move those files away \
+         (a directory a build wrote lists its files in {MARKER}; output of a build older than \
+         this rule has no such list: delete it and build again)"
+    ))
+}
+
+/// Writes `files` (and the [`MARKER`] listing them) as the whole content of `out`: into a fresh
+/// directory beside it first, then swapped in by rename, so a failure leaves the old output
+/// untouched and no half-written file. Refuses what [`guard`] refuses, before writing anything.
 pub fn write(
     files: impl IntoIterator<Item = (String, Vec<u8>)>,
     out: &Path,
+    data: &Path,
 ) -> Result<usize, BuildError> {
+    guard(out, data)?;
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -93,13 +248,17 @@ pub fn write(
     let old = parent.join(format!(".{base}.old-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(io(&tmp))?;
-    let mut count = 0;
+    let mut names = BTreeSet::new();
     let written = files.into_iter().try_for_each(|(name, bytes)| {
         let path = tmp.join(&name);
-        count += 1;
+        names.insert(name);
         std::fs::write(&path, bytes).map_err(io(&path))
     });
-    if let Err(e) = written {
+    let marked = written.and_then(|()| {
+        let path = tmp.join(MARKER);
+        std::fs::write(&path, marker(&names)).map_err(io(&path))
+    });
+    if let Err(e) = marked {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
@@ -117,7 +276,7 @@ pub fn write(
     if had_old {
         std::fs::remove_dir_all(&old).map_err(io(&old))?;
     }
-    Ok(count)
+    Ok(names.len())
 }
 
 #[cfg(test)]
@@ -125,15 +284,20 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    #[test]
-    fn write_then_check_then_detect() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("feeds");
+    fn files() -> BTreeMap<String, Vec<u8>> {
         let mut files = BTreeMap::new();
         files.insert("a.rss".to_string(), b"one".to_vec());
         files.insert("b.json".to_string(), b"two".to_vec());
-        assert_eq!(check(files.clone(), &out).unwrap().missing.len(), 2);
-        write(files.clone(), &out).unwrap();
+        files
+    }
+
+    #[test]
+    fn write_then_check_then_detect() {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, data) = (dir.path().join("feeds"), dir.path().join("data"));
+        let files = files();
+        assert_eq!(check(files.clone(), &out).unwrap().missing.len(), 3);
+        write(files.clone(), &out, &data).unwrap();
         assert!(check(files.clone(), &out).unwrap().is_fresh());
         std::fs::write(out.join("a.rss"), b"changed").unwrap();
         std::fs::write(out.join("c.atom"), b"left over").unwrap();
@@ -142,9 +306,54 @@ mod tests {
         assert_eq!(s.changed, vec!["a.rss"]);
         assert_eq!(s.missing, vec!["b.json"]);
         assert_eq!(s.extra, vec!["c.atom"]);
-        write(files.clone(), &out).unwrap();
+        // c.atom is not livefeed's: the build refuses rather than delete it.
+        let refused = write(files.clone(), &out, &data).unwrap_err().to_string();
+        assert!(refused.contains("c.atom"), "{refused}");
+        assert_eq!(std::fs::read(out.join("c.atom")).unwrap(), b"left over");
+        std::fs::remove_file(out.join("c.atom")).unwrap();
+        write(files.clone(), &out, &data).unwrap();
         assert!(check(files.clone(), &out).unwrap().is_fresh());
-        // No temporary directories are left behind.
+        // A file livefeed wrote and no longer writes goes; nothing else is left behind.
+        let mut fewer = files.clone();
+        fewer.remove("b.json");
+        write(fewer.clone(), &out, &data).unwrap();
+        assert!(check(fewer, &out).unwrap().is_fresh());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn refuses_directories_it_does_not_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("site/data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("stories.toml"), b"keep me").unwrap();
+        for out in [
+            data.clone(),
+            dir.path().join("site"),
+            dir.path().to_path_buf(),
+            data.join("../../site/./data"),
+        ] {
+            let err = write(files(), &out, &data).unwrap_err();
+            assert!(matches!(err, BuildError::Refused { .. }), "{out:?}: {err}");
+        }
+        // A symbolic link to the data directory is the data directory.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&data, &link).unwrap();
+        assert!(write(files(), &link, &data).is_err());
+        // A directory of someone else's files.
+        let other = dir.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("notes.txt"), b"mine").unwrap();
+        let err = write(files(), &other, &data).unwrap_err().to_string();
+        assert!(err.contains("notes.txt"), "{err}");
+        assert_eq!(
+            std::fs::read(data.join("stories.toml")).unwrap(),
+            b"keep me"
+        );
+        assert_eq!(std::fs::read(other.join("notes.txt")).unwrap(), b"mine");
+        // An empty directory is fine.
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        write(files(), &empty, &data).unwrap();
     }
 }

@@ -28,7 +28,9 @@ enum Command {
         /// The data directory: stories.toml and the report files.
         #[arg(long, default_value = "data")]
         data: PathBuf,
-        /// The output directory; its whole content is replaced.
+        /// The output directory. A build replaces it whole, so it must be new, empty, or one
+        /// an earlier build wrote (marked by `.livefeed-build`); never the data directory, a
+        /// directory containing it, or the current directory.
         #[arg(long, default_value = "feeds")]
         out: PathBuf,
         /// The public address the feeds are published under (default: the manifest's base_url).
@@ -217,7 +219,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::FAILURE);
             }
-            let count = render::with_files_parallel(&site, |files| build::write(files, &out))?;
+            let count =
+                render::with_files_parallel(&site, |files| build::write(files, &out, &data))?;
             eprintln!("{}: wrote {count} files", out.display());
             Ok(ExitCode::SUCCESS)
         }

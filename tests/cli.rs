@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -58,13 +60,7 @@ fn data() -> String {
 
 /// A copy of the repository's `data/` to break.
 fn data_copy(into: &Path) -> PathBuf {
-    let dir = into.join("data");
-    std::fs::create_dir(&dir).unwrap();
-    for entry in std::fs::read_dir(repo().join("data")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-    }
-    dir
+    common::copy_data(into)
 }
 
 fn build(dir: &Path, data: &str, out: &Path) -> Output {
@@ -337,4 +333,58 @@ updated = "2013-05-11T12:00:00+01:00"
     let err = stderr(&failed);
     assert!(err.contains("stories.toml:"), "{err}");
     assert_eq!(before, snapshot(&out));
+}
+
+/// `livefeed build` never removes what it did not write: the data directory, a directory
+/// containing it and the current directory are refused, and so is a directory of other files.
+#[test]
+fn build_refuses_to_replace_what_it_did_not_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = data_copy(tmp.path());
+    let before = snapshot(&copy);
+    let tmp_str = tmp.path().to_str().unwrap();
+    for (cwd, out, why) in [
+        (tmp.path(), "data", "it is the data directory"),
+        (tmp.path(), ".", "it is the current directory"),
+        (repo(), tmp_str, "it contains the data directory"),
+    ] {
+        let data_arg = tmp.path().join("data");
+        let run = build(cwd, data_arg.to_str().unwrap(), Path::new(out));
+        assert_exit(&run, 1);
+        assert!(stderr(&run).contains(why), "--out {out}: {}", stderr(&run));
+        assert_eq!(before, snapshot(&copy), "--out {out} changed the data");
+    }
+    // Someone else's directory keeps its files.
+    let site = tmp.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    std::fs::write(site.join("CNAME"), b"news.example.org").unwrap();
+    let run = build(tmp.path(), &data(), &site);
+    assert_exit(&run, 1);
+    assert!(stderr(&run).contains("CNAME"), "{}", stderr(&run));
+    assert_eq!(
+        std::fs::read(site.join("CNAME")).unwrap(),
+        b"news.example.org"
+    );
+    // Its own output it replaces, and says which files it owns.
+    std::fs::remove_file(site.join("CNAME")).unwrap();
+    assert_exit(&build(tmp.path(), &data(), &site), 0);
+    assert_exit(&build(tmp.path(), &data(), &site), 0);
+    let marker = std::fs::read_to_string(site.join(".livefeed-build")).unwrap();
+    assert!(marker.lines().any(|l| l == "all.atom"), "{marker}");
+}
+
+/// The README's quick start (`serve`, which writes `data/log/`) then its test command: the
+/// tests copy data files only, never what a run left in the data directory.
+#[test]
+fn tests_copy_data_files_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let used = tmp.path().join("used");
+    std::fs::create_dir(&used).unwrap();
+    let data = data_copy(&used);
+    std::fs::create_dir_all(data.join("log")).unwrap();
+    std::fs::write(data.join("log/events.log"), b"not data").unwrap();
+    let copy = common::copy_data_from(&data, tmp.path());
+    let names: Vec<String> = snapshot(&copy).into_keys().collect();
+    assert!(names.iter().any(|n| n == "stories.toml"), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("log")), "{names:?}");
 }

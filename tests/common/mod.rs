@@ -37,6 +37,27 @@ fn repo() -> &'static Path {
 }
 
 /// A temporary site: `data/` (the repository's reports and manifest) and `log/` beside it.
+/// Copies the repository's data files (the manifest and the reports) into `into/data` and
+/// nothing else: what a run left in the checkout (`data/log/` from the README's `serve`) is
+/// not a test's input.
+pub fn copy_data(into: &Path) -> PathBuf {
+    copy_data_from(&repo().join("data"), into)
+}
+
+/// [`copy_data`] from any data directory.
+pub fn copy_data_from(from: &Path, into: &Path) -> PathBuf {
+    let data = into.join("data");
+    std::fs::create_dir(&data).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_file() && (name.ends_with(".txt") || name == "stories.toml") {
+            std::fs::copy(&path, data.join(&name)).unwrap();
+        }
+    }
+    data
+}
+
 pub struct TestSite {
     pub dir: tempfile::TempDir,
     pub token: Option<String>,
@@ -51,15 +72,7 @@ impl TestSite {
 
     pub fn with_token(token: Option<&str>) -> TestSite {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        for entry in std::fs::read_dir(repo().join("data")).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name.ends_with(".txt") || name == "stories.toml" {
-                std::fs::copy(&path, data.join(&name)).unwrap();
-            }
-        }
+        copy_data(dir.path());
         TestSite {
             dir,
             token: token.map(str::to_string),
