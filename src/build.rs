@@ -143,7 +143,8 @@ fn resolved(path: &Path) -> Result<PathBuf, BuildError> {
                 return Ok(base);
             }
             Err(_) => {
-                let (Some(parent), Some(last)) = (existing.parent(), existing.components().last())
+                let (Some(parent), Some(last)) =
+                    (existing.parent(), existing.components().next_back())
                 else {
                     return Ok(absolute);
                 };
