@@ -213,6 +213,15 @@ pub fn scan(buf: &[u8]) -> Scan {
                 at += used;
             }
         }
+        // "Torn" only means the record's length runs past the end of the image; with intact
+        // records after it, it is the length field that is damaged.
+        let kind = match (kind, next_intact) {
+            (Damage::Torn, Some(_)) if buf.len() - good >= HEADER => Damage::BadLength(
+                u32::from_le_bytes([buf[good], buf[good + 1], buf[good + 2], buf[good + 3]])
+                    as usize,
+            ),
+            (kind, _) => kind,
+        };
         Found {
             offset: good,
             kind,
