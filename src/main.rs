@@ -109,7 +109,11 @@ fn log_command(action: LogAction) -> Result<ExitCode> {
         LogAction::Check(args) => {
             let dir = args.dir();
             let scan = store::inspect(&dir)?;
-            println!("log: {} ({} bytes)", dir.join(store::LOG_FILE).display(), scan.len);
+            println!(
+                "log: {} ({} bytes)",
+                dir.join(store::LOG_FILE).display(),
+                scan.len
+            );
             describe(&scan);
             let Some(found) = &scan.damage else {
                 println!("damage: none");

@@ -105,7 +105,11 @@ async fn a_flipped_length_bit_in_the_middle_stops_serve_until_the_operator_repai
 
     // `serve` refuses, saying what is damaged and how to proceed, and keeps every byte.
     let mut proc = Proc::spawn(&data);
-    assert!(proc.ready().await.is_none(), "serve started:\n{}", proc.log());
+    assert!(
+        proc.ready().await.is_none(),
+        "serve started:\n{}",
+        proc.log()
+    );
     assert!(!proc.wait());
     let log = proc.log();
     for needle in [
@@ -149,7 +153,10 @@ async fn a_flipped_length_bit_in_the_middle_stops_serve_until_the_operator_repai
         )),
         "{out}"
     );
-    assert_eq!(std::fs::read(log_file(&data)).unwrap(), &image[..starts[bad]]);
+    assert_eq!(
+        std::fs::read(log_file(&data)).unwrap(),
+        &image[..starts[bad]]
+    );
     let (ok, out, _) = log_cmd("check", &data);
     assert!(ok && out.contains("damage: none"), "{out}");
 
@@ -185,7 +192,11 @@ async fn a_flipped_length_bit_in_the_middle_stops_serve_until_the_operator_repai
     assert!(ok, "{out}{err}");
     let second = PathBuf::from(format!("{}.2", copy.display()));
     assert_eq!(saved_copies(&data), vec![copy.clone(), second.clone()]);
-    assert_eq!(std::fs::read(&copy).unwrap(), damaged, "the first copy is untouched");
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        damaged,
+        "the first copy is untouched"
+    );
     assert_eq!(std::fs::read(&second).unwrap(), damaged2);
 }
 
@@ -224,7 +235,10 @@ async fn a_second_server_on_one_data_directory_refuses_naming_the_first() {
     assert!(!second.wait());
     let log = second.log();
     assert!(
-        log.contains(&format!("in use by another livefeed process (pid {})", first.pid())),
+        log.contains(&format!(
+            "in use by another livefeed process (pid {})",
+            first.pid()
+        )),
         "{log}"
     );
     // Repair takes the same lock.
@@ -285,7 +299,11 @@ async fn assert_read_only(proc: &mut Proc, seqs: u64, why: &str) {
     let health: Value = res.json().await.unwrap();
     let reason = health["reason"].as_str().unwrap_or_default();
     assert!(reason.contains(why), "{health}");
-    assert_eq!(head(&http, &base).await, seqs, "nothing unwritten is visible");
+    assert_eq!(
+        head(&http, &base).await,
+        seqs,
+        "nothing unwritten is visible"
+    );
 }
 
 /// A full disk at start, as root can feel it: RLIMIT_FSIZE at the log's size makes every
@@ -316,7 +334,11 @@ async fn a_server_restarted_on_a_full_disk_serves_read_only() {
     let mut proc = Proc::start(cmd);
     assert_read_only(&mut proc, SEED + 2, "cannot be written").await;
     assert!(proc.terminate());
-    assert_eq!(std::fs::read(log_file(&data)).unwrap(), image, "log unchanged");
+    assert_eq!(
+        std::fs::read(log_file(&data)).unwrap(),
+        image,
+        "log unchanged"
+    );
 
     // On a working disk the report change is relayed as usual.
     let mut proc = Proc::spawn(&data);
@@ -337,8 +359,7 @@ async fn a_log_that_cannot_be_opened_for_writing_is_served_read_only() {
     // SAFETY: getuid has no preconditions.
     if unsafe { libc::getuid() } != 0 {
         // Not root: the mode alone refuses writes.
-        std::fs::set_permissions(log_file(&data), std::fs::Permissions::from_mode(0o444))
-            .unwrap();
+        std::fs::set_permissions(log_file(&data), std::fs::Permissions::from_mode(0o444)).unwrap();
         let mut proc = Proc::spawn(&data);
         assert_read_only(&mut proc, SEED + 1, "cannot be opened for writing").await;
         return;
@@ -373,5 +394,9 @@ async fn a_log_that_cannot_be_opened_for_writing_is_served_read_only() {
     let mut proc = Proc::start(cmd);
     assert_read_only(&mut proc, SEED + 1, "cannot be opened for writing").await;
     assert!(proc.terminate());
-    assert_eq!(std::fs::read(log_file(&data)).unwrap(), image, "log unchanged");
+    assert_eq!(
+        std::fs::read(log_file(&data)).unwrap(),
+        image,
+        "log unchanged"
+    );
 }

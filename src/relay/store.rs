@@ -197,14 +197,13 @@ pub fn scan(buf: &[u8]) -> Scan {
         let last = events.last().map_or(0, |e| e.seq);
         // A record with a valid checksum at the damaged point itself (a seq out of order) is
         // never a torn write.
-        let from = if matches!(decode(&buf[good..]), Ok(_)) {
+        let from = if decode(&buf[good..]).is_ok() {
             good
         } else {
             good + 1
         };
-        let next_intact = (from..buf.len()).find(|&at| {
-            decode(&buf[at..]).is_ok_and(|(e, _)| at == good || e.seq > last)
-        });
+        let next_intact = (from..buf.len())
+            .find(|&at| decode(&buf[at..]).is_ok_and(|(e, _)| at == good || e.seq > last));
         let (mut intact_after, mut seqs_after) = (0, None::<(u64, u64)>);
         if let Some(mut at) = next_intact {
             while let Ok((e, used)) = decode(&buf[at..]) {
@@ -216,10 +215,14 @@ pub fn scan(buf: &[u8]) -> Scan {
         // "Torn" only means the record's length runs past the end of the image; with intact
         // records after it, it is the length field that is damaged.
         let kind = match (kind, next_intact) {
-            (Damage::Torn, Some(_)) if buf.len() - good >= HEADER => Damage::BadLength(
-                u32::from_le_bytes([buf[good], buf[good + 1], buf[good + 2], buf[good + 3]])
-                    as usize,
-            ),
+            (Damage::Torn, Some(_)) if buf.len() - good >= HEADER => {
+                Damage::BadLength(u32::from_le_bytes([
+                    buf[good],
+                    buf[good + 1],
+                    buf[good + 2],
+                    buf[good + 3],
+                ]) as usize)
+            }
             (kind, _) => kind,
         };
         Found {
@@ -726,4 +729,3 @@ mod tests {
         FileStore::new(dir.path()).load().unwrap();
     }
 }
-
