@@ -133,7 +133,8 @@ fn log_command(action: LogAction) -> Result<ExitCode> {
             } else {
                 println!(
                     "`livefeed serve` refuses this log. `livefeed log repair --log-dir {}` saves \
-                     it aside and cuts it at byte {}, dropping the {} records after the damage",
+                     it aside and cuts it at byte {}, dropping the damaged bytes and the {} \
+                     records after them",
                     dir.display(),
                     found.offset,
                     found.intact_after
@@ -151,12 +152,21 @@ fn log_command(action: LogAction) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             };
             println!("saved the original as {}", copy.display());
+            let head = scan.head();
             let dropped = match found.seqs_after {
+                // The seqs between the kept head and the first intact record were in the
+                // damaged bytes.
+                Some((a, b)) if a > head + 1 => format!(
+                    "the damaged record(s) (seq {} to {}) and {} intact records (seq {a} to {b})",
+                    head + 1,
+                    a - 1,
+                    found.intact_after
+                ),
                 Some((a, b)) => format!("{} intact records (seq {a} to {b})", found.intact_after),
-                None => "no intact record".to_string(),
+                None => "the damaged tail, no intact record".to_string(),
             };
             println!(
-                "cut at byte {} ({:?}): dropped {} bytes, {dropped}",
+                "cut at byte {} ({:?}): dropped {} bytes: {dropped}",
                 found.offset,
                 found.kind,
                 scan.len - found.offset

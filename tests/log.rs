@@ -149,7 +149,9 @@ async fn a_flipped_length_bit_in_the_middle_stops_serve_until_the_operator_repai
     let dropped = damaged.len() - starts[bad];
     assert!(
         out.contains(&format!(
-            "dropped {dropped} bytes, 2 intact records (seq {a} to {b})"
+            "dropped {dropped} bytes: the damaged record(s) (seq {0} to {0}) and 2 intact \
+             records (seq {a} to {b})",
+            SEED + 2
         )),
         "{out}"
     );

@@ -44,7 +44,7 @@ pub enum StoreError {
          come before the damage and {after} intact records after it, so this is not a torn \
          last write and nothing was cut. Look with `livefeed log check --log-dir {dir}`; \
          `livefeed log repair --log-dir {dir}` saves the file aside and cuts the log at byte \
-         {offset}, dropping the {after} records after it",
+         {offset}, dropping the damaged bytes and the {after} records after them",
         path = path.display(),
         dir = path.parent().unwrap_or(Path::new(".")).display()
     )]
