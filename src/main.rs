@@ -42,6 +42,11 @@ enum Command {
     },
     /// Serve the feeds and relay live updates (long-poll, SSE, publishing).
     Serve(ServeArgs),
+    /// Look at the event log (`check`) or cut it at its damage after saving a copy (`repair`).
+    Log {
+        #[command(subcommand)]
+        action: LogAction,
+    },
     /// Print normalised items as JSON lines. Given report FILEs, read them with no manifest.
     Items {
         #[arg(long, default_value = "data")]
@@ -54,6 +59,124 @@ enum Command {
         /// Report files to normalise directly.
         files: Vec<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum LogAction {
+    /// Report the records, the head seq and any damage (kind, byte offset, intact records
+    /// after it). Changes nothing. Exit 1 when the log is damaged, a torn tail included.
+    Check(LogArgs),
+    /// Save the log aside as events.log.damaged-<offset> (never replacing a copy), then cut it
+    /// at its first damage; print what was dropped. Refused while a server holds the log.
+    Repair(LogArgs),
+}
+
+#[derive(clap::Args)]
+struct LogArgs {
+    /// The data directory (the log is DATA/log/events.log).
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    /// Where the event log lives (default: DATA/log), as given to `serve`.
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+}
+
+impl LogArgs {
+    fn dir(&self) -> PathBuf {
+        self.log_dir
+            .clone()
+            .unwrap_or_else(|| self.data.join("log"))
+    }
+}
+
+/// `livefeed log check|repair`.
+fn log_command(action: LogAction) -> Result<ExitCode> {
+    use livefeed::relay::store::{self, Found, Scan};
+    let describe = |scan: &Scan| {
+        println!(
+            "records: {} intact, head seq {}",
+            scan.events.len(),
+            scan.head()
+        );
+    };
+    let after = |f: &Found| match f.seqs_after {
+        Some((a, b)) => format!(
+            "{} intact records follow it (seq {a} to {b}, from byte {})",
+            f.intact_after,
+            f.next_intact.unwrap_or(f.offset)
+        ),
+        None => "nothing intact follows it: a torn tail".to_string(),
+    };
+    match action {
+        LogAction::Check(args) => {
+            let dir = args.dir();
+            let scan = store::inspect(&dir)?;
+            println!(
+                "log: {} ({} bytes)",
+                dir.join(store::LOG_FILE).display(),
+                scan.len
+            );
+            describe(&scan);
+            let Some(found) = &scan.damage else {
+                println!("damage: none");
+                return Ok(ExitCode::SUCCESS);
+            };
+            println!(
+                "damage: {:?} at byte {}; {}",
+                found.kind,
+                found.offset,
+                after(found)
+            );
+            if found.torn_tail() {
+                println!(
+                    "`livefeed serve` cuts a torn tail at start ({} bytes)",
+                    scan.len - found.offset
+                );
+            } else {
+                println!(
+                    "`livefeed serve` refuses this log. `livefeed log repair --log-dir {}` saves \
+                     it aside and cuts it at byte {}, dropping the damaged bytes and the {} \
+                     records after them",
+                    dir.display(),
+                    found.offset,
+                    found.intact_after
+                );
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        LogAction::Repair(args) => {
+            let dir = args.dir();
+            let done = store::repair(&dir)?;
+            let scan = &done.scan;
+            let (Some(found), Some(copy)) = (&scan.damage, &done.saved_copy) else {
+                describe(scan);
+                println!("damage: none; nothing to repair");
+                return Ok(ExitCode::SUCCESS);
+            };
+            println!("saved the original as {}", copy.display());
+            let head = scan.head();
+            let dropped = match found.seqs_after {
+                // The seqs between the kept head and the first intact record were in the
+                // damaged bytes.
+                Some((a, b)) if a > head + 1 => format!(
+                    "the damaged record(s) (seq {} to {}) and {} intact records (seq {a} to {b})",
+                    head + 1,
+                    a - 1,
+                    found.intact_after
+                ),
+                Some((a, b)) => format!("{} intact records (seq {a} to {b})", found.intact_after),
+                None => "the damaged tail, no intact record".to_string(),
+            };
+            println!(
+                "cut at byte {} ({:?}): dropped {} bytes: {dropped}",
+                found.offset,
+                found.kind,
+                scan.len - found.offset
+            );
+            describe(scan);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -225,6 +348,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve(args),
+        Command::Log { action } => log_command(action),
         Command::Items {
             data,
             story,

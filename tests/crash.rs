@@ -2,7 +2,8 @@
 //! `data/`, killed with SIGKILL at random moments while publishers send entries, and started
 //! again on the same directory. Nothing acknowledged may be lost, nothing may be duplicated by a
 //! retry, and seq must stay gapless. Then the two kinds of log damage, end to end: a torn last
-//! record (cut at every byte offset) and a broken checksum in the middle.
+//! record (cut at every byte offset; cut at start) and a broken checksum in the middle (start
+//! refused, every byte kept until `livefeed log repair`).
 //!
 //! The random schedule is printed; `LIVEFEED_TEST_SEED=<n>` replays it.
 
@@ -24,13 +25,13 @@ fn log_file(data: &Path) -> PathBuf {
     data.join("log").join("events.log")
 }
 
-/// Files in the log directory other than the log itself (saved copies of damaged logs).
+/// Files in the log directory other than the log and its lock (saved copies of damaged logs).
 fn saved_copies(data: &Path) -> Vec<PathBuf> {
     let dir = data.join("log");
     let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|rd| rd.map(|e| e.unwrap().path()).collect())
         .unwrap_or_default();
-    out.retain(|p| p.file_name().unwrap() != "events.log");
+    out.retain(|p| !["events.log", "LOCK"].contains(&p.file_name().unwrap().to_str().unwrap()));
     out.sort();
     out
 }
@@ -496,7 +497,7 @@ async fn a_log_cut_anywhere_in_its_last_record_keeps_every_intact_record() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broken_checksum_in_the_middle_keeps_the_prefix_and_a_copy_of_the_original() {
+async fn a_broken_checksum_in_the_middle_is_kept_whole_until_the_operator_repairs() {
     let site = TestSite::new();
     let data = site.data();
     let titles = ["P1", "P2", "P3", "P4", "P5", "P6"];
@@ -507,36 +508,40 @@ async fn a_broken_checksum_in_the_middle_keeps_the_prefix_and_a_copy_of_the_orig
     damaged[starts[bad] + 8 + 10] ^= 0x20;
     std::fs::write(log_file(&data), &damaged).unwrap();
 
+    // Acknowledged records follow the damage: the server refuses to start and cuts nothing.
     let mut proc = Proc::spawn(&data);
-    let base = proc
-        .ready()
-        .await
-        .expect("the server starts on a damaged log");
-    let http = client();
-    let events = all_events(&http, &base).await;
-    let kept = bad as u64;
-    assert_eq!(seqs(&events), (1..=kept).collect::<Vec<_>>());
+    assert!(proc.ready().await.is_none(), "started:\n{}", proc.log());
+    assert!(!proc.wait());
     let log = proc.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("event log was damaged"))
-        .unwrap_or_else(|| panic!("no warning:\n{log}"));
-    let dropped = (image.len() - starts[bad]).to_string();
-    assert_eq!(
-        field(line, "dropped_bytes"),
-        Some(dropped.as_str()),
-        "{line}"
-    );
-    assert_eq!(field(line, "kept_events"), Some(kept.to_string().as_str()));
     assert!(
-        line.contains(&format!("Checksum at byte {}", starts[bad])),
-        "{line}"
+        log.contains(&format!("damaged at byte {} (Checksum)", starts[bad])),
+        "{log}"
     );
-    // The original is kept, byte for byte, and named in the warning.
-    let copies = saved_copies(&data);
+    assert!(log.contains("3 intact records after it"), "{log}");
+    assert!(log.contains("livefeed log repair"), "{log}");
+    assert_eq!(std::fs::read(log_file(&data)).unwrap(), damaged);
+    assert_eq!(saved_copies(&data), Vec::<PathBuf>::new());
+
+    // The operator repairs: the original is kept, byte for byte, then the log is cut.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_livefeed"))
+        .args(["log", "repair", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let expected = log_file(&data).with_extension(format!("log.damaged-{}", starts[bad]));
-    assert_eq!(copies, vec![expected.clone()]);
-    assert!(line.contains(&expected.display().to_string()), "{line}");
+    assert_eq!(saved_copies(&data), vec![expected.clone()]);
+    assert!(stdout.contains(&expected.display().to_string()), "{stdout}");
+    let dropped = image.len() - starts[bad];
+    assert!(
+        stdout.contains(&format!("dropped {dropped} bytes")),
+        "{stdout}"
+    );
     assert_eq!(std::fs::read(&expected).unwrap(), damaged);
     // The good records after the damage are still readable from the copy by an operator.
     let copy = std::fs::read(&expected).unwrap();
@@ -550,7 +555,16 @@ async fn a_broken_checksum_in_the_middle_keeps_the_prefix_and_a_copy_of_the_orig
     let rest_titles: Vec<&str> = rest.iter().map(|e| e.entry.title.as_str()).collect();
     assert_eq!(rest_titles, ["P4", "P5", "P6"]);
 
-    // Publishing continues from the kept prefix, and the log is clean again.
+    // Serving and publishing continue from the kept prefix, and the log is clean again.
+    let mut proc = Proc::spawn(&data);
+    let base = proc
+        .ready()
+        .await
+        .expect("the server starts after the repair");
+    let http = client();
+    let events = all_events(&http, &base).await;
+    let kept = bad as u64;
+    assert_eq!(seqs(&events), (1..=kept).collect::<Vec<_>>());
     let answer = publish(&http, &base, "After the repair", "k-after").await;
     assert_eq!(answer["seq"], kept + 1);
     assert!(proc.terminate());

@@ -96,6 +96,8 @@ pub struct Hub {
     rendered_seq: AtomicU64,
     /// Set when storage failed: publishing stops until a restart recovers the log.
     failed: AtomicBool,
+    /// Why publishing is off, for `/healthz` (the first reason given wins).
+    failure: std::sync::OnceLock<String>,
     /// How many events to keep in memory; older cursors get a 410.
     keep: usize,
 }
@@ -110,6 +112,7 @@ impl Hub {
             head_seq: AtomicU64::new(0),
             rendered_seq: AtomicU64::new(0),
             failed: AtomicBool::new(false),
+            failure: std::sync::OnceLock::new(),
             keep: keep.max(1),
         }
     }
@@ -243,7 +246,18 @@ impl Hub {
     }
 
     pub fn fail(&self) {
+        self.fail_because("a write to the event log failed; publishing is off until a restart");
+    }
+
+    /// Stops publishing, saying why (the first reason is kept).
+    pub fn fail_because(&self, reason: impl Into<String>) {
+        let _ = self.failure.set(reason.into());
         self.failed.store(true, Ordering::SeqCst);
+    }
+
+    /// Why publishing is off, when it is.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
     }
 
     pub fn failed(&self) -> bool {

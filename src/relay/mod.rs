@@ -50,6 +50,8 @@ impl Relay {
     /// entries into `create` events, oldest first), relays report changes made while stopped,
     /// renders every file and starts the writer.
     pub fn open(site: Site, mut store: Box<dyn Store>, keep: usize) -> Result<Relay, RelayError> {
+        // Damage with intact records after it is an error here: nothing is cut without the
+        // operator (`livefeed log repair`). A torn tail was cut by `load`.
         let recovered = store.load()?;
         if let Some(reason) = &recovered.reason {
             tracing::warn!(
@@ -57,6 +59,7 @@ impl Relay {
                 kept_events = recovered.events.len(),
                 reason = %reason,
                 saved_copy = ?recovered.saved_copy,
+                cut = recovered.read_only.is_none(),
                 "event log was damaged; kept every intact record before the damage"
             );
         }
@@ -64,6 +67,10 @@ impl Relay {
         let mut state = State::empty(site);
         let mut keys = HashMap::new();
         let hub = Arc::new(Hub::new(keep));
+        if let Some(why) = &recovered.read_only {
+            tracing::error!(reason = %why, "event log is read-only; serving what it holds, publishing off");
+            hub.fail_because(format!("read-only: {why}"));
+        }
         for e in &recovered.events {
             state.apply_unsorted(e);
             if let Some(k) = &e.idempotency_key {
@@ -98,18 +105,43 @@ impl Relay {
                 |c: &(event::Op, crate::model::Entry)| (c.0 != event::Op::Create, c.1.published);
             key(a).cmp(&key(b))
         });
-        let startup: Vec<Event> = changes
-            .into_iter()
-            .map(|(op, entry)| writer.event(op, entry, Source::Report, None))
-            .collect();
+        // Kept to undo the startup events when the log cannot take them: the served state
+        // must be exactly what is durable.
+        let before = (!changes.is_empty() && !hub.failed()).then(|| writer.state.clone());
+        let startup: Vec<Event> = if hub.failed() {
+            if !changes.is_empty() {
+                tracing::warn!(
+                    changes = changes.len(),
+                    "report changes not relayed: the event log is read-only"
+                );
+            }
+            Vec::new()
+        } else {
+            changes
+                .into_iter()
+                .map(|(op, entry)| writer.event(op, entry, Source::Report, None))
+                .collect()
+        };
         writer.state.settle();
         if !startup.is_empty() {
-            writer.store.append(&startup)?;
-            hub.commit(startup.iter().map(Committed::from_event));
-            tracing::info!(
-                events = startup.len(),
-                "relayed report contents not yet in the log"
-            );
+            match writer.store.append(&startup) {
+                Ok(()) => {
+                    hub.commit(startup.iter().map(Committed::from_event));
+                    tracing::info!(
+                        events = startup.len(),
+                        "relayed report contents not yet in the log"
+                    );
+                }
+                Err(e) => {
+                    // Disk full or a log that refuses writes: serve what is durable, read-only.
+                    tracing::error!(error = %e, "event log write failed at start; serving read-only, publishing off");
+                    hub.fail_because(format!("read-only: the event log cannot be written: {e}"));
+                    if let Some(state) = before {
+                        writer.state = state;
+                    }
+                    writer.next_seq = startup[0].seq;
+                }
+            }
         }
         let all: Vec<&Story> = writer.state.site.stories.iter().collect();
         hub.set_files(cache::render_changed(

@@ -4,8 +4,17 @@
 //! Record layout: `len: u32 LE | crc32(payload): u32 LE | payload` where the payload is the
 //! event's JSON. Recovery reads records in order and stops at the first one that is torn
 //! (shorter than its length) or fails its checksum or does not continue the `seq` sequence.
-//! What follows is cut off; if anything follows the damage, the whole original file is first
-//! copied aside (`events.log.damaged-<offset>`) so nothing is silently thrown away.
+//!
+//! Damage policy. Only an unacknowledged write can be torn, and only at the end, so damage is
+//! taken for a torn tail only when that is proven: no record with a valid checksum and a
+//! plausible `seq` starts anywhere after the damaged point. A torn tail is cut at start (with a
+//! warning; a copy is saved first unless the damage is a plain short record). Any other damage
+//! keeps every byte: opening fails with [`StoreError::Damaged`], and the operator decides with
+//! `livefeed log check` and `livefeed log repair` ([`repair`]), which saves the original aside
+//! (never replacing an earlier copy) before cutting.
+//!
+//! The log directory is locked (an advisory `flock` on `LOCK`, which holds the owner's pid) by
+//! the process that writes it, so two servers never hand out the same `seq`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -16,6 +25,10 @@ use super::event::Event;
 /// The largest record accepted when reading (a guard against a corrupt length).
 pub const MAX_RECORD: usize = 16 * 1024 * 1024;
 const HEADER: usize = 8;
+/// The log file's name in its directory.
+pub const LOG_FILE: &str = "events.log";
+/// The lock file's name in the log directory.
+pub const LOCK_FILE: &str = "LOCK";
 
 /// Storage failed. The relay stops accepting publishes after one of these.
 #[derive(Debug, thiserror::Error)]
@@ -25,11 +38,35 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Damage that is not a torn tail: intact records follow it. Nothing was changed.
+    #[error(
+        "{path}: the event log is damaged at byte {offset} ({kind}); {before} intact records \
+         come before the damage and {after} intact records after it, so this is not a torn \
+         last write and nothing was cut. Look with `livefeed log check --log-dir {dir}`; \
+         `livefeed log repair --log-dir {dir}` saves the file aside and cuts the log at byte \
+         {offset}, dropping the damaged bytes and the {after} records after them",
+        path = path.display(),
+        dir = path.parent().unwrap_or(Path::new(".")).display()
+    )]
+    Damaged {
+        path: PathBuf,
+        offset: u64,
+        kind: String,
+        before: usize,
+        after: usize,
+    },
+    /// Another process holds the log directory's lock.
+    #[error(
+        "{}: the event log is in use by another livefeed process ({holder}); stop it, or give \
+         this one another --data or --log-dir",
+        path.display()
+    )]
+    Locked { path: PathBuf, holder: String },
 }
 
 /// Where the log lives. `append` must return only once the events are durable.
 pub trait Store: Send {
-    /// Reads every event, in order, repairing a damaged tail.
+    /// Reads every event, in order, cutting a torn tail; fails on any other damage.
     fn load(&mut self) -> Result<Recovered, StoreError>;
     /// Appends events and makes them durable (one sync for the whole batch).
     fn append(&mut self, events: &[Event]) -> Result<(), StoreError>;
@@ -42,8 +79,11 @@ pub struct Recovered {
     /// Bytes cut off the end of the log, and why; empty when the log was clean.
     pub dropped_bytes: u64,
     pub reason: Option<String>,
-    /// Where the original file was saved when good-looking data followed the damage.
+    /// Where the original file was saved before a torn tail that was not a plain short record
+    /// was cut.
     pub saved_copy: Option<PathBuf>,
+    /// Set when the log can be read but not written: why. The relay then serves read-only.
+    pub read_only: Option<String>,
 }
 
 /// Encodes one record.
@@ -111,18 +151,259 @@ pub fn decode_all(buf: &[u8]) -> (Vec<Event>, usize, Option<Damage>) {
     (events, at, None)
 }
 
+/// Damage found in a log image, with what follows it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Found {
+    /// Where the intact prefix ends: the log would be cut here.
+    pub offset: usize,
+    pub kind: Damage,
+    /// Where the first intact record after the damage starts, if any.
+    pub next_intact: Option<usize>,
+    /// Records with a valid checksum from `next_intact` on, and their first and last seq.
+    pub intact_after: usize,
+    pub seqs_after: Option<(u64, u64)>,
+}
+
+impl Found {
+    /// Proven torn: nothing decodable follows the damaged point.
+    pub fn torn_tail(&self) -> bool {
+        self.next_intact.is_none()
+    }
+}
+
+/// A log image read in full: the intact prefix and the damage after it, if any.
+#[derive(Debug)]
+pub struct Scan {
+    pub events: Vec<Event>,
+    /// The image's length in bytes.
+    pub len: usize,
+    pub damage: Option<Found>,
+}
+
+impl Scan {
+    /// The seq of the last intact record before the damage (0 for none).
+    pub fn head(&self) -> u64 {
+        self.events.last().map_or(0, |e| e.seq)
+    }
+}
+
+/// Reads a log image and, on damage, searches every later byte offset for a record that
+/// decodes with a valid checksum and a seq after the intact prefix's. A corrupt length field
+/// hides where the next record starts, hence the byte-by-byte search; it is cheap because a
+/// record's JSON payload has no zero bytes, so nearly every offset fails the length check.
+pub fn scan(buf: &[u8]) -> Scan {
+    let (events, good, damage) = decode_all(buf);
+    let damage = damage.map(|kind| {
+        let last = events.last().map_or(0, |e| e.seq);
+        // A record with a valid checksum at the damaged point itself (a seq out of order) is
+        // never a torn write.
+        let from = if decode(&buf[good..]).is_ok() {
+            good
+        } else {
+            good + 1
+        };
+        let next_intact = (from..buf.len())
+            .find(|&at| decode(&buf[at..]).is_ok_and(|(e, _)| at == good || e.seq > last));
+        let (mut intact_after, mut seqs_after) = (0, None::<(u64, u64)>);
+        if let Some(mut at) = next_intact {
+            while let Ok((e, used)) = decode(&buf[at..]) {
+                intact_after += 1;
+                seqs_after = Some(seqs_after.map_or((e.seq, e.seq), |(a, _)| (a, e.seq)));
+                at += used;
+            }
+        }
+        // "Torn" only means the record's length runs past the end of the image; with intact
+        // records after it, it is the length field that is damaged.
+        let kind = match (kind, next_intact) {
+            (Damage::Torn, Some(_)) if buf.len() - good >= HEADER => {
+                Damage::BadLength(u32::from_le_bytes([
+                    buf[good],
+                    buf[good + 1],
+                    buf[good + 2],
+                    buf[good + 3],
+                ]) as usize)
+            }
+            (kind, _) => kind,
+        };
+        Found {
+            offset: good,
+            kind,
+            next_intact,
+            intact_after,
+            seqs_after,
+        }
+    });
+    Scan {
+        len: buf.len(),
+        events,
+        damage,
+    }
+}
+
+/// Fsyncs a directory, so the names created or renamed in it survive a power cut.
+pub fn fsync_dir(path: &Path) -> std::io::Result<()> {
+    File::open(path)?.sync_all()?;
+    #[cfg(test)]
+    tests::SYNCED_DIRS.with(|s| s.borrow_mut().push(path.to_path_buf()));
+    Ok(())
+}
+
+/// Creates `dir` and any missing parents, fsyncing each parent after a directory is made in it.
+fn create_dirs(dir: &Path) -> std::io::Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|p| !p.exists()).collect();
+    for d in missing.into_iter().rev() {
+        match std::fs::create_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+        let parent = match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        fsync_dir(parent)?;
+    }
+    Ok(())
+}
+
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Takes the log directory's advisory lock and writes our pid into `LOCK`. `None` when the
+/// directory cannot be written and `LOCK` does not exist: a read-only log needs no lock.
+fn lock(dir: &Path) -> Result<Option<File>, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let err = io_error(&path);
+    let (file, writable) = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+    {
+        Ok(f) => (f, true),
+        Err(_) => match File::open(&path) {
+            Ok(f) => (f, false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(err(e)),
+        },
+    };
+    // Fully qualified: newer std has an inherent `File::try_lock` with another error type.
+    match fs4::FileExt::try_lock(&file) {
+        Ok(()) => {}
+        Err(fs4::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = (&file).read_to_string(&mut pid);
+            let holder = match pid.trim().parse::<u32>() {
+                Ok(pid) => format!("pid {pid}"),
+                Err(_) => "a process that has not written its pid yet".to_string(),
+            };
+            return Err(StoreError::Locked {
+                path: path.clone(),
+                holder,
+            });
+        }
+        Err(fs4::TryLockError::Error(e)) => return Err(err(e)),
+    }
+    if writable {
+        let mut f = &file;
+        f.set_len(0)
+            .and_then(|()| f.write_all(std::process::id().to_string().as_bytes()))
+            .map_err(&err)?;
+    }
+    Ok(Some(file))
+}
+
+/// Saves `image` aside as `events.log.damaged-<offset>` (or `…-<offset>.2`, `.3`, … : a copy
+/// never replaces another) and fsyncs the copy and the directory, before anything is cut.
+fn save_aside(log: &Path, offset: usize, image: &[u8]) -> Result<PathBuf, StoreError> {
+    let base = log.with_extension(format!("log.damaged-{offset}"));
+    for n in 1.. {
+        let copy = if n == 1 {
+            base.clone()
+        } else {
+            PathBuf::from(format!("{}.{n}", base.display()))
+        };
+        let mut file = match OpenOptions::new().write(true).create_new(true).open(&copy) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_error(&copy)(e)),
+        };
+        file.write_all(image)
+            .and_then(|()| file.sync_all())
+            .map_err(io_error(&copy))?;
+        if let Some(dir) = copy.parent() {
+            fsync_dir(dir).map_err(io_error(dir))?;
+        }
+        return Ok(copy);
+    }
+    unreachable!("1.. does not end")
+}
+
+/// Reads the log in `dir` without changing anything (no lock: a reader cannot hurt a writer).
+pub fn inspect(dir: &Path) -> Result<Scan, StoreError> {
+    let path = dir.join(LOG_FILE);
+    let image = std::fs::read(&path).map_err(io_error(&path))?;
+    Ok(scan(&image))
+}
+
+/// What [`repair`] did.
+#[derive(Debug)]
+pub struct Repair {
+    pub scan: Scan,
+    /// Where the original was saved; `None` when the log was clean and nothing was done.
+    pub saved_copy: Option<PathBuf>,
+}
+
+/// Cuts the log in `dir` at its first damage, after saving the whole original aside. Takes the
+/// log directory's lock, so it never runs beside a server.
+pub fn repair(dir: &Path) -> Result<Repair, StoreError> {
+    let path = dir.join(LOG_FILE);
+    let err = io_error(&path);
+    let _lock = lock(dir)?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(&err)?;
+    let mut image = Vec::new();
+    file.read_to_end(&mut image).map_err(&err)?;
+    let scan = scan(&image);
+    let Some(found) = &scan.damage else {
+        return Ok(Repair {
+            scan,
+            saved_copy: None,
+        });
+    };
+    let copy = save_aside(&path, found.offset, &image)?;
+    file.set_len(found.offset as u64)
+        .and_then(|()| file.sync_all())
+        .map_err(&err)?;
+    Ok(Repair {
+        scan,
+        saved_copy: Some(copy),
+    })
+}
+
 /// The embedded default: `events.log` in a directory.
 pub struct FileStore {
     path: PathBuf,
     file: Option<File>,
+    /// Held while the store lives: the advisory lock on the log directory.
+    lock: Option<File>,
     buf: Vec<u8>,
 }
 
 impl FileStore {
     pub fn new(dir: &Path) -> FileStore {
         FileStore {
-            path: dir.join("events.log"),
+            path: dir.join(LOG_FILE),
             file: None,
+            lock: None,
             buf: Vec::new(),
         }
     }
@@ -137,39 +418,74 @@ impl FileStore {
             source,
         }
     }
-}
 
-impl Store for FileStore {
-    fn load(&mut self) -> Result<Recovered, StoreError> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
-        }
-        let mut file = OpenOptions::new()
+    /// Opens the log for appending, or, when that is refused, for reading only (with why).
+    fn open(&self) -> Result<(File, Option<String>), StoreError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let existed = self.path.exists();
+        match OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(&self.path)
-            .map_err(|e| self.io(e))?;
+        {
+            Ok(file) => {
+                if !existed {
+                    fsync_dir(dir).map_err(io_error(dir))?;
+                }
+                Ok((file, None))
+            }
+            Err(write_error) => {
+                let why = format!(
+                    "{}: cannot be opened for writing: {write_error}",
+                    self.path.display()
+                );
+                // Not even readable: report why it could not be opened for writing.
+                let file = File::open(&self.path).map_err(|_| self.io(write_error))?;
+                Ok((file, Some(why)))
+            }
+        }
+    }
+}
+
+impl Store for FileStore {
+    fn load(&mut self) -> Result<Recovered, StoreError> {
+        let dir = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        create_dirs(&dir).map_err(io_error(&dir))?;
+        self.lock = lock(&dir)?;
+        let (mut file, read_only) = self.open()?;
         let mut image = Vec::new();
         file.read_to_end(&mut image).map_err(|e| self.io(e))?;
-        let (events, good, damage) = decode_all(&image);
+        let scan = scan(&image);
         let mut recovered = Recovered {
-            events,
+            events: scan.events,
+            read_only,
             ..Recovered::default()
         };
-        if let Some(damage) = damage {
-            let dropped = (image.len() - good) as u64;
-            let torn_tail = damage == Damage::Torn;
-            if !torn_tail {
-                // Something other than a torn last write: keep the original for the operator.
-                let copy = self.path.with_extension(format!("log.damaged-{good}"));
-                std::fs::write(&copy, &image).map_err(|e| self.io(e))?;
-                recovered.saved_copy = Some(copy);
+        if let Some(found) = scan.damage {
+            if !found.torn_tail() {
+                // Acknowledged records follow: keep every byte and let the operator decide.
+                self.lock = None;
+                return Err(StoreError::Damaged {
+                    path: self.path.clone(),
+                    offset: found.offset as u64,
+                    kind: format!("{:?}", found.kind),
+                    before: recovered.events.len(),
+                    after: found.intact_after,
+                });
             }
-            file.set_len(good as u64).map_err(|e| self.io(e))?;
-            file.sync_all().map_err(|e| self.io(e))?;
-            recovered.dropped_bytes = dropped;
-            recovered.reason = Some(format!("{damage:?} at byte {good}"));
+            let good = found.offset;
+            recovered.dropped_bytes = (image.len() - good) as u64;
+            recovered.reason = Some(format!("{:?} at byte {good}", found.kind));
+            if recovered.read_only.is_none() {
+                if found.kind != Damage::Torn {
+                    // A full-length record that fails its checks may have been acknowledged
+                    // and then rotted: keep the original for the operator.
+                    recovered.saved_copy = Some(save_aside(&self.path, good, &image)?);
+                }
+                file.set_len(good as u64).map_err(|e| self.io(e))?;
+                file.sync_all().map_err(|e| self.io(e))?;
+            }
         }
         file.seek(SeekFrom::End(0)).map_err(|e| self.io(e))?;
         self.file = Some(file);
@@ -188,12 +504,18 @@ impl Store for FileStore {
         result.map_err(|e| self.io(e))
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::Entry;
     use crate::relay::event::{Op, Source};
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// The directories `fsync_dir` synced on this thread: the seam that makes a missing
+        /// directory fsync visible to a test.
+        pub static SYNCED_DIRS: RefCell<Vec<PathBuf>> = const { RefCell::new(Vec::new()) };
+    }
 
     fn event(seq: u64) -> Event {
         let t = chrono::DateTime::UNIX_EPOCH;
@@ -227,7 +549,10 @@ mod tests {
         assert!(store.load().unwrap().events.is_empty());
         store.append(&[event(1), event(2)]).unwrap();
         store.append(&[event(3)]).unwrap();
-        let full = std::fs::read(store.path()).unwrap();
+        let log = store.path().to_path_buf();
+        let full = std::fs::read(&log).unwrap();
+        // The lock is per open file: a second store on the directory waits for this one.
+        drop(store);
         let last_start = {
             let mut v = Vec::new();
             encode(&event(1), &mut v);
@@ -235,7 +560,7 @@ mod tests {
             v.len()
         };
         for cut in last_start..full.len() {
-            std::fs::write(store.path(), &full[..cut]).unwrap();
+            std::fs::write(&log, &full[..cut]).unwrap();
             let mut s = FileStore::new(dir.path());
             let r = s.load().unwrap();
             assert_eq!(r.events.len(), 2, "cut at {cut}");
@@ -243,24 +568,164 @@ mod tests {
             assert!(r.saved_copy.is_none());
             // Appending continues cleanly after the repair.
             s.append(&[event(3)]).unwrap();
+            drop(s);
             assert_eq!(FileStore::new(dir.path()).load().unwrap().events.len(), 3);
         }
     }
 
     #[test]
-    fn checksum_damage_in_the_middle_is_saved_aside() {
+    fn checksum_damage_in_the_middle_is_refused_and_kept_whole() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = FileStore::new(dir.path());
         store.load().unwrap();
         store.append(&[event(1), event(2), event(3)]).unwrap();
-        let mut image = std::fs::read(store.path()).unwrap();
+        drop(store);
+        let mut image = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
         let mut first = Vec::new();
         encode(&event(1), &mut first);
         image[first.len() + HEADER + 3] ^= 0xff; // inside record 2's payload
-        std::fs::write(store.path(), &image).unwrap();
-        let r = FileStore::new(dir.path()).load().unwrap();
-        assert_eq!(r.events.len(), 1);
-        let copy = r.saved_copy.expect("the damaged log is kept");
-        assert_eq!(std::fs::read(copy).unwrap(), image);
+        std::fs::write(dir.path().join(LOG_FILE), &image).unwrap();
+        match FileStore::new(dir.path()).load() {
+            Err(StoreError::Damaged {
+                offset,
+                kind,
+                before,
+                after,
+                ..
+            }) => {
+                assert_eq!((offset as usize, before, after), (first.len(), 1, 1));
+                assert_eq!(kind, "Checksum");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(std::fs::read(dir.path().join(LOG_FILE)).unwrap(), image);
+    }
+
+    /// A log of events 1..=n and where each record starts.
+    fn log_of(dir: &Path, n: u64) -> (Vec<u8>, Vec<usize>) {
+        let mut store = FileStore::new(dir);
+        store.load().unwrap();
+        let events: Vec<Event> = (1..=n).map(event).collect();
+        store.append(&events).unwrap();
+        let image = std::fs::read(store.path()).unwrap();
+        let mut starts = vec![0];
+        let mut at = 0;
+        while at < image.len() {
+            at += decode(&image[at..]).unwrap().1;
+            starts.push(at);
+        }
+        starts.pop();
+        (image, starts)
+    }
+
+    fn copies(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".damaged-"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_flipped_length_bit_in_the_middle_keeps_every_byte_and_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut image, starts) = log_of(dir.path(), 5);
+        // A flipped high bit in record 3's length field: its end, and so record 4's start, is
+        // lost, but records 4 and 5 are intact (acknowledged publishes).
+        image[starts[2] + 2] ^= 0x01;
+        let path = dir.path().join(LOG_FILE);
+        std::fs::write(&path, &image).unwrap();
+        let err = FileStore::new(dir.path()).load().unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("at byte {}", starts[2])),
+            "{message}"
+        );
+        assert!(message.contains("livefeed log repair"), "{message}");
+        assert_eq!(std::fs::read(&path).unwrap(), image, "not one byte cut");
+        assert!(copies(dir.path()).is_empty());
+        // The scan names what follows the damage.
+        let found = scan(&image).damage.unwrap();
+        assert_eq!(found.offset, starts[2]);
+        assert_eq!(found.next_intact, Some(starts[3]));
+        assert_eq!((found.intact_after, found.seqs_after), (2, Some((4, 5))));
+        assert!(!found.torn_tail());
+    }
+
+    #[test]
+    fn repair_saves_the_original_then_cuts_and_reports_what_it_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut image, starts) = log_of(dir.path(), 5);
+        image[starts[1] + HEADER + 3] ^= 0xff;
+        let path = dir.path().join(LOG_FILE);
+        std::fs::write(&path, &image).unwrap();
+        let done = repair(dir.path()).unwrap();
+        let copy = done.saved_copy.unwrap();
+        assert_eq!(std::fs::read(&copy).unwrap(), image);
+        assert_eq!(std::fs::read(&path).unwrap(), &image[..starts[1]]);
+        let found = done.scan.damage.unwrap();
+        assert_eq!(found.kind, Damage::Checksum);
+        assert_eq!((found.intact_after, found.seqs_after), (3, Some((3, 5))));
+        // Clean now: it opens, and a second repair does nothing.
+        assert_eq!(FileStore::new(dir.path()).load().unwrap().events.len(), 1);
+        assert!(repair(dir.path()).unwrap().saved_copy.is_none());
+    }
+
+    #[test]
+    fn a_second_damage_at_the_same_offset_never_replaces_the_first_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let (image, starts) = log_of(dir.path(), 3);
+        let path = dir.path().join(LOG_FILE);
+        let mut saved = Vec::new();
+        for flip in [0x01u8, 0x02] {
+            // Damage inside the last record's payload (a full-length record: a copy is kept).
+            let mut damaged = image.clone();
+            damaged[starts[2] + HEADER + 3] ^= flip;
+            std::fs::write(&path, &damaged).unwrap();
+            FileStore::new(dir.path()).load().unwrap();
+            saved.push(damaged);
+        }
+        let found = copies(dir.path());
+        assert_eq!(found.len(), 2, "{found:?}");
+        let contents: Vec<Vec<u8>> = found.iter().map(|p| std::fs::read(p).unwrap()).collect();
+        assert!(contents.contains(&saved[0]) && contents.contains(&saved[1]));
+    }
+
+    #[test]
+    fn creating_the_log_fsyncs_every_directory_it_made_a_name_in() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let log = data.join("log");
+        SYNCED_DIRS.with(|s| s.borrow_mut().clear());
+        FileStore::new(&log).load().unwrap();
+        let synced = SYNCED_DIRS.with(|s| s.borrow().clone());
+        // `data` made in the root, `log` in `data`, `events.log` in `log`.
+        for dir in [root.path(), &data, &log] {
+            assert!(synced.iter().any(|d| d == dir), "{dir:?} not in {synced:?}");
+        }
+        // A copy saved aside is a new name too.
+        let (mut image, starts) = log_of(&root.path().join("other"), 2);
+        image[starts[0] + HEADER + 1] ^= 0x10;
+        let other = root.path().join("other");
+        std::fs::write(other.join(LOG_FILE), &image).unwrap();
+        SYNCED_DIRS.with(|s| s.borrow_mut().clear());
+        repair(&other).unwrap();
+        let synced = SYNCED_DIRS.with(|s| s.borrow().clone());
+        assert!(synced.contains(&other), "{synced:?}");
+    }
+
+    #[test]
+    fn a_second_store_on_one_directory_is_refused_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = FileStore::new(dir.path());
+        first.load().unwrap();
+        let err = FileStore::new(dir.path()).load().unwrap_err();
+        let pid = std::process::id().to_string();
+        assert!(err.to_string().contains(&format!("pid {pid}")), "{err}");
+        assert!(repair(dir.path()).is_err(), "repair takes the same lock");
+        drop(first);
+        FileStore::new(dir.path()).load().unwrap();
     }
 }

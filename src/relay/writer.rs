@@ -141,7 +141,11 @@ impl Writer {
         // Whole seconds: feeds carry second precision, and edits step by at least one.
         let now = Utc::now().trunc_subsecs(0);
         let failed = self.hub.failed();
-        let storage = || ChangeError::Storage("an earlier write failed".into());
+        let hub = Arc::clone(&self.hub);
+        let storage = move || {
+            let why = hub.failure().unwrap_or("an earlier write failed");
+            ChangeError::Storage(why.to_string())
+        };
         match cmd {
             Command::Publish {
                 story,

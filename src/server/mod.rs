@@ -266,7 +266,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             };
             respond::json(
                 status,
-                &serde_json::json!({ "status": if ok { "ok" } else { "log-failed" }, "oldest": oldest, "head": head }),
+                &serde_json::json!({ "status": if ok { "ok" } else { "log-failed" }, "reason": app.relay.hub.failure(), "oldest": oldest, "head": head }),
             )
         }
         ["metrics"] => {

@@ -238,7 +238,11 @@ fn answer(result: Result<Ack, ChangeError>) -> Response<Body> {
             problem(StatusCode::NOT_FOUND, &e.to_string(), Value::Null)
         }
         Err(e @ ChangeError::Storage(_)) => {
-            problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), Value::Null)
+            // The log is read-only until a restart on a writable disk: ask to retry later.
+            let mut res = problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), Value::Null);
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+            res
         }
     }
 }

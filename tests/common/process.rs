@@ -64,6 +64,11 @@ impl Proc {
         }
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for the "livefeed serving addr=…" line and returns the base URL, or `None` when
     /// the process ended first.
     pub async fn ready(&mut self) -> Option<String> {
