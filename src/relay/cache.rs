@@ -2,10 +2,11 @@
 //! its validators computed once. The same renderer as the static build.
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 
+use super::event::Op;
 use super::hub::CachedFile;
 use crate::model::Story;
 use crate::render::{self, ALL, Format, html};
@@ -46,16 +47,24 @@ fn gzip(bytes: &[u8]) -> Bytes {
 
 /// An HTTP date (RFC 9110 IMF-fixdate).
 pub fn http_date(t: DateTime<Utc>) -> String {
-    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+    httpdate::fmt_http_date(t.into())
 }
 
+/// `modified` is the content's time (whole seconds are kept). `honest` says it is that time,
+/// not the clock it was clamped to, so a restart gives the same date (see [`Hub::set_files`],
+/// which decides whether `If-Modified-Since` may be honoured).
+///
+/// [`Hub::set_files`]: super::hub::Hub::set_files
 pub fn cached(
     content_type: &'static str,
     body: Vec<u8>,
     modified: DateTime<Utc>,
+    honest: bool,
     seq: u64,
 ) -> CachedFile {
     let tag = digest(&body);
+    let modified = modified.trunc_subsecs(0);
+    let time = std::time::SystemTime::from(modified);
     CachedFile {
         content_type,
         gzip: gzip(&body),
@@ -63,45 +72,97 @@ pub fn cached(
         etag: format!("\"{tag:016x}\""),
         etag_gzip: format!("\"{tag:016x}-gz\""),
         last_modified: http_date(modified),
+        modified: time,
+        ims: honest,
+        newest_modified: time,
         seq,
         headers: std::sync::OnceLock::new(),
     }
 }
 
+/// The story a file's content comes from (`all` for the combined feeds and the index).
+pub fn story_of(path: &str) -> &str {
+    if let Some(file) = path.strip_prefix("/feeds/") {
+        file.rsplit_once('.').map_or(file, |(slug, _)| slug)
+    } else if let Some(slug) = path.strip_prefix("/stories/") {
+        slug
+    } else {
+        ALL
+    }
+}
+
+/// True when every event, in order, moved the newest `updated` strictly forward (by whole
+/// seconds) and none was a delete: then every state the log went through had its own
+/// `Last-Modified`, so a client whose `If-Modified-Since` is the current one holds the current
+/// version, whichever of the states it was served. `events` are `(op, public JSON)`.
+pub fn dates_move_forward<'a>(events: impl Iterator<Item = (Op, &'a [u8])>) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Wire {
+        entry: WireEntry,
+    }
+    #[derive(serde::Deserialize)]
+    struct WireEntry {
+        updated: DateTime<Utc>,
+    }
+    let mut newest: Option<i64> = None;
+    for (op, json) in events {
+        if op == Op::Delete {
+            return false;
+        }
+        let Ok(wire) = serde_json::from_slice::<Wire>(json) else {
+            return false;
+        };
+        let t = wire.entry.updated.timestamp();
+        if newest.is_some_and(|n| t <= n) {
+            return false;
+        }
+        newest = Some(t);
+    }
+    true
+}
+
 const HTML: &str = "text/html; charset=utf-8";
 
 /// Renders what changes when `stories` change: their feeds and pages, the combined feed and
-/// the index. `modified` is the commit time, used for `Last-Modified`.
+/// the index. `Last-Modified` comes from the content (the feed's `updated`: its newest entry's
+/// time), so it stays the same across a restart; it is never later than `now` (RFC 9110
+/// §8.8.2.1), the time of the render.
 pub fn render_changed(
     site: &Site,
     stories: &[&Story],
     seq: u64,
-    modified: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> Vec<(String, CachedFile)> {
     let mut out = Vec::new();
+    let date = |t: DateTime<Utc>| (t.min(now), t <= now);
     for story in stories {
         let feed = render::story_feed(site, story);
+        let (modified, honest) = date(feed.updated);
         for format in Format::ALL {
             let body = render::render_feed(&feed, format);
             out.push((
                 feed_path(&story.slug, format),
-                cached(format.content_type(), body, modified, seq),
+                cached(format.content_type(), body, modified, honest, seq),
             ));
         }
         let page = html::story_page(site, story, seq).into_bytes();
-        out.push((story_path(&story.slug), cached(HTML, page, modified, seq)));
+        out.push((
+            story_path(&story.slug),
+            cached(HTML, page, modified, honest, seq),
+        ));
     }
     let all = render::all_feed(site);
+    let (modified, honest) = date(all.updated);
     for format in Format::ALL {
         let body = render::render_feed(&all, format);
         out.push((
             feed_path(ALL, format),
-            cached(format.content_type(), body, modified, seq),
+            cached(format.content_type(), body, modified, honest, seq),
         ));
     }
     out.push((
         "/".to_string(),
-        cached(HTML, html::index(site).into_bytes(), modified, seq),
+        cached(HTML, html::index(site).into_bytes(), modified, honest, seq),
     ));
     out
 }
