@@ -1464,6 +1464,7 @@ async fn if_modified_since_alone_never_hides_a_version_made_in_the_same_second()
     let site = TestSite::new();
     let server = site.start().await;
     let path = format!("/feeds/{LIVE}.json");
+    let mut shared_date = String::new();
     // Two publishes within one second (retried when a second boundary falls between them).
     for attempt in 0.. {
         assert!(
@@ -1501,8 +1502,15 @@ async fn if_modified_since_alone_never_hides_a_version_made_in_the_same_second()
             "a client holding the first version must get the second, made in the same second"
         );
         assert!(body.contains(&format!("Second {attempt}")), "{body}");
+        shared_date = first_modified;
         break;
     }
+    // Nor after a restart, which has only the log to go by.
+    server.stop().await;
+    let server = site.start().await;
+    let (status, last_modified, _) = get_if_modified_since(&server, &path, &shared_date).await;
+    assert_eq!(last_modified, shared_date);
+    assert_eq!(status, 200, "after a restart");
     // Once the feed moves on to a later second, its own date revalidates again.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     server.publish(LIVE, "Third", "Three.").await;

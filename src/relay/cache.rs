@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, SubsecRound, Utc};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 
@@ -91,11 +92,15 @@ pub fn story_of(path: &str) -> &str {
     }
 }
 
-/// True when every event, in order, moved the newest `updated` strictly forward (by whole
-/// seconds) and none was a delete: then every state the log went through had its own
-/// `Last-Modified`, so a client whose `If-Modified-Since` is the current one holds the current
-/// version, whichever of the states it was served. `events` are `(op, public JSON)`.
-pub fn dates_move_forward<'a>(events: impl Iterator<Item = (Op, &'a [u8])>) -> bool {
+/// Which contents went only through states of their own `Last-Modified`: true for a story
+/// when every event of it, in order, moved its newest `updated` strictly forward (by whole
+/// seconds) and none was a delete; the same over every event for the combined feeds and the
+/// index (under [`ALL`]). Then a client whose `If-Modified-Since` is the current date holds the
+/// current version, whichever of the states it was served. A story with no event is absent
+/// (one state only). `events` are `(op, story, public JSON)`, in seq order; each is read once.
+pub fn dates_move_forward<'a>(
+    events: impl Iterator<Item = (Op, &'a str, &'a [u8])>,
+) -> HashMap<String, bool> {
     #[derive(serde::Deserialize)]
     struct Wire {
         entry: WireEntry,
@@ -104,21 +109,26 @@ pub fn dates_move_forward<'a>(events: impl Iterator<Item = (Op, &'a [u8])>) -> b
     struct WireEntry {
         updated: DateTime<Utc>,
     }
-    let mut newest: Option<i64> = None;
-    for (op, json) in events {
-        if op == Op::Delete {
-            return false;
+    // Per story (and `all`): still moving forward, and the newest second so far.
+    let mut newest: HashMap<String, (bool, i64)> = HashMap::new();
+    let mut step = |key: &str, t: Option<i64>| {
+        let (ok, last) = newest.entry(key.to_string()).or_insert((true, i64::MIN));
+        match t {
+            Some(t) if *ok && t > *last => *last = t,
+            _ => *ok = false,
         }
-        let Ok(wire) = serde_json::from_slice::<Wire>(json) else {
-            return false;
+    };
+    for (op, story, json) in events {
+        let t = match op {
+            Op::Delete => None,
+            _ => serde_json::from_slice::<Wire>(json)
+                .ok()
+                .map(|w| w.entry.updated.timestamp()),
         };
-        let t = wire.entry.updated.timestamp();
-        if newest.is_some_and(|n| t <= n) {
-            return false;
-        }
-        newest = Some(t);
+        step(story, t);
+        step(ALL, t);
     }
-    true
+    newest.into_iter().map(|(k, (ok, _))| (k, ok)).collect()
 }
 
 const HTML: &str = "text/html; charset=utf-8";
@@ -165,4 +175,47 @@ pub fn render_changed(
         cached(HTML, html::index(site).into_bytes(), modified, honest, seq),
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(op: &str, story: &str, updated: &str) -> (Op, String, String) {
+        let op_value = match op {
+            "delete" => Op::Delete,
+            "update" => Op::Update,
+            _ => Op::Create,
+        };
+        let json = format!(
+            r#"{{"seq":1,"op":"{op}","story":"{story}","entry":{{"id":"x","updated":"{updated}"}}}}"#
+        );
+        (op_value, story.to_string(), json)
+    }
+
+    #[test]
+    fn only_contents_whose_every_change_moved_the_date_forward_qualify() {
+        let events = [
+            event("create", "a", "2024-01-01T00:00:10Z"),
+            event("create", "a", "2024-01-01T00:00:11Z"),
+            event("create", "b", "2024-01-01T00:00:20Z"),
+            event("delete", "b", "2024-01-01T00:00:20Z"),
+            event("create", "c", "2024-01-01T00:00:30Z"),
+            event("create", "c", "2024-01-01T00:00:30Z"),
+            event("update", "d", "2024-01-01T00:00:40Z"),
+        ];
+        let forward = dates_move_forward(
+            events
+                .iter()
+                .map(|(op, story, json)| (*op, story.as_str(), json.as_bytes())),
+        );
+        assert_eq!(forward.get("a"), Some(&true));
+        assert_eq!(forward.get("b"), Some(&false), "a delete keeps the date");
+        assert_eq!(forward.get("c"), Some(&false), "two changes in one second");
+        assert_eq!(forward.get("d"), Some(&true));
+        assert_eq!(forward.get(ALL), Some(&false));
+        assert_eq!(story_of("/feeds/a.rss"), "a");
+        assert_eq!(story_of("/stories/a"), "a");
+        assert_eq!(story_of("/"), ALL);
+    }
 }

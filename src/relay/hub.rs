@@ -203,7 +203,10 @@ impl Hub {
     /// earlier one in memory: it is trusted only when the log shows every change to its
     /// content moved the date forward (see [`super::cache::dates_move_forward`]).
     pub fn set_files(&self, files: impl IntoIterator<Item = (String, CachedFile)>) {
-        let mut forward: HashMap<String, bool> = HashMap::new();
+        // Read from the log once, and only when a path has no earlier version (at start).
+        // Read from the log once, and only when a path has no earlier version (at start);
+        // `None` inside when older events are gone from memory and nothing can be proven.
+        let mut forward: Option<Option<HashMap<String, bool>>> = None;
         let mut map = self.files.write().unwrap_or_else(|p| p.into_inner());
         for (path, mut file) in files {
             match map.get(&path) {
@@ -216,21 +219,22 @@ impl Hub {
                     file.newest_modified = file.modified.max(old.newest_modified);
                 }
                 None => {
-                    let story = super::cache::story_of(&path).to_string();
+                    let forward = forward.get_or_insert_with(|| {
+                        let log = self.log.read().unwrap_or_else(|p| p.into_inner());
+                        if log.events.front().is_some_and(|e| e.seq != 1) {
+                            return None;
+                        }
+                        Some(super::cache::dates_move_forward(
+                            log.events
+                                .iter()
+                                .map(|e| (e.op, e.story.as_str(), &e.json[..])),
+                        ))
+                    });
+                    let story = super::cache::story_of(&path);
                     file.ims = file.ims
-                        && *forward.entry(story).or_insert_with_key(|story| {
-                            let log = self.log.read().unwrap_or_else(|p| p.into_inner());
-                            let all_kept = log.events.front().is_none_or(|e| e.seq == 1);
-                            all_kept
-                                && super::cache::dates_move_forward(
-                                    log.events
-                                        .iter()
-                                        .filter(|e| {
-                                            story == crate::render::ALL || e.story == *story
-                                        })
-                                        .map(|e| (e.op, &e.json[..])),
-                                )
-                        });
+                        && forward
+                            .as_ref()
+                            .is_some_and(|f| f.get(story).copied().unwrap_or(true));
                 }
             }
             map.insert(path, Arc::new(file));
