@@ -203,7 +203,6 @@ impl Hub {
     /// earlier one in memory: it is trusted only when the log shows every change to its
     /// content moved the date forward (see [`super::cache::dates_move_forward`]).
     pub fn set_files(&self, files: impl IntoIterator<Item = (String, CachedFile)>) {
-        // Read from the log once, and only when a path has no earlier version (at start).
         // Read from the log once, and only when a path has no earlier version (at start);
         // `None` inside when older events are gone from memory and nothing can be proven.
         let mut forward: Option<Option<HashMap<String, bool>>> = None;
