@@ -224,9 +224,7 @@ fn token(args: &ServeArgs) -> Result<Option<String>> {
     };
     let token = raw.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
     if let Some(t) = &token {
-        if t.len() < 16 {
-            anyhow::bail!("the publish token must be at least 16 characters");
-        }
+        livefeed::server::publish::check_token(t)?;
     }
     Ok(token)
 }

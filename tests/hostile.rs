@@ -651,3 +651,245 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_header_timeout() {
     );
     server.stop().await;
 }
+
+/// Sends `request` on a new connection and reads one whole answer.
+async fn answer(server: &Server, request: &[u8]) -> raw::Response {
+    let mut conn = Conn::connect(&server.base).await.unwrap();
+    conn.send(request).await.unwrap();
+    tokio::time::timeout(common::PATIENCE, conn.response(false))
+        .await
+        .expect("an answer in time")
+        .expect("a whole answer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_host_or_with_two_is_400() {
+    let site = site();
+    let server = site.start().await;
+    let feed = format!("/feeds/{LIVE}.rss");
+    for (name, request, status) in [
+        (
+            "HTTP/1.1 without Host",
+            format!("GET {feed} HTTP/1.1\r\nConnection: close\r\n\r\n"),
+            400,
+        ),
+        (
+            "two Host lines",
+            format!("GET {feed} HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n"),
+            400,
+        ),
+        (
+            "two equal Host lines",
+            format!("GET {feed} HTTP/1.1\r\nHost: a\r\nHost: a\r\nConnection: close\r\n\r\n"),
+            400,
+        ),
+        (
+            "a Host that is no host",
+            format!("GET {feed} HTTP/1.1\r\nHost: a b/c\r\nConnection: close\r\n\r\n"),
+            400,
+        ),
+        (
+            "a Host with user info",
+            format!("GET {feed} HTTP/1.1\r\nHost: user@a\r\nConnection: close\r\n\r\n"),
+            400,
+        ),
+        // Allowed: HTTP/1.0 without Host, an empty Host, a host with a port.
+        (
+            "HTTP/1.0 without Host",
+            format!("GET {feed} HTTP/1.0\r\n\r\n"),
+            200,
+        ),
+        (
+            "an empty Host",
+            format!("GET {feed} HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n"),
+            200,
+        ),
+        (
+            "a Host with a port",
+            format!("GET {feed} HTTP/1.1\r\nHost: example.org:8080\r\nConnection: close\r\n\r\n"),
+            200,
+        ),
+    ] {
+        let res = answer(&server, request.as_bytes()).await;
+        assert_eq!(res.status(), status, "{name}");
+        if status == 400 {
+            let body: Value = serde_json::from_slice(&res.body).unwrap();
+            assert_eq!(body["header"], "Host", "{name}");
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_none_match_over_several_lines_is_one_list() {
+    let site = site();
+    let server = site.start().await;
+    let feed = format!("/feeds/{LIVE}.atom");
+    let etag = answer(&server, &get(&feed))
+        .await
+        .head
+        .header("etag")
+        .unwrap()
+        .to_string();
+    let request = get_with(
+        &feed,
+        &[("If-None-Match", "\"other\""), ("If-None-Match", &etag)],
+    );
+    assert_eq!(answer(&server, &request).await.status(), 304);
+    let request = get_with(
+        &feed,
+        &[("If-None-Match", &etag), ("If-None-Match", "\"other\"")],
+    );
+    assert_eq!(answer(&server, &request).await.status(), 304);
+    let request = get_with(
+        &feed,
+        &[("If-None-Match", "\"a\""), ("If-None-Match", "\"b\"")],
+    );
+    assert_eq!(answer(&server, &request).await.status(), 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_encoding_q_values_are_read_as_the_rfc_says() {
+    let site = site();
+    let server = site.start().await;
+    let feed = format!("/feeds/{LIVE}.json");
+    for (value, gzip) in [
+        ("gzip", true),
+        ("GZIP;Q=0.5", true),
+        ("gzip; Q=1", true),
+        ("gzip;q=0, *", false),
+        ("*, gzip;Q=0", false),
+        ("gzip;q=0.000", false),
+        ("identity, *;q=0.5", true),
+        ("*;Q=0", false),
+        ("br", false),
+    ] {
+        let res = answer(&server, &get_with(&feed, &[("Accept-Encoding", value)])).await;
+        assert_eq!(res.status(), 200, "{value}");
+        assert_eq!(
+            res.head.header("content-encoding") == Some("gzip"),
+            gzip,
+            "Accept-Encoding: {value}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_modified_since_in_the_obsolete_date_formats_is_honoured() {
+    let site = site();
+    let server = site.start().await;
+    let feed = format!("/feeds/{LIVE}.rss");
+    let modified = answer(&server, &get(&feed))
+        .await
+        .head
+        .header("last-modified")
+        .unwrap()
+        .to_string();
+    let time = chrono::DateTime::parse_from_rfc2822(&modified).unwrap();
+    // RFC 9110 §5.6.7: IMF-fixdate, the obsolete RFC 850 form, and asctime.
+    for date in [
+        modified.clone(),
+        time.format("%A, %d-%b-%y %H:%M:%S GMT").to_string(),
+        time.format("%a %b %e %H:%M:%S %Y").to_string(),
+    ] {
+        let res = answer(&server, &get_with(&feed, &[("If-Modified-Since", &date)])).await;
+        assert_eq!(res.status(), 304, "If-Modified-Since: {date}");
+    }
+    // A second earlier: modified since.
+    let earlier = time - chrono::Duration::seconds(1);
+    let date = earlier.format("%a %b %e %H:%M:%S %Y").to_string();
+    let res = answer(&server, &get_with(&feed, &[("If-Modified-Since", &date)])).await;
+    assert_eq!(res.status(), 200, "If-Modified-Since: {date}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let site = site();
+    let server = site.start().await;
+    for (i, scheme) in ["bearer", "BEARER", "BeArEr"].into_iter().enumerate() {
+        let body = json!({ "title": format!("Scheme {i}"), "body": "b" }).to_string();
+        let auth = format!("{scheme} {TOKEN}");
+        let request = raw::request(
+            "POST",
+            &format!("/stories/{LIVE}/entries"),
+            &[
+                ("Connection", "close"),
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            Some(body.as_bytes()),
+        );
+        let res = answer(&server, &request).await;
+        assert_eq!(res.status(), 201, "{scheme}: {}", res.text());
+    }
+    // Another scheme is still refused.
+    let request = raw::request(
+        "POST",
+        &format!("/stories/{LIVE}/entries"),
+        &[
+            ("Connection", "close"),
+            ("Authorization", &format!("Basic {TOKEN}")),
+            ("Content-Type", "application/json"),
+        ],
+        Some(b"{\"title\":\"t\",\"body\":\"b\"}"),
+    );
+    assert_eq!(answer(&server, &request).await.status(), 401);
+    server.stop().await;
+}
+
+/// Sets the child's open-file limit (soft and hard) before it runs.
+fn with_descriptor_limit(cmd: &mut std::process::Command, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: limit as libc::rlim_t,
+                rlim_max: limit as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cap_above_the_descriptor_limit_is_lowered_and_the_extra_get_503() {
+    const LIMIT: u64 = 256;
+    let site = site();
+    let mut cmd = common::process::serve_command(&site.data());
+    cmd.args(["--max-connections", "1000"]);
+    with_descriptor_limit(&mut cmd, LIMIT);
+    let mut proc = common::process::Proc::start(cmd);
+    let base = proc.ready().await.expect("the server starts");
+    // More connections than the process may hold descriptors for; each asks for /healthz and
+    // keeps its connection open. Every one must be answered: 200 within the cap, 503 beyond.
+    let mut held = Vec::new();
+    let (mut ok, mut busy) = (0, 0);
+    for i in 0..LIMIT as usize + 60 {
+        let mut conn = Conn::connect(&base).await.unwrap();
+        conn.send(&raw::request("GET", "/healthz", &[], None))
+            .await
+            .unwrap();
+        let res = tokio::time::timeout(Duration::from_secs(5), conn.response(false))
+            .await
+            .unwrap_or_else(|_| panic!("connection {i} got no answer:\n{}", proc.log()))
+            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        match res.status() {
+            200 => ok += 1,
+            503 => busy += 1,
+            other => panic!("connection {i}: {other}"),
+        }
+        held.push(conn);
+    }
+    assert!(busy > 0 && ok > 100, "{ok} served, {busy} refused");
+    let log = proc.log();
+    assert!(log.contains("--max-connections lowered"), "{log}");
+    drop(held);
+    proc.kill();
+}

@@ -376,3 +376,75 @@ async fn a_script_payload_is_text_in_the_page_and_every_feed() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_on_read_routes_carry_the_cors_header() {
+    let site = TestSite::new();
+    let server = site.start().await;
+    let http = &server.http;
+    for (method, path, status) in [
+        (Method::GET, "/feeds/nope.rss", 404),
+        (Method::GET, "/feeds/all.xml", 404),
+        (Method::GET, "/feeds/all.rss/x/y", 404),
+        (Method::GET, "/feeds/..%2fCargo.toml", 404),
+        (Method::GET, "/feeds/%ff%fe.rss", 400),
+        (Method::GET, "/stories/nope", 404),
+        (Method::GET, "/live?story=no-such-story", 404),
+        (Method::GET, "/live?after=x", 400),
+        (Method::GET, "/live/events?after=x", 400),
+        (Method::DELETE, "/feeds/all.rss", 405),
+        (Method::PUT, "/", 405),
+        (Method::POST, "/live", 405),
+        (Method::POST, "/live/events", 405),
+        (Method::POST, &format!("/stories/{LIVE}"), 405),
+    ] {
+        let res = http
+            .request(method.clone(), server.url(path))
+            .header("Origin", "https://elsewhere.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status, "{method} {path}");
+        assert_eq!(allow_origin(&res).as_deref(), Some("*"), "{method} {path}");
+    }
+    let res = http
+        .get(server.url("/live/events"))
+        .header("Last-Event-ID", "abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        allow_origin(&res).as_deref(),
+        Some("*"),
+        "Last-Event-ID 400"
+    );
+    // The publishing routes' errors still carry none.
+    let res = http
+        .get(server.url(&format!("/stories/{LIVE}/entries")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(allow_origin(&res), None);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_no_header_can_carry_is_refused_at_start() {
+    let site = TestSite::new();
+    // 18 bytes but 9 characters: long enough by bytes, never sendable in a header.
+    for token in [
+        "ééééééééé",
+        "ééééééééééééééééééé",
+        "token with spaces in it",
+    ] {
+        let mut cmd = serve_command(&site.data());
+        cmd.env("LIVEFEED_TOKEN", token);
+        let mut proc = Proc::start(cmd);
+        assert!(!proc.wait(), "{token:?} is refused");
+        let log = proc.log();
+        assert!(log.contains("visible ASCII"), "{log}");
+        assert!(!log.contains(token), "the message echoes the token: {log}");
+    }
+}

@@ -1444,3 +1444,111 @@ async fn a_publish_that_failed_to_reach_the_disk_is_never_acknowledged() {
     assert_eq!(body["seq"], SEED + 1);
     server.stop().await;
 }
+
+/// `GET path` with only `If-Modified-Since` (no ETag): the status, `Last-Modified` and body.
+async fn get_if_modified_since(server: &Server, path: &str, since: &str) -> (u16, String, String) {
+    let res = server
+        .http
+        .get(server.url(path))
+        .header("if-modified-since", since)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let last_modified = header(&res, "last-modified").to_string();
+    (status, last_modified, res.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_modified_since_alone_never_hides_a_version_made_in_the_same_second() {
+    let site = TestSite::new();
+    let server = site.start().await;
+    let path = format!("/feeds/{LIVE}.json");
+    let mut shared_date = String::new();
+    // Two publishes within one second (retried when a second boundary falls between them).
+    for attempt in 0.. {
+        assert!(
+            attempt < 10,
+            "never managed two publishes within one second"
+        );
+        // Start early in a second, so both publishes fit in it.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        tokio::time::sleep(Duration::from_nanos(
+            1_000_000_000 - u64::from(now.subsec_nanos()),
+        ))
+        .await;
+        let first = server
+            .publish(LIVE, &format!("First {attempt}"), "One.")
+            .await;
+        let res = server.get(&path).await;
+        let first_modified = header(&res, "last-modified").to_string();
+        let first_body = res.text().await.unwrap();
+        assert!(first_body.contains(&format!("First {attempt}")));
+        let second = server
+            .publish(LIVE, &format!("Second {attempt}"), "Two.")
+            .await;
+        let (status, second_modified, body) =
+            get_if_modified_since(&server, &path, &first_modified).await;
+        if second_modified != first_modified {
+            // A second boundary fell between them: the dates differ, nothing to prove.
+            assert_eq!(status, 200);
+            continue;
+        }
+        assert!(first["seq"].as_u64() < second["seq"].as_u64());
+        assert_eq!(
+            status, 200,
+            "a client holding the first version must get the second, made in the same second"
+        );
+        assert!(body.contains(&format!("Second {attempt}")), "{body}");
+        shared_date = first_modified;
+        break;
+    }
+    // Nor after a restart, which has only the log to go by.
+    server.stop().await;
+    let server = site.start().await;
+    let (status, last_modified, _) = get_if_modified_since(&server, &path, &shared_date).await;
+    assert_eq!(last_modified, shared_date);
+    assert_eq!(status, 200, "after a restart");
+    // Once the feed moves on to a later second, its own date revalidates again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    server.publish(LIVE, "Third", "Three.").await;
+    let res = server.get(&path).await;
+    let third_modified = header(&res, "last-modified").to_string();
+    let (status, _, _) = get_if_modified_since(&server, &path, &third_modified).await;
+    assert_eq!(status, 304);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_modified_comes_from_the_content_and_survives_a_restart() {
+    let site = TestSite::new();
+    let server = site.start().await;
+    server.publish(LIVE, "Before the restart", "Body.").await;
+    let mut before = Vec::new();
+    for name in feed_names()
+        .iter()
+        .map(|n| format!("/feeds/{n}"))
+        .chain(["/".to_string(), format!("/stories/{LIVE}")])
+    {
+        let res = server.get(&name).await;
+        before.push((name, header(&res, "last-modified").to_string()));
+    }
+    server.stop().await;
+    // Rendering at a later second must not change the date.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let server = site.start().await;
+    for (name, last_modified) in &before {
+        let res = server.get(name).await;
+        assert_eq!(
+            header(&res, "last-modified"),
+            last_modified,
+            "{name}: Last-Modified changed across a restart"
+        );
+        // The restarted server can tell its version is the only one with that date.
+        let (status, _, _) = get_if_modified_since(&server, name, last_modified).await;
+        assert_eq!(status, 304, "{name}");
+    }
+    server.stop().await;
+}

@@ -2,10 +2,12 @@
 //! its validators computed once. The same renderer as the static build.
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 
+use super::event::Op;
 use super::hub::CachedFile;
 use crate::model::Story;
 use crate::render::{self, ALL, Format, html};
@@ -46,16 +48,24 @@ fn gzip(bytes: &[u8]) -> Bytes {
 
 /// An HTTP date (RFC 9110 IMF-fixdate).
 pub fn http_date(t: DateTime<Utc>) -> String {
-    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+    httpdate::fmt_http_date(t.into())
 }
 
+/// `modified` is the content's time (whole seconds are kept). `honest` says it is that time,
+/// not the clock it was clamped to, so a restart gives the same date (see [`Hub::set_files`],
+/// which decides whether `If-Modified-Since` may be honoured).
+///
+/// [`Hub::set_files`]: super::hub::Hub::set_files
 pub fn cached(
     content_type: &'static str,
     body: Vec<u8>,
     modified: DateTime<Utc>,
+    honest: bool,
     seq: u64,
 ) -> CachedFile {
     let tag = digest(&body);
+    let modified = modified.trunc_subsecs(0);
+    let time = std::time::SystemTime::from(modified);
     CachedFile {
         content_type,
         gzip: gzip(&body),
@@ -63,45 +73,149 @@ pub fn cached(
         etag: format!("\"{tag:016x}\""),
         etag_gzip: format!("\"{tag:016x}-gz\""),
         last_modified: http_date(modified),
+        modified: time,
+        ims: honest,
+        newest_modified: time,
         seq,
         headers: std::sync::OnceLock::new(),
     }
 }
 
+/// The story a file's content comes from (`all` for the combined feeds and the index).
+pub fn story_of(path: &str) -> &str {
+    if let Some(file) = path.strip_prefix("/feeds/") {
+        file.rsplit_once('.').map_or(file, |(slug, _)| slug)
+    } else if let Some(slug) = path.strip_prefix("/stories/") {
+        slug
+    } else {
+        ALL
+    }
+}
+
+/// Which contents went only through states of their own `Last-Modified`: true for a story
+/// when every event of it, in order, moved its newest `updated` strictly forward (by whole
+/// seconds) and none was a delete; the same over every event for the combined feeds and the
+/// index (under [`ALL`]). Then a client whose `If-Modified-Since` is the current date holds the
+/// current version, whichever of the states it was served. A story with no event is absent
+/// (one state only). `events` are `(op, story, public JSON)`, in seq order; each is read once.
+pub fn dates_move_forward<'a>(
+    events: impl Iterator<Item = (Op, &'a str, &'a [u8])>,
+) -> HashMap<String, bool> {
+    #[derive(serde::Deserialize)]
+    struct Wire {
+        entry: WireEntry,
+    }
+    #[derive(serde::Deserialize)]
+    struct WireEntry {
+        updated: DateTime<Utc>,
+    }
+    // Per story (and `all`): still moving forward, and the newest second so far.
+    let mut newest: HashMap<String, (bool, i64)> = HashMap::new();
+    let mut step = |key: &str, t: Option<i64>| {
+        let (ok, last) = newest.entry(key.to_string()).or_insert((true, i64::MIN));
+        match t {
+            Some(t) if *ok && t > *last => *last = t,
+            _ => *ok = false,
+        }
+    };
+    for (op, story, json) in events {
+        let t = match op {
+            Op::Delete => None,
+            _ => serde_json::from_slice::<Wire>(json)
+                .ok()
+                .map(|w| w.entry.updated.timestamp()),
+        };
+        step(story, t);
+        step(ALL, t);
+    }
+    newest.into_iter().map(|(k, (ok, _))| (k, ok)).collect()
+}
+
 const HTML: &str = "text/html; charset=utf-8";
 
 /// Renders what changes when `stories` change: their feeds and pages, the combined feed and
-/// the index. `modified` is the commit time, used for `Last-Modified`.
+/// the index. `Last-Modified` comes from the content (the feed's `updated`: its newest entry's
+/// time), so it stays the same across a restart; it is never later than `now` (RFC 9110
+/// §8.8.2.1), the time of the render.
 pub fn render_changed(
     site: &Site,
     stories: &[&Story],
     seq: u64,
-    modified: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> Vec<(String, CachedFile)> {
     let mut out = Vec::new();
+    let date = |t: DateTime<Utc>| (t.min(now), t <= now);
     for story in stories {
         let feed = render::story_feed(site, story);
+        let (modified, honest) = date(feed.updated);
         for format in Format::ALL {
             let body = render::render_feed(&feed, format);
             out.push((
                 feed_path(&story.slug, format),
-                cached(format.content_type(), body, modified, seq),
+                cached(format.content_type(), body, modified, honest, seq),
             ));
         }
         let page = html::story_page(site, story, seq).into_bytes();
-        out.push((story_path(&story.slug), cached(HTML, page, modified, seq)));
+        out.push((
+            story_path(&story.slug),
+            cached(HTML, page, modified, honest, seq),
+        ));
     }
     let all = render::all_feed(site);
+    let (modified, honest) = date(all.updated);
     for format in Format::ALL {
         let body = render::render_feed(&all, format);
         out.push((
             feed_path(ALL, format),
-            cached(format.content_type(), body, modified, seq),
+            cached(format.content_type(), body, modified, honest, seq),
         ));
     }
     out.push((
         "/".to_string(),
-        cached(HTML, html::index(site).into_bytes(), modified, seq),
+        cached(HTML, html::index(site).into_bytes(), modified, honest, seq),
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(op: &str, story: &str, updated: &str) -> (Op, String, String) {
+        let op_value = match op {
+            "delete" => Op::Delete,
+            "update" => Op::Update,
+            _ => Op::Create,
+        };
+        let json = format!(
+            r#"{{"seq":1,"op":"{op}","story":"{story}","entry":{{"id":"x","updated":"{updated}"}}}}"#
+        );
+        (op_value, story.to_string(), json)
+    }
+
+    #[test]
+    fn only_contents_whose_every_change_moved_the_date_forward_qualify() {
+        let events = [
+            event("create", "a", "2024-01-01T00:00:10Z"),
+            event("create", "a", "2024-01-01T00:00:11Z"),
+            event("create", "b", "2024-01-01T00:00:20Z"),
+            event("delete", "b", "2024-01-01T00:00:20Z"),
+            event("create", "c", "2024-01-01T00:00:30Z"),
+            event("create", "c", "2024-01-01T00:00:30Z"),
+            event("update", "d", "2024-01-01T00:00:40Z"),
+        ];
+        let forward = dates_move_forward(
+            events
+                .iter()
+                .map(|(op, story, json)| (*op, story.as_str(), json.as_bytes())),
+        );
+        assert_eq!(forward.get("a"), Some(&true));
+        assert_eq!(forward.get("b"), Some(&false), "a delete keeps the date");
+        assert_eq!(forward.get("c"), Some(&false), "two changes in one second");
+        assert_eq!(forward.get("d"), Some(&true));
+        assert_eq!(forward.get(ALL), Some(&false));
+        assert_eq!(story_of("/feeds/a.rss"), "a");
+        assert_eq!(story_of("/stories/a"), "a");
+        assert_eq!(story_of("/"), ALL);
+    }
 }

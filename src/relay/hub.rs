@@ -57,8 +57,15 @@ pub struct CachedFile {
     /// Strong validator of the identity body; the gzip body's is this with `-gz` inside.
     pub etag: String,
     pub etag_gzip: String,
-    /// An HTTP date.
+    /// `Last-Modified`: the content's time (see `relay::cache`), as an HTTP date…
     pub last_modified: String,
+    /// …and as a time, whole seconds.
+    pub modified: std::time::SystemTime,
+    /// Whether `If-Modified-Since` may be honoured for this version: no other version of
+    /// this path was ever served with the same `Last-Modified` (see [`Hub::set_files`]).
+    pub ims: bool,
+    /// The latest `Last-Modified` any version of this path had, this one included.
+    pub newest_modified: std::time::SystemTime,
     /// The log position this version reflects.
     pub seq: u64,
     /// The response headers, made once on first use (`server::respond::cached_file`).
@@ -192,9 +199,46 @@ impl Hub {
             .cloned()
     }
 
+    /// Publishes new versions of files. A version's `Last-Modified` is honoured in
+    /// `If-Modified-Since` only when it is later than that of every earlier version of the
+    /// path: two versions made within one second share the date, and a client holding the
+    /// older must not be told it has the newer. The first version a process serves has no
+    /// earlier one in memory: it is trusted only when the log shows every change to its
+    /// content moved the date forward (see [`super::cache::dates_move_forward`]).
     pub fn set_files(&self, files: impl IntoIterator<Item = (String, CachedFile)>) {
+        // Read from the log once, and only when a path has no earlier version (at start);
+        // `None` inside when older events are gone from memory and nothing can be proven.
+        let mut forward: Option<Option<HashMap<String, bool>>> = None;
         let mut map = self.files.write().unwrap_or_else(|p| p.into_inner());
-        for (path, file) in files {
+        for (path, mut file) in files {
+            match map.get(&path) {
+                Some(old) if old.etag == file.etag && old.modified == file.modified => {
+                    file.ims = old.ims;
+                    file.newest_modified = old.newest_modified;
+                }
+                Some(old) => {
+                    file.ims = file.modified > old.newest_modified;
+                    file.newest_modified = file.modified.max(old.newest_modified);
+                }
+                None => {
+                    let forward = forward.get_or_insert_with(|| {
+                        let log = self.log.read().unwrap_or_else(|p| p.into_inner());
+                        if log.events.front().is_some_and(|e| e.seq != 1) {
+                            return None;
+                        }
+                        Some(super::cache::dates_move_forward(
+                            log.events
+                                .iter()
+                                .map(|e| (e.op, e.story.as_str(), &e.json[..])),
+                        ))
+                    });
+                    let story = super::cache::story_of(&path);
+                    file.ims = file.ims
+                        && forward
+                            .as_ref()
+                            .is_some_and(|f| f.get(story).copied().unwrap_or(true));
+                }
+            }
             map.insert(path, Arc::new(file));
         }
     }

@@ -131,8 +131,66 @@ async fn read(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body> 
     read_route(app, req, path)
 }
 
+/// True for a path of a read route (`/`, `/feeds/…`, `/stories/{story}`, `/live…`): its
+/// answers, errors included, carry the CORS headers. The publishing routes under
+/// `/stories/{story}/entries` never do (SECURITY.md).
+fn read_path(path: &str) -> bool {
+    let mut segments = path.split('/').skip(1);
+    match segments.next() {
+        Some("") => path == "/",
+        Some("feeds" | "live") => true,
+        Some("stories") => segments
+            .nth(1)
+            .is_none_or(|s| percent_decode(&s.replace('+', "%2B")).is_none_or(|s| s != "entries")),
+        _ => false,
+    }
+}
+
+/// Why the request's `Host` is unusable (RFC 9112 §3.2: a server must answer 400 to an
+/// HTTP/1.1 request without one, and to any request with more than one or an invalid one).
+fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if req.version() >= hyper::Version::HTTP_11 => {
+            Some("an HTTP/1.1 request must have a Host header")
+        }
+        (None, _) => None,
+        (Some(_), Some(_)) => Some("a request must have one Host header, not several"),
+        // Empty is allowed (a target without an authority); otherwise `host[:port]`.
+        (Some(v), None) if v.is_empty() => None,
+        (Some(v), None) => {
+            let valid = v
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<hyper::http::uri::Authority>().ok())
+                .is_some_and(|a| !a.as_str().contains('@'));
+            (!valid).then_some("the Host header is not a valid host[:port]")
+        }
+    }
+}
+
 /// Routes one request. Never panics; every failure is a response.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let read = read_path(req.uri().path());
+    let mut res = match host_problem(&req) {
+        Some(why) => problem(
+            StatusCode::BAD_REQUEST,
+            why,
+            serde_json::json!({ "header": "Host" }),
+        ),
+        None => route(app, req).await,
+    };
+    if read
+        && !res
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+    {
+        cors(res.headers_mut());
+    }
+    res
+}
+
+async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     // The hot path: a feed by a plain file name, nothing to decode (same answer as below).
     if let Some(file) = req.uri().path().strip_prefix("/feeds/") {
         let plain = !file.is_empty()
@@ -283,15 +341,63 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
 
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 94\r\n\r\n{\"type\":\"about:blank\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"too many connections\"}";
 
-/// Runs the server with the report watcher on `data`, until `stop` resolves.
+/// Descriptors kept out of the connection cap: the log, the listener, the runtime's own, the
+/// report watcher, and connections being refused with a 503 (each holds one for a moment).
+pub const FD_RESERVE: u64 = 64;
+
+/// Raises the soft limit on open descriptors to the hard limit, and returns how many
+/// connections the descriptors then allow (`usize::MAX` when there is no limit). Without
+/// this, connections beyond the descriptor limit fail to be accepted (EMFILE) and wait
+/// unanswered instead of getting the 503 the cap promises.
+#[cfg(unix)]
+pub fn raise_descriptor_limit() -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => limit = getrlimit(Resource::Nofile),
+            // Some systems refuse an unlimited soft limit (macOS caps it): keep what we have.
+            Err(e) => tracing::debug!(error = %e, "cannot raise the descriptor limit"),
+        }
+    }
+    match limit.current {
+        None => usize::MAX,
+        Some(n) => {
+            let reserve = FD_RESERVE.min(n / 2);
+            usize::try_from(n - reserve).unwrap_or(usize::MAX).max(1)
+        }
+    }
+}
+
+#[cfg(not(unix))]
+pub fn raise_descriptor_limit() -> usize {
+    usize::MAX
+}
+
+/// Runs the server with the report watcher on `data`, until `stop` resolves. The connection
+/// cap is lowered, with a warning, to what the process's descriptor limit allows.
 pub async fn run(
     listener: TcpListener,
     relay: Relay,
-    config: Config,
+    mut config: Config,
     data: std::path::PathBuf,
     base_url: Option<String>,
     stop: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let allowed = raise_descriptor_limit();
+    if config.max_connections > allowed {
+        tracing::warn!(
+            requested = config.max_connections,
+            allowed,
+            reserve = FD_RESERVE,
+            "--max-connections lowered to what the open-file limit (ulimit -n) allows"
+        );
+        config.max_connections = allowed;
+    }
     serve(
         listener,
         relay,

@@ -30,6 +30,41 @@ fn bad_request(detail: &str, field: Option<&str>) -> Response<Body> {
     problem(StatusCode::BAD_REQUEST, detail, extra)
 }
 
+/// Shortest publish token accepted, in characters.
+pub const MIN_TOKEN: usize = 16;
+
+/// A publish token the server cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the publish token must be at least {MIN_TOKEN} characters")]
+    TooShort,
+    /// A header carries only visible ASCII reliably (RFC 9110 §5.5), so any other character
+    /// would make the token one no client can send.
+    #[error(
+        "the publish token must be visible ASCII characters only (letters, digits, punctuation; no spaces or accents): it is sent in an HTTP header"
+    )]
+    NotAscii,
+}
+
+/// Checks a publish token at start (already trimmed). Never echoes it.
+pub fn check_token(token: &str) -> Result<(), TokenError> {
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(TokenError::NotAscii);
+    }
+    if token.len() < MIN_TOKEN {
+        return Err(TokenError::TooShort);
+    }
+    Ok(())
+}
+
+/// The token of `Authorization: Bearer <token>`; the scheme is case-insensitive (RFC 9110
+/// §11.1), as the `headers` crate reads it.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    use headers::HeaderMapExt;
+    let auth = headers.typed_get::<headers::Authorization<headers::authorization::Bearer>>()?;
+    Some(auth.token().to_string())
+}
+
 /// Checks the bearer token. `Err` is the response to send.
 fn authorise(app: &App, headers: &HeaderMap) -> Result<(), Response<Body>> {
     let Some(token) = app.config.token.as_deref() else {
@@ -39,15 +74,8 @@ fn authorise(app: &App, headers: &HeaderMap) -> Result<(), Response<Body>> {
             Value::Null,
         ));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes())));
+    let given = bearer(headers);
+    let ok = given.is_some_and(|g| bool::from(g.trim().as_bytes().ct_eq(token.as_bytes())));
     if ok {
         return Ok(());
     }

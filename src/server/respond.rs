@@ -85,48 +85,81 @@ pub fn not_found(what: &str) -> Response<Body> {
     problem(StatusCode::NOT_FOUND, what, serde_json::Value::Null)
 }
 
-/// True when the client takes gzip (`Accept-Encoding: gzip`, not `gzip;q=0`).
+/// True when the client takes gzip (RFC 9110 §12.5.3): `gzip` (or its alias `x-gzip`) listed
+/// with a q-value above 0, or not listed and `*` is, with a q-value above 0. So `gzip;q=0, *`
+/// is no gzip, and `GZIP;Q=0.5` is gzip. Hand-written because neither `headers` nor `http`
+/// has a typed `Accept-Encoding`; every line of the field counts (they form one list).
 fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',').any(|part| {
-                let mut it = part.split(';');
-                let coding = it.next().unwrap_or("").trim();
-                let q_zero = it.any(|p| {
-                    p.trim()
-                        .strip_prefix("q=")
-                        .and_then(|q| q.trim().parse::<f32>().ok())
-                        .is_some_and(|q| q == 0.0)
-                });
-                (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
-            })
-        })
+    let mut gzip: Option<bool> = None;
+    let mut star: Option<bool> = None;
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else { continue };
+        for part in value.split(',') {
+            let mut it = part.split(';');
+            let coding = it.next().unwrap_or("").trim();
+            if coding.is_empty() {
+                continue;
+            }
+            // A q-value we cannot read is taken as 0: better no gzip than gzip unasked.
+            let mut q = Some(1.0f32);
+            for param in it {
+                if let Some((name, value)) = param.split_once('=') {
+                    if name.trim().eq_ignore_ascii_case("q") {
+                        q = value
+                            .trim()
+                            .parse::<f32>()
+                            .ok()
+                            .filter(|q| (0.0..=1.0).contains(q));
+                    }
+                }
+            }
+            let ok = q.is_some_and(|q| q > 0.0);
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                // Listed more than once: any refusal wins.
+                gzip = Some(gzip.unwrap_or(true) && ok);
+            } else if coding == "*" {
+                star = Some(star.unwrap_or(true) && ok);
+            }
+        }
+    }
+    gzip.or(star).unwrap_or(false)
 }
 
+/// Whether `If-None-Match` matches the file (weak comparison, RFC 9110 §13.1.2), `None` when
+/// the request has none. Every line of the field counts: they form one list. A field that is
+/// not a valid list matches nothing (the full answer is always safe).
 fn etag_matches(headers: &HeaderMap, file: &CachedFile) -> Option<bool> {
-    let value = headers.get(header::IF_NONE_MATCH)?.to_str().ok()?;
-    Some(value.split(',').map(str::trim).any(|tag| {
-        let tag = tag.strip_prefix("W/").unwrap_or(tag);
-        tag == "*" || tag == file.etag || tag == file.etag_gzip
-    }))
+    use headers::HeaderMapExt;
+    if !headers.contains_key(header::IF_NONE_MATCH) {
+        return None;
+    }
+    let Some(condition) = headers.typed_get::<headers::IfNoneMatch>() else {
+        return Some(false);
+    };
+    let matches = |tag: &str| {
+        tag.parse::<headers::ETag>()
+            .is_ok_and(|tag| !condition.precondition_passes(&tag))
+    };
+    Some(matches(&file.etag) || matches(&file.etag_gzip))
 }
 
+/// Whether `If-Modified-Since` says the client holds this version. Honoured only when the
+/// version is the only one ever served with its `Last-Modified` second (`file.ims`): two
+/// versions made within one second share the date, and a client holding the older one must
+/// not get a 304 for the newer. The date may come in any of the three formats RFC 9110
+/// §5.6.7 allows (`httpdate` reads them all).
 fn not_modified_since(headers: &HeaderMap, file: &CachedFile) -> bool {
+    if !file.ims {
+        return false;
+    }
     let Some(since) = headers
         .get(header::IF_MODIFIED_SINCE)
         .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v.trim()).ok())
     else {
         return false;
     };
-    let parse =
-        |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%a, %d %b %Y %H:%M:%S GMT").ok();
-    match (parse(since), parse(&file.last_modified)) {
-        (Some(since), Some(modified)) => modified <= since,
-        _ => false,
-    }
+    file.modified <= since
 }
 
 /// The headers every answer for `file` carries, for each of its four forms.
