@@ -31,6 +31,7 @@ async fn metric(server: &Server, series: &str) -> Option<u64> {
 }
 
 const SSE_WAITING: &str = "livefeed_waiting_subscribers{transport=\"sse\"}";
+const OPEN: &str = "livefeed_connections_open";
 const HELD: &str = "livefeed_sse_held_bytes";
 
 /// Opens an SSE stream with a small receive buffer and never reads from it.
@@ -67,6 +68,8 @@ async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> Option<usi
 async fn stalled_subscribers_are_closed(site: TestSite, stalled: usize, most: usize) {
     let server = site.start().await;
     let mut reader = Sse::connect(&server, &format!("after={SEED}"), None).await;
+    // Open connections before the stalled ones: this test's client and the reader.
+    let baseline = metric(&server, OPEN).await.unwrap();
     let mut clients = Vec::new();
     for _ in 0..stalled {
         clients.push(stalled_client(&server).await);
@@ -104,7 +107,21 @@ async fn stalled_subscribers_are_closed(site: TestSite, stalled: usize, most: us
     }
     server.publish(LIVE, "last", "The end.").await;
     eprintln!("published {published} entries of 100 KB; held at most {held_max} bytes");
-    // The server closed every stalled stream: what was in flight arrives, then the end.
+    // The server closed every stalled stream itself, while it was still not reading.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let open = metric(&server, OPEN).await.unwrap();
+        if open <= baseline + 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{open} connections open, {baseline} before the {stalled} stalled streams: \
+             the server did not close them after {published} entries of 100 KB"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What was in flight arrives, then the end.
     for (i, client) in clients.iter_mut().enumerate() {
         let got = read_until_closed(client, PATIENCE).await;
         assert!(
