@@ -97,7 +97,11 @@ async fn stalled_subscribers_are_closed(site: TestSite, stalled: usize, most: us
     while published < most {
         published += 1;
         server
-            .publish(LIVE, &format!("Large {published}"), &body_of(published, 100_000))
+            .publish(
+                LIVE,
+                &format!("Large {published}"),
+                &body_of(published, 100_000),
+            )
             .await;
         let held = metric(&server, HELD).await.unwrap_or(0);
         held_max = held_max.max(held);
@@ -134,7 +138,10 @@ async fn stalled_subscribers_are_closed(site: TestSite, stalled: usize, most: us
         .expect("the reader gets every event")
         .unwrap();
     let expected: Vec<u64> = (SEED + 1..=SEED + published as u64).collect();
-    assert_eq!(seqs, expected, "the reading stream got every event once, in order");
+    assert_eq!(
+        seqs, expected,
+        "the reading stream got every event once, in order"
+    );
     assert!(
         held_max <= (stalled as u64 + 1) * per_connection,
         "bytes held for connections stayed bounded: {held_max}"
@@ -144,7 +151,10 @@ async fn stalled_subscribers_are_closed(site: TestSite, stalled: usize, most: us
     // Memory returns when they leave.
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while metric(&server, HELD).await != Some(0) {
-        assert!(tokio::time::Instant::now() < deadline, "held bytes go back to zero");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "held bytes go back to zero"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server.stop().await;
@@ -198,7 +208,11 @@ async fn a_subscriber_catching_up_from_far_behind_is_not_cut_off() {
     while seqs.len() < 500 {
         seqs.push(sse.event().await.seq);
     }
-    assert_eq!(seqs, (1..=500).collect::<Vec<u64>>(), "every event once, in order");
+    assert_eq!(
+        seqs,
+        (1..=500).collect::<Vec<u64>>(),
+        "every event once, in order"
+    );
     // Still connected, nothing more to read: then a new event arrives live.
     assert!(sse.try_event(Duration::from_millis(500)).await.is_none());
     let ack = server.publish(LIVE, "Live again", "Text.").await;

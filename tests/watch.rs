@@ -14,7 +14,11 @@ async fn rewrite_slowly(path: &Path, content: &str) {
     let mut file = std::fs::File::create(path).unwrap();
     let bytes = content.as_bytes();
     let third = bytes.len() / 3;
-    for piece in [&bytes[..third], &bytes[third..2 * third], &bytes[2 * third..]] {
+    for piece in [
+        &bytes[..third],
+        &bytes[third..2 * third],
+        &bytes[2 * third..],
+    ] {
         tokio::time::sleep(Duration::from_millis(100)).await;
         file.write_all(piece).unwrap();
         file.flush().unwrap();

@@ -8,15 +8,15 @@ use hyper::body::{Body as HttpBody, Frame};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::json;
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt::Write;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
-use std::sync::atomic::AtomicU64;
 use tokio::sync::watch;
 
 use super::App;
@@ -178,7 +178,9 @@ impl Held {
         let n = frame.len() as u64;
         sub.held.fetch_add(n, Ordering::Relaxed);
         sub.progress.fetch_add(1, Ordering::Relaxed);
-        metrics::get().sse_held_bytes.fetch_add(n, Ordering::Relaxed);
+        metrics::get()
+            .sse_held_bytes
+            .fetch_add(n, Ordering::Relaxed);
         Bytes::from_owner(Held {
             frame,
             sub: Arc::clone(sub),
@@ -197,7 +199,9 @@ impl Drop for Held {
         let n = self.frame.len() as u64;
         self.sub.held.fetch_sub(n, Ordering::Relaxed);
         self.sub.progress.fetch_add(1, Ordering::Relaxed);
-        metrics::get().sse_held_bytes.fetch_sub(n, Ordering::Relaxed);
+        metrics::get()
+            .sse_held_bytes
+            .fetch_sub(n, Ordering::Relaxed);
     }
 }
 
@@ -400,8 +404,7 @@ async fn watchdog(
             let (n, b) = app.relay.hub.span(seen, now, story.as_deref());
             events += n;
             bytes += b;
-            if events > app.config.sse_queue as u64 || bytes > app.config.sse_queue_bytes as u64
-            {
+            if events > app.config.sse_queue as u64 || bytes > app.config.sse_queue_bytes as u64 {
                 tracing::debug!(events, bytes, "SSE subscriber stopped reading; closing it");
                 metrics::get().sse_dropped.fetch_add(1, Ordering::Relaxed);
                 if let Some(closer) = closer {
