@@ -206,9 +206,12 @@ struct ServeArgs {
     /// Waiting long-poll requests (and, separately, SSE streams); beyond it, 503.
     #[arg(long, default_value_t = 20_000)]
     max_waiters: usize,
-    /// Events queued for one SSE subscriber before it is dropped as too slow.
+    /// Events an SSE subscriber that is not reading may fall behind before it is dropped.
     #[arg(long, default_value_t = 1024)]
     sse_queue: usize,
+    /// The same bound in bytes of event frames.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    sse_queue_bytes: usize,
     /// Events kept in memory for cursors; older cursors get 410.
     #[arg(long, default_value_t = 1_000_000)]
     keep_events: usize,
@@ -268,6 +271,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         max_connections: args.max_connections,
         max_waiters: args.max_waiters,
         sse_queue: args.sse_queue.max(1),
+        sse_queue_bytes: args.sse_queue_bytes.max(1),
         ..Config::default()
     };
     if config.token.is_none() {

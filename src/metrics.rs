@@ -20,6 +20,10 @@ pub struct Metrics {
     pub sse_connected: AtomicU64,
     pub connections_open: AtomicU64,
     pub connections_refused: AtomicU64,
+    /// Bytes of SSE frames handed to connections and not yet written to their sockets.
+    pub sse_held_bytes: AtomicU64,
+    /// SSE subscribers closed because they stopped reading.
+    pub sse_dropped: AtomicU64,
     append_seconds_sum_us: AtomicU64,
     append_buckets: [AtomicU64; BUCKETS.len()],
     feed_status: [AtomicU64; STATUSES.len()],
@@ -119,6 +123,18 @@ impl Metrics {
             "livefeed_connections_refused_total {}",
             g(&self.connections_refused)
         );
+        let _ = writeln!(
+            out,
+            "# HELP livefeed_sse_held_bytes Bytes of SSE frames handed to connections, not yet written to their sockets."
+        );
+        let _ = writeln!(out, "# TYPE livefeed_sse_held_bytes gauge");
+        let _ = writeln!(out, "livefeed_sse_held_bytes {}", g(&self.sse_held_bytes));
+        let _ = writeln!(
+            out,
+            "# HELP livefeed_sse_dropped_total SSE subscribers closed because they stopped reading."
+        );
+        let _ = writeln!(out, "# TYPE livefeed_sse_dropped_total counter");
+        let _ = writeln!(out, "livefeed_sse_dropped_total {}", g(&self.sse_dropped));
         let _ = writeln!(
             out,
             "# HELP livefeed_publish_sync_seconds Time to write and sync one batch of events."

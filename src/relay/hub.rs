@@ -11,23 +11,34 @@ use tokio::sync::watch;
 
 use super::event::{Event, Op};
 
-/// A committed event, serialised once.
+/// A committed event, serialised once: every long-poll page and every SSE stream shares these
+/// bytes (reference-counted `Bytes`), so a subscriber never holds a copy of its own.
 #[derive(Debug)]
 pub struct Committed {
     pub seq: u64,
     pub op: Op,
     pub story: String,
-    /// The public JSON of the event.
+    /// The public JSON of the event (a view into `frame`).
     pub json: Bytes,
+    /// The Server-Sent Events frame `id: SEQ\nevent: OP\ndata: JSON\n\n`.
+    pub frame: Bytes,
 }
 
 impl Committed {
     pub fn from_event(e: &Event) -> Committed {
+        let json = e.wire_json();
+        let head = format!("id: {}\nevent: {}\ndata: ", e.seq, e.op.as_str());
+        let mut frame = Vec::with_capacity(head.len() + json.len() + 2);
+        frame.extend_from_slice(head.as_bytes());
+        frame.extend_from_slice(&json);
+        frame.extend_from_slice(b"\n\n");
+        let frame = Bytes::from(frame);
         Committed {
             seq: e.seq,
             op: e.op,
             story: e.story.clone(),
-            json: e.wire_json(),
+            json: frame.slice(head.len()..frame.len() - 2),
+            frame,
         }
     }
 }
@@ -189,6 +200,27 @@ impl Hub {
             page.next = e.seq;
         }
         Ok(page)
+    }
+
+    /// How many events, and how many bytes of SSE frames, for `story` (or all) lie in
+    /// `(after, until]`, counting only what the log still holds.
+    pub fn span(&self, after: u64, until: u64, story: Option<&str>) -> (u64, u64) {
+        let log = self.log.read().unwrap_or_else(|p| p.into_inner());
+        let Some(oldest) = log.events.front().map(|e| e.seq) else {
+            return (0, 0);
+        };
+        let start = (after + 1).saturating_sub(oldest) as usize;
+        let (mut n, mut bytes) = (0, 0);
+        for e in log.events.range(start.min(log.events.len())..) {
+            if e.seq > until {
+                break;
+            }
+            if story.is_none_or(|s| s == e.story) {
+                n += 1;
+                bytes += e.frame.len() as u64;
+            }
+        }
+        (n, bytes)
     }
 
     pub fn file(&self, path: &str) -> Option<Arc<CachedFile>> {

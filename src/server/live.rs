@@ -8,19 +8,22 @@ use hyper::body::{Body as HttpBody, Frame};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::json;
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt::Write;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 
 use super::App;
 use super::query::{DEFAULT_LIMIT, DEFAULT_TIMEOUT, LiveQuery};
 use super::respond::{Body, cors, full, problem};
 use crate::metrics::{self, GaugeGuard};
-use crate::relay::hub::{CursorGone, Page};
+use crate::relay::hub::{Committed, CursorGone, Page};
 
 fn gone(g: CursorGone) -> Response<Body> {
     let mut res = problem(
@@ -123,12 +126,143 @@ pub async fn long_poll(app: Arc<App>, q: LiveQuery) -> Response<Body> {
     })
 }
 
-/// A response body fed by a bounded channel: the subscriber task pushes, hyper pulls.
-struct ChannelBody {
-    rx: mpsc::Receiver<Bytes>,
+/// The connection an SSE stream is served on, so that the stream can close it when its client
+/// stops reading: hyper stops polling a body whose socket is full, so the body alone could not.
+#[derive(Clone, Default)]
+pub struct Closer(Arc<tokio::sync::Notify>);
+
+impl Closer {
+    fn close(&self) {
+        // A stored permit: the connection closes even if it is not waiting yet.
+        self.0.notify_one();
+    }
 }
 
-impl HttpBody for ChannelBody {
+tokio::task_local! {
+    static CONNECTION: Closer;
+}
+
+/// Runs one connection so that an SSE stream served on it can close it (see [`Closer`]).
+/// `None` when it was closed that way.
+pub async fn closable<F: Future>(conn: F) -> Option<F::Output> {
+    let closer = Closer::default();
+    let notify = Arc::clone(&closer.0);
+    CONNECTION
+        .scope(closer, async move {
+            tokio::select! {
+                out = conn => Some(out),
+                _ = notify.notified() => None,
+            }
+        })
+        .await
+}
+
+/// What one SSE subscriber holds, shared by its body and its watchdog.
+#[derive(Default)]
+struct Subscriber {
+    /// Bytes of frames handed to the connection and not yet written to the socket.
+    held: AtomicU64,
+    /// Moves each time the connection takes a frame or finishes writing one.
+    progress: AtomicU64,
+}
+
+/// A frame handed to hyper: the hub's shared bytes (no copy), counted as held until hyper has
+/// written it to the socket and drops it.
+struct Held {
+    frame: Bytes,
+    sub: Arc<Subscriber>,
+}
+
+impl Held {
+    fn wrap(frame: Bytes, sub: &Arc<Subscriber>) -> Bytes {
+        let n = frame.len() as u64;
+        sub.held.fetch_add(n, Ordering::Relaxed);
+        sub.progress.fetch_add(1, Ordering::Relaxed);
+        metrics::get()
+            .sse_held_bytes
+            .fetch_add(n, Ordering::Relaxed);
+        Bytes::from_owner(Held {
+            frame,
+            sub: Arc::clone(sub),
+        })
+    }
+}
+
+impl AsRef<[u8]> for Held {
+    fn as_ref(&self) -> &[u8] {
+        &self.frame
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let n = self.frame.len() as u64;
+        self.sub.held.fetch_sub(n, Ordering::Relaxed);
+        self.sub.progress.fetch_add(1, Ordering::Relaxed);
+        metrics::get()
+            .sse_held_bytes
+            .fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// Events read from the hub at once; they are shared, so this bounds only the work per read.
+const BATCH: usize = 16;
+
+enum Wake {
+    Head,
+    Heartbeat,
+    Stop,
+}
+
+type Wait = Pin<Box<dyn Future<Output = (Wake, watch::Receiver<u64>)> + Send + Sync>>;
+
+/// The body of one SSE stream. It pulls events from the hub by cursor, only when hyper asks
+/// for the next frame, that is at the pace the client reads: catching up from far behind is
+/// reading the log, not a queue to drain. Nothing is pushed to it, so it holds nothing but the
+/// frames hyper has not written yet (shared with the hub).
+struct SseBody {
+    app: Arc<App>,
+    story: Option<String>,
+    cursor: u64,
+    sub: Arc<Subscriber>,
+    /// Frames of this stream alone (`retry:`, `reset`), sent before any event.
+    notices: VecDeque<Bytes>,
+    batch: VecDeque<Arc<Committed>>,
+    /// Subscribed before the first read, so an append between a read and a wait wakes it.
+    head: Option<watch::Receiver<u64>>,
+    wait: Option<Wait>,
+    done: bool,
+    watchdog: tokio::task::JoinHandle<()>,
+    _connected: GaugeGuard,
+}
+
+impl Drop for SseBody {
+    fn drop(&mut self) {
+        self.watchdog.abort();
+    }
+}
+
+impl SseBody {
+    fn emit(&self, frame: Bytes) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(Some(Ok(Frame::data(Held::wrap(frame, &self.sub)))))
+    }
+
+    fn wait(&mut self) -> Option<Wait> {
+        let mut head = self.head.take()?;
+        let mut shutdown = self.app.shutdown.clone();
+        let heartbeat = self.app.config.heartbeat;
+        Some(Box::pin(async move {
+            let wake = tokio::select! {
+                changed = head.changed() => if changed.is_ok() { Wake::Head } else { Wake::Stop },
+                _ = tokio::time::sleep(heartbeat) => Wake::Heartbeat,
+                _ = shutdown.changed() => Wake::Stop,
+            };
+            (wake, head)
+        }))
+    }
+}
+
+impl HttpBody for SseBody {
     type Data = Bytes;
     type Error = Infallible;
 
@@ -136,33 +270,96 @@ impl HttpBody for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            if let Some(frame) = this.notices.pop_front() {
+                return this.emit(frame);
+            }
+            if let Some(e) = this.batch.pop_front() {
+                return this.emit(e.frame.clone());
+            }
+            if let Some(wait) = this.wait.as_mut() {
+                let (wake, head) = std::task::ready!(wait.as_mut().poll(cx));
+                this.wait = None;
+                this.head = Some(head);
+                match wake {
+                    Wake::Head => {}
+                    Wake::Heartbeat => return this.emit(Bytes::from_static(b": keep-alive\n\n")),
+                    Wake::Stop => {
+                        this.done = true;
+                        continue;
+                    }
+                }
+            }
+            match this
+                .app
+                .relay
+                .hub
+                .page(this.cursor, this.story.as_deref(), BATCH)
+            {
+                Ok(page) => {
+                    this.cursor = page.next;
+                    if page.events.is_empty() {
+                        if *this.app.shutdown.borrow() {
+                            this.done = true;
+                            continue;
+                        }
+                        match this.wait() {
+                            Some(wait) => this.wait = Some(wait),
+                            None => this.done = true,
+                        }
+                    } else {
+                        this.batch.extend(page.events);
+                    }
+                }
+                Err(g) => {
+                    let data = json!({ "oldest": g.oldest, "head": g.head }).to_string();
+                    this.notices
+                        .push_back(Bytes::from(format!("event: reset\ndata: {data}\n\n")));
+                    this.cursor = g.head;
+                }
+            }
+        }
     }
-}
-
-fn sse_event(seq: u64, op: &str, json: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(json.len() + 48);
-    b.put_slice(format!("id: {seq}\nevent: {op}\ndata: ").as_bytes());
-    b.put_slice(json);
-    b.put_slice(b"\n\n");
-    b.freeze()
 }
 
 /// `GET /live/events?after=SEQ&story=SLUG`, resumable with `Last-Event-ID`.
 pub fn sse(app: Arc<App>, q: LiveQuery, last_event_id: Option<u64>) -> Response<Body> {
     let m = metrics::get();
-    if m.sse_connected.load(std::sync::atomic::Ordering::Relaxed) as usize >= app.config.max_waiters
-    {
+    if m.sse_connected.load(Ordering::Relaxed) as usize >= app.config.max_waiters {
         return too_many();
     }
-    let (tx, rx) = mpsc::channel::<Bytes>(app.config.sse_queue);
     let start = last_event_id
         .or(q.after)
         .unwrap_or_else(|| app.relay.hub.head());
-    let retry = Bytes::from(format!("retry: {}\n\n", app.config.sse_retry_ms));
-    let _ = tx.try_send(retry);
-    tokio::spawn(feed_subscriber(app, q.story, start, tx));
-    let mut res = Response::new(ChannelBody { rx }.boxed());
+    let head = app.relay.hub.subscribe();
+    let sub = Arc::new(Subscriber::default());
+    let watchdog = tokio::spawn(watchdog(
+        Arc::clone(&app),
+        q.story.clone(),
+        Arc::clone(&sub),
+        CONNECTION.try_with(Closer::clone).ok(),
+    ));
+    let body = SseBody {
+        story: q.story,
+        cursor: start,
+        sub,
+        notices: VecDeque::from([Bytes::from(format!(
+            "retry: {}\n\n",
+            app.config.sse_retry_ms
+        ))]),
+        batch: VecDeque::new(),
+        head: Some(head),
+        wait: None,
+        done: false,
+        watchdog,
+        _connected: GaugeGuard::new(&m.sse_connected),
+        app,
+    };
+    let mut res = Response::new(body.boxed());
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -177,63 +374,45 @@ pub fn sse(app: Arc<App>, q: LiveQuery, last_event_id: Option<u64>) -> Response<
     res
 }
 
-/// Pushes events to one SSE subscriber until it goes away, falls a whole queue behind, or the
-/// server shuts down. A dropped subscriber reconnects with `Last-Event-ID` and loses nothing.
-async fn feed_subscriber(
+/// Closes the connection of a subscriber that does not read: one whose connection has frames
+/// it cannot write (its socket is full) and has taken or written nothing while more than
+/// `--sse-queue` events or `--sse-queue-bytes` bytes of frames were committed for it. A
+/// subscriber that reads, however far behind it is, makes progress and is never dropped; one
+/// that is dropped reconnects with `Last-Event-ID` and loses nothing.
+async fn watchdog(
     app: Arc<App>,
     story: Option<String>,
-    mut cursor: u64,
-    tx: mpsc::Sender<Bytes>,
+    sub: Arc<Subscriber>,
+    closer: Option<Closer>,
 ) {
-    let _connected = GaugeGuard::new(&metrics::get().sse_connected);
     let mut head = app.relay.hub.subscribe();
     let mut shutdown = app.shutdown.clone();
-    let batch = app.config.sse_queue.max(1);
+    let mut seen = *head.borrow_and_update();
+    let mut progress = sub.progress.load(Ordering::Relaxed);
+    let (mut events, mut bytes) = (0u64, 0u64);
     loop {
-        // Send everything we can see, a batch at a time.
-        loop {
-            match app.relay.hub.page(cursor, story.as_deref(), batch) {
-                Ok(page) => {
-                    for e in &page.events {
-                        if tx
-                            .try_send(sse_event(e.seq, e.op.as_str(), &e.json))
-                            .is_err()
-                        {
-                            tracing::debug!(
-                                cursor,
-                                "SSE subscriber too slow or gone; disconnecting"
-                            );
-                            return;
-                        }
-                    }
-                    let caught_up = page.next >= page.head;
-                    cursor = page.next;
-                    if caught_up {
-                        break;
-                    }
-                }
-                Err(g) => {
-                    let data = json!({ "oldest": g.oldest, "head": g.head }).to_string();
-                    let frame = Bytes::from(format!("event: reset\ndata: {data}\n\n"));
-                    if tx.try_send(frame).is_err() {
-                        return;
-                    }
-                    cursor = g.head;
-                }
-            }
-        }
-        if *shutdown.borrow() {
-            return;
-        }
         tokio::select! {
             changed = head.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(app.config.heartbeat) => {
-                if tx.try_send(Bytes::from_static(b": keep-alive\n\n")).is_err() {
-                    return;
-                }
-            }
             _ = shutdown.changed() => return,
-            _ = tx.closed() => return,
         }
+        let now = *head.borrow_and_update();
+        let moved = sub.progress.load(Ordering::Relaxed);
+        if moved != progress || sub.held.load(Ordering::Relaxed) == 0 {
+            (events, bytes) = (0, 0);
+            progress = moved;
+        } else {
+            let (n, b) = app.relay.hub.span(seen, now, story.as_deref());
+            events += n;
+            bytes += b;
+            if events > app.config.sse_queue as u64 || bytes > app.config.sse_queue_bytes as u64 {
+                tracing::debug!(events, bytes, "SSE subscriber stopped reading; closing it");
+                metrics::get().sse_dropped.fetch_add(1, Ordering::Relaxed);
+                if let Some(closer) = closer {
+                    closer.close();
+                }
+                return;
+            }
+        }
+        seen = now;
     }
 }

@@ -42,8 +42,12 @@ pub struct Config {
     pub max_connections: usize,
     /// Waiting long-polls, and separately SSE streams; beyond it, 503.
     pub max_waiters: usize,
-    /// Events queued for one SSE subscriber before it is dropped as too slow.
+    /// Events an SSE subscriber that is not reading may fall behind before it is dropped.
     pub sse_queue: usize,
+    /// The same bound in bytes of frames (see `live::sse`).
+    pub sse_queue_bytes: usize,
+    /// How long report files must stay unchanged before they are relayed (see `watch`).
+    pub report_settle: Duration,
     pub heartbeat: Duration,
     pub sse_retry_ms: u64,
     /// `Cache-Control: max-age` of feeds and pages.
@@ -59,6 +63,8 @@ impl std::fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("max_waiters", &self.max_waiters)
             .field("sse_queue", &self.sse_queue)
+            .field("sse_queue_bytes", &self.sse_queue_bytes)
+            .field("report_settle", &self.report_settle)
             .field("heartbeat", &self.heartbeat)
             .field("sse_retry_ms", &self.sse_retry_ms)
             .field("max_age", &self.max_age)
@@ -75,6 +81,8 @@ impl Default for Config {
             max_connections: 20_000,
             max_waiters: 20_000,
             sse_queue: 1024,
+            sse_queue_bytes: 4 * 1024 * 1024,
+            report_settle: Duration::from_millis(300),
             heartbeat: Duration::from_secs(15),
             sse_retry_ms: 2000,
             max_age: 60,
@@ -479,7 +487,8 @@ pub async fn serve(
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             let _open = metrics::GaugeGuard::new(&metrics::get().connections_open);
-            if let Err(e) = conn.await {
+            // `closable`: an SSE stream whose client stopped reading can close its connection.
+            if let Some(Err(e)) = live::closable(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);
