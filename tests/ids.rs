@@ -121,3 +121,211 @@ fn non_latin_headlines_give_readable_distinct_anchors() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The relay: report and API entries in one namespace of anchors, never reused.
+
+mod relay {
+    use super::*;
+    use livefeed::manifest::SiteInfo;
+    use livefeed::relay::state::EntryInput;
+    use livefeed::relay::{Relay, file_store};
+    use livefeed::site::Site;
+    use serde_json::Value;
+    use std::collections::BTreeMap;
+
+    pub const SLUG: &str = "ids";
+
+    /// A story's report (entries newest first) and the log directory of its relay.
+    pub struct Harness {
+        pub dir: tempfile::TempDir,
+        pub entries: Vec<(String, String)>,
+    }
+
+    /// What the log says is live: id → (title, content HTML), and every id ever seen.
+    #[derive(Debug, Default, Clone, PartialEq)]
+    pub struct View {
+        pub live: BTreeMap<String, (String, String)>,
+        pub events: usize,
+    }
+
+    impl Harness {
+        pub fn new() -> Harness {
+            Harness {
+                dir: tempfile::tempdir().unwrap(),
+                entries: Vec::new(),
+            }
+        }
+
+        pub fn story(&self) -> Story {
+            let refs: Vec<(&str, &str)> = self
+                .entries
+                .iter()
+                .map(|(h, b)| (h.as_str(), b.as_str()))
+                .collect();
+            normalise(&live_report(&refs), &live_meta(SLUG)).unwrap()
+        }
+
+        pub fn site(&self) -> Site {
+            Site {
+                info: SiteInfo {
+                    title: "Ids".into(),
+                    description: String::new(),
+                    author: "Desk".into(),
+                    base_url: "https://livefeed.example.org".into(),
+                    language: "en-gb".into(),
+                },
+                base_url: "https://livefeed.example.org".into(),
+                stories: vec![self.story()],
+            }
+        }
+
+        pub fn open(&self) -> Relay {
+            Relay::open(self.site(), file_store(self.dir.path()), 1_000_000).unwrap()
+        }
+
+        pub async fn sync(&self, relay: &Relay) -> usize {
+            relay.sync_report(self.story()).await
+        }
+    }
+
+    pub fn input(title: &str, body: &str) -> EntryInput {
+        EntryInput::cleaned(title, body, None, None)
+    }
+
+    /// Folds every event the relay holds into the live entries.
+    pub fn view(relay: &Relay) -> View {
+        let page = relay.hub.page(0, None, usize::MAX).unwrap();
+        let mut v = View {
+            events: page.events.len(),
+            ..View::default()
+        };
+        for c in &page.events {
+            let e: Value = serde_json::from_slice(&c.json).unwrap();
+            let id = e["entry"]["id"].as_str().unwrap().to_string();
+            if e["op"] == "delete" {
+                v.live.remove(&id);
+            } else {
+                let title = e["entry"]["title"].as_str().unwrap().to_string();
+                let html = e["entry"]["content_html"].as_str().unwrap().to_string();
+                v.live.insert(id, (title, html));
+            }
+        }
+        v
+    }
+
+    /// The id of the live entry whose body holds `token`.
+    pub fn id_of(v: &View, token: &str) -> Option<String> {
+        let ids: Vec<&String> = v
+            .live
+            .iter()
+            .filter(|(_, (_, html))| html.contains(token))
+            .map(|(id, _)| id)
+            .collect();
+        assert!(ids.len() <= 1, "{token} is live twice: {ids:?}");
+        ids.first().map(|s| s.to_string())
+    }
+
+    fn body(token: &str) -> String {
+        format!("The entry {token} says something new.")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_report_entry_never_shares_an_id_with_an_api_entry() {
+        let mut h = Harness::new();
+        h.entries.push(("Foo".into(), body("tok-r1")));
+        let relay = h.open();
+        // The API publishes the same headline: it takes an anchor of its own.
+        let api = relay
+            .publish(SLUG, input("Foo", &body("tok-a1")), None)
+            .await
+            .unwrap();
+        // The report then gets a newer entry with the same headline.
+        h.entries.insert(0, ("Foo".into(), body("tok-r2")));
+        h.sync(&relay).await;
+        let v = view(&relay);
+        assert_eq!(id_of(&v, "tok-a1"), Some(api.id.clone()), "{v:#?}");
+        let r1 = id_of(&v, "tok-r1").expect("the first report entry is live");
+        let r2 = id_of(&v, "tok-r2").expect("the new report entry is relayed");
+        assert!(r1 != r2 && r2 != api.id && r1 != api.id, "{v:#?}");
+        relay.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deleted_id_is_never_given_again() {
+        let mut h = Harness::new();
+        h.entries.push(("Baz".into(), body("tok-r1")));
+        let relay = h.open();
+        let first = relay
+            .publish(SLUG, input("Bar", &body("tok-a1")), None)
+            .await
+            .unwrap();
+        relay.delete(SLUG, &first.id).await.unwrap();
+        let second = relay
+            .publish(SLUG, input("Bar", &body("tok-a2")), None)
+            .await
+            .unwrap();
+        assert_ne!(first.id, second.id, "a new entry took a deleted entry's id");
+
+        // A report entry deleted through the API, then removed from the report; a new report
+        // entry with the same headline is relayed under a new id.
+        let baz = id_of(&view(&relay), "tok-r1").unwrap();
+        relay.delete(SLUG, &baz).await.unwrap();
+        h.sync(&relay).await;
+        assert_eq!(
+            id_of(&view(&relay), "tok-r1"),
+            None,
+            "the publisher's delete holds"
+        );
+        h.entries.clear();
+        h.sync(&relay).await;
+        h.entries.push(("Baz".into(), body("tok-r2")));
+        h.sync(&relay).await;
+        let new = id_of(&view(&relay), "tok-r2").expect("the new report entry is relayed");
+        assert_ne!(new, baz);
+
+        // And after a restart, the API still does not reuse either deleted id.
+        relay.close();
+        let relay = h.open();
+        let third = relay
+            .publish(SLUG, input("Bar", &body("tok-a3")), None)
+            .await
+            .unwrap();
+        assert!(third.id != first.id && third.id != second.id);
+        let baz_api = relay
+            .publish(SLUG, input("Baz", &body("tok-a4")), None)
+            .await
+            .unwrap();
+        assert!(baz_api.id != baz && baz_api.id != new);
+        relay.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn removing_an_older_entry_never_changes_the_id_of_another() {
+        let mut h = Harness::new();
+        h.entries.push(("Foo".into(), body("tok-new")));
+        h.entries.push(("Foo".into(), body("tok-old")));
+        let relay = h.open();
+        let before = view(&relay);
+        let new = id_of(&before, "tok-new").unwrap();
+        let old = id_of(&before, "tok-old").unwrap();
+        h.entries.pop();
+        h.sync(&relay).await;
+        let after = view(&relay);
+        assert_eq!(id_of(&after, "tok-new"), Some(new.clone()), "{after:#?}");
+        assert!(!after.live.contains_key(&old), "{after:#?}");
+        relay.close();
+
+        // A restart changes nothing and makes no event.
+        let relay = h.open();
+        let restarted = view(&relay);
+        assert_eq!(restarted, after);
+        // The mapping holds after the restart: editing the entry's body keeps its id.
+        h.entries[0].1 = format!("{} Corrected.", body("tok-new"));
+        h.sync(&relay).await;
+        let edited = view(&relay);
+        assert_eq!(id_of(&edited, "tok-new"), Some(new.clone()), "{edited:#?}");
+        assert!(edited.live[&new].1.contains("Corrected"));
+        relay.close();
+    }
+}
