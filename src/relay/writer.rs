@@ -447,3 +447,66 @@ impl Writer {
         self.hub.commit(committed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(at: DateTime<Utc>) -> KeyRecord {
+        KeyRecord {
+            ack: Ack {
+                id: "tag:x,2000:s/a".into(),
+                seq: 1,
+                url: String::new(),
+                op: Op::Create,
+                replayed: false,
+            },
+            story: "s".into(),
+            fingerprint: Some("f".into()),
+            at,
+        }
+    }
+
+    #[test]
+    fn keys_expire_after_the_ttl_and_are_pruned() {
+        let now = Utc::now().trunc_subsecs(0);
+        let hours = chrono::Duration::hours;
+        let mut keys = Keys::default();
+        keys.insert("old".into(), record(now - hours(25)));
+        keys.insert("edge".into(), record(now - hours(24)));
+        keys.insert("new".into(), record(now - hours(1)));
+        // An expired key is gone at once, pruned or not.
+        assert!(keys.get("old", now).is_none());
+        assert!(keys.get("edge", now).is_none());
+        assert!(keys.get("new", now).is_some());
+        assert_eq!(keys.len(), 3);
+        keys.prune(now);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys.by_time.len(), 1);
+        // Reusing a key replaces its record and its place in time.
+        keys.insert("new".into(), record(now));
+        assert_eq!((keys.len(), keys.by_time.len()), (1, 1));
+        keys.prune(now + hours(23));
+        assert_eq!(keys.len(), 1);
+        keys.prune(now + hours(24));
+        assert!(keys.is_empty() && keys.by_time.is_empty());
+    }
+
+    #[test]
+    fn a_key_matches_only_its_own_request() {
+        let input = |body: &str| EntryInput::cleaned("T", body, None, None);
+        let key = |story: &str, body: &str| IdempotencyKey {
+            key: "k".into(),
+            fingerprint: fingerprint(story, &input(body)),
+        };
+        let mut r = record(Utc::now());
+        r.fingerprint = Some(key("s", "body").fingerprint);
+        assert!(r.matches("s", &key("s", "body")));
+        assert!(!r.matches("s", &key("s", "other")));
+        assert!(!r.matches("t", &key("t", "body")));
+        // Keys from logs without fingerprints match any body of their story.
+        r.fingerprint = None;
+        assert!(r.matches("s", &key("s", "other")));
+        assert!(!r.matches("t", &key("t", "body")));
+    }
+}
