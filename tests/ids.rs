@@ -329,3 +329,288 @@ mod relay {
         relay.close();
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The property: random report edits and API changes, with restarts in between.
+
+mod property {
+    use super::relay::{Harness, SLUG, input};
+    use proptest::prelude::*;
+    use serde_json::Value;
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+    /// Headlines that repeat, end in numbers that numbered duplicates also end in, and are not
+    /// Latin.
+    const HEADLINES: &[&str] = &[
+        "Foo",
+        "Foo 2",
+        "Foo 3",
+        "Bar",
+        "Путин в Сочи",
+        "Путин в Сочи 2",
+        "Ελληνικά νέα",
+        "Переговоры",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        ReportAdd { headline: usize, at: usize },
+        ReportRemove { at: usize },
+        ReportRetitle { at: usize, headline: usize },
+        ReportEdit { at: usize },
+        ApiPublish { headline: usize },
+        ApiEdit { pick: usize },
+        ApiDelete { pick: usize },
+        Restart,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let h = 0..HEADLINES.len();
+        prop_oneof![
+            4 => (h.clone(), any::<usize>()).prop_map(|(headline, at)| Step::ReportAdd { headline, at }),
+            2 => any::<usize>().prop_map(|at| Step::ReportRemove { at }),
+            1 => (any::<usize>(), h.clone()).prop_map(|(at, headline)| Step::ReportRetitle { at, headline }),
+            1 => any::<usize>().prop_map(|at| Step::ReportEdit { at }),
+            3 => h.prop_map(|headline| Step::ApiPublish { headline }),
+            1 => any::<usize>().prop_map(|pick| Step::ApiEdit { pick }),
+            2 => any::<usize>().prop_map(|pick| Step::ApiDelete { pick }),
+            1 => Just(Step::Restart),
+        ]
+    }
+
+    /// One entry of the report as the model knows it: its identity token is in its body.
+    #[derive(Debug, Clone)]
+    struct ReportEntry {
+        headline: String,
+        token: String,
+        version: u32,
+        /// The API edited or deleted it: the report no longer changes it (and the model
+        /// edits it no more).
+        handed_over: bool,
+        /// Retitled or edited: a retitled entry may get a new id (never another's).
+        touched: bool,
+    }
+
+    fn body(token: &str, version: u32) -> String {
+        format!("The entry {token} says version {version}.")
+    }
+
+    /// The identity token in an entry's HTML.
+    fn token_of(html: &str) -> String {
+        let start = html
+            .find("tok")
+            .unwrap_or_else(|| panic!("no token in {html:?}"));
+        let end = html[start..].find('x').expect("tokens end in x") + start;
+        html[start..=end].to_string()
+    }
+
+    struct Run {
+        h: Harness,
+        report: Vec<ReportEntry>,
+        /// Identities live through the API (published there, or report entries it edited).
+        api_live: BTreeSet<String>,
+        /// Identities deleted through the API: never live again.
+        deleted: BTreeSet<String>,
+        /// Every id ever seen → the identity it belonged to.
+        owner: HashMap<String, String>,
+        next_token: u32,
+    }
+
+    impl Run {
+        fn token(&mut self) -> String {
+            self.next_token += 1;
+            format!("tok{}x", self.next_token)
+        }
+
+        fn write_report(&mut self) {
+            self.h.entries = self
+                .report
+                .iter()
+                .map(|e| (e.headline.clone(), body(&e.token, e.version)))
+                .collect();
+        }
+
+        /// Checks the relay's whole history against the model.
+        fn check(&mut self, relay: &livefeed::relay::Relay) -> BTreeMap<String, String> {
+            let page = relay.hub.page(0, None, usize::MAX).unwrap();
+            let mut live: BTreeMap<String, String> = BTreeMap::new();
+            for c in &page.events {
+                let e: Value = serde_json::from_slice(&c.json).unwrap();
+                let id = e["entry"]["id"].as_str().unwrap().to_string();
+                let token = token_of(e["entry"]["content_html"].as_str().unwrap());
+                let owner = self
+                    .owner
+                    .entry(id.clone())
+                    .or_insert_with(|| token.clone());
+                assert_eq!(*owner, token, "id {id} moved from {owner} to {token}");
+                match e["op"].as_str().unwrap() {
+                    "create" => {
+                        assert!(!live.contains_key(&id), "{id} created while live: {e}");
+                        live.insert(id, token);
+                    }
+                    "update" => {
+                        assert!(live.contains_key(&id), "{id} updated while not live");
+                        live.insert(id, token);
+                    }
+                    _ => {
+                        assert!(live.remove(&id).is_some(), "{id} deleted while not live");
+                    }
+                }
+            }
+            // One live entry per identity, and exactly the identities the model expects.
+            let mut tokens: Vec<&String> = live.values().collect();
+            tokens.sort();
+            let before = tokens.len();
+            tokens.dedup();
+            assert_eq!(before, tokens.len(), "an identity is live twice: {live:?}");
+            let mut want: BTreeSet<String> = self
+                .report
+                .iter()
+                .filter(|e| !e.handed_over)
+                .map(|e| e.token.clone())
+                .collect();
+            want.extend(self.api_live.iter().cloned());
+            let got: BTreeSet<String> = live.values().cloned().collect();
+            assert_eq!(got, want, "live identities differ from the model");
+            for t in &self.deleted {
+                assert!(!got.contains(t), "{t} came back after its delete");
+            }
+            live
+        }
+
+        fn live_id(live: &BTreeMap<String, String>, token: &str) -> Option<String> {
+            live.iter()
+                .find(|(_, t)| *t == token)
+                .map(|(id, _)| id.clone())
+        }
+    }
+
+    fn run(steps: Vec<Step>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut r = Run {
+            h: Harness::new(),
+            report: Vec::new(),
+            api_live: BTreeSet::new(),
+            deleted: BTreeSet::new(),
+            owner: HashMap::new(),
+            next_token: 0,
+        };
+        // Two seed entries with one headline.
+        for _ in 0..2 {
+            let token = r.token();
+            r.report.push(ReportEntry {
+                headline: "Foo".into(),
+                token,
+                version: 0,
+                handed_over: false,
+                touched: false,
+            });
+        }
+        r.write_report();
+        let mut relay = r.h.open();
+        let mut live = r.check(&relay);
+        for step in steps {
+            match step {
+                Step::ReportAdd { headline, at } => {
+                    let token = r.token();
+                    let at = at % (r.report.len() + 1);
+                    r.report.insert(
+                        at,
+                        ReportEntry {
+                            headline: HEADLINES[headline].into(),
+                            token,
+                            version: 0,
+                            handed_over: false,
+                            touched: false,
+                        },
+                    );
+                }
+                // A live report with no entry at all reads as one entry (its standfirst).
+                Step::ReportRemove { at } if r.report.len() > 1 => {
+                    r.report.remove(at % r.report.len());
+                }
+                Step::ReportRetitle { at, headline } if !r.report.is_empty() => {
+                    let n = r.report.len();
+                    let e = &mut r.report[at % n];
+                    if !e.handed_over {
+                        e.headline = HEADLINES[headline].into();
+                        e.touched = true;
+                    }
+                }
+                Step::ReportEdit { at } if !r.report.is_empty() => {
+                    let n = r.report.len();
+                    let e = &mut r.report[at % n];
+                    if !e.handed_over {
+                        e.version += 1;
+                        e.touched = true;
+                    }
+                }
+                Step::ApiPublish { headline } => {
+                    let token = r.token();
+                    rt.block_on(relay.publish(
+                        SLUG,
+                        input(HEADLINES[headline], &body(&token, 0)),
+                        None,
+                    ))
+                    .unwrap();
+                    r.api_live.insert(token);
+                }
+                Step::ApiEdit { pick } | Step::ApiDelete { pick } if !live.is_empty() => {
+                    let (id, token) = live.iter().nth(pick % live.len()).unwrap();
+                    let (id, token) = (id.clone(), token.clone());
+                    if let Some(e) = r.report.iter_mut().find(|e| e.token == token) {
+                        e.handed_over = true;
+                    }
+                    if matches!(step, Step::ApiEdit { .. }) {
+                        let edit = input("Edited", &body(&token, 1000 + r.next_token));
+                        rt.block_on(relay.edit(SLUG, &id, edit)).unwrap();
+                        r.api_live.insert(token);
+                    } else {
+                        rt.block_on(relay.delete(SLUG, &id)).unwrap();
+                        r.api_live.remove(&token);
+                        r.deleted.insert(token);
+                    }
+                }
+                Step::Restart => {
+                    relay.close();
+                    relay = r.h.open();
+                    let after = r.check(&relay);
+                    assert_eq!(after, live, "a restart changed the live ids");
+                    continue;
+                }
+                _ => continue,
+            }
+            r.write_report();
+            rt.block_on(r.h.sync(&relay));
+            let new_live = r.check(&relay);
+            // Entries no step touched keep their ids.
+            for (id, token) in &live {
+                if let Some(now) = Run::live_id(&new_live, token) {
+                    let touched = r.report.iter().any(|e| &e.token == token && e.touched)
+                        || r.api_live.contains(token);
+                    if !touched {
+                        assert_eq!(&now, id, "{token} changed id");
+                    }
+                }
+            }
+            live = new_live;
+        }
+        relay.close();
+        // A final restart: the same ids, no events.
+        let relay = r.h.open();
+        assert_eq!(r.check(&relay), live, "a restart changed the live ids");
+        relay.close();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn ids_are_unique_stable_and_never_reused(steps in proptest::collection::vec(step(), 1..40)) {
+            run(steps);
+        }
+    }
+}

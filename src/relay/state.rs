@@ -25,9 +25,9 @@ pub struct State {
     /// Live report entries: id → the anchor the normaliser gives the entry in its report
     /// (usually the entry's own; another when the relay had to give it a fresh one).
     report_anchor: HashMap<String, String>,
-    /// Report entries the API edited or deleted, by the normaliser's anchor (`{slug}/{anchor}`):
-    /// while the report still has them, they are the publisher's and re-reads leave them alone.
-    handed_over: HashSet<String>,
+    /// Report entries the API edited or deleted, by story: while the report still has them,
+    /// they are the publisher's and re-reads leave them alone.
+    handed_over: HashMap<String, Vec<Handed>>,
     /// Stories whose entries are out of feed order until [`State::settle`]: with the length of
     /// the prefix still in order when entries were only appended, `None` when any may be out.
     unsorted: HashMap<String, Option<usize>>,
@@ -54,7 +54,7 @@ impl State {
             origin: HashMap::new(),
             given: HashSet::new(),
             report_anchor: HashMap::new(),
-            handed_over: HashSet::new(),
+            handed_over: HashMap::new(),
             unsorted: HashMap::new(),
         }
     }
@@ -96,6 +96,14 @@ impl State {
         } else {
             None
         };
+        // The API takes a report entry: remember how the report shows it, to leave it alone.
+        if event.source == Source::Api {
+            if let Some(anchor) = self.report_anchor.remove(&event.entry.id) {
+                let content = pos.map_or(0, |i| content_hash(&story.entries[i]));
+                let handed = self.handed_over.entry(story.slug.clone()).or_default();
+                handed.push(Handed { anchor, content });
+            }
+        }
         let mut recompute_updated = false;
         match (event.op, pos) {
             (Op::Create | Op::Update, Some(i)) => {
@@ -125,12 +133,7 @@ impl State {
             .insert(anchor_key(&story.slug, &event.entry.anchor));
         let id = &event.entry.id;
         match (event.op, event.source) {
-            (_, Source::Api) => {
-                // The API took a report entry: the report's version of it is the publisher's.
-                if let Some(a) = self.report_anchor.remove(id) {
-                    self.handed_over.insert(anchor_key(&story.slug, &a));
-                }
-            }
+            (_, Source::Api) => {}
             (Op::Delete, Source::Report) => {
                 self.report_anchor.remove(id);
             }
@@ -230,11 +233,49 @@ impl State {
                 *m = take(by_content.get(&content_key(f)), &mut used, &|_| true);
             }
         }
-        // Same anchor, other content: the entry was edited.
-        for (f, m) in fresh.entries.iter().zip(matched.iter_mut()) {
+        // The publisher's entries, first by content (they may have moved), then by anchor (the
+        // report edited them): skipped. Those the report no longer has are forgotten, so a
+        // new entry that later takes the same headline is the report's again.
+        let mut handed = self.handed_over.remove(slug).unwrap_or_default();
+        let mut kept: Vec<Handed> = Vec::new();
+        let mut theirs = vec![false; fresh.entries.len()];
+        for ((f, m), skip) in fresh.entries.iter().zip(&matched).zip(theirs.iter_mut()) {
+            let hash = content_hash(f);
             if m.is_none() {
-                *m = take(by_anchor.get(f.anchor.as_str()), &mut used, &|_| true);
+                if let Some(i) = handed.iter().position(|h| h.content == hash) {
+                    let h = handed.swap_remove(i);
+                    kept.push(Handed {
+                        anchor: f.anchor.clone(),
+                        ..h
+                    });
+                    *skip = true;
+                }
             }
+        }
+        // Same anchor, other content: the entry was edited.
+        for ((f, m), skip) in fresh
+            .entries
+            .iter()
+            .zip(matched.iter_mut())
+            .zip(theirs.iter_mut())
+        {
+            if m.is_some() || *skip {
+                continue;
+            }
+            *m = take(by_anchor.get(f.anchor.as_str()), &mut used, &|_| true);
+            if m.is_none() {
+                if let Some(i) = handed.iter().position(|h| h.anchor == f.anchor) {
+                    let h = handed.swap_remove(i);
+                    kept.push(Handed {
+                        content: content_hash(f),
+                        ..h
+                    });
+                    *skip = true;
+                }
+            }
+        }
+        if !kept.is_empty() {
+            self.handed_over.insert(slug.to_string(), kept);
         }
 
         let reserved: HashSet<&str> = fresh.entries.iter().map(|e| e.anchor.as_str()).collect();
@@ -242,11 +283,11 @@ impl State {
         let mut remap: Vec<(String, String)> = Vec::new();
         let mut changes = Vec::new();
         let mut creates: Vec<ReportChange> = Vec::new();
-        for (f, m) in fresh.entries.iter().zip(&matched) {
+        for ((f, m), skip) in fresh.entries.iter().zip(&matched).zip(theirs) {
+            if skip {
+                continue;
+            }
             let Some(i) = *m else {
-                if self.handed_over.contains(&anchor_key(slug, &f.anchor)) {
-                    continue;
-                }
                 let free =
                     |a: &str| !self.given.contains(&anchor_key(slug, a)) && !allocated.contains(a);
                 let anchor = if free(&f.anchor) {
@@ -295,11 +336,6 @@ impl State {
         for (id, a) in remap {
             self.report_anchor.insert(id, a);
         }
-        // Publisher-owned entries the report no longer has are forgotten: a new entry that
-        // later takes the same headline is the report's again.
-        let prefix = format!("{slug}/");
-        self.handed_over
-            .retain(|k| k.strip_prefix(&prefix).is_none_or(|a| reserved.contains(a)));
         creates.sort_by(|a, b| crate::model::newest_first(&b.entry, &a.entry));
         creates.extend(changes);
         creates
@@ -368,6 +404,23 @@ type ContentKey<'a> = (&'a str, &'a [String], &'a str);
 
 fn content_key(e: &Entry) -> ContentKey<'_> {
     (&e.title, &e.authors, &e.content_html)
+}
+
+/// A report entry the API edited or deleted, as the report last showed it.
+#[derive(Debug, Clone)]
+struct Handed {
+    /// The normaliser's anchor for it.
+    anchor: String,
+    /// A hash of its [`content_key`].
+    content: u64,
+}
+
+/// A hash of an entry's text, to know it again without keeping a copy.
+fn content_hash(e: &Entry) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    content_key(e).hash(&mut h);
+    h.finish()
 }
 
 /// The normaliser's anchor of a live report entry.
