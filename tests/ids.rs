@@ -575,10 +575,12 @@ mod property {
                     }
                 }
                 Step::Restart => {
+                    let head = relay.hub.head();
                     relay.close();
                     relay = r.h.open();
                     let after = r.check(&relay);
                     assert_eq!(after, live, "a restart changed the live ids");
+                    assert_eq!(relay.hub.head(), head, "a restart made events");
                     continue;
                 }
                 _ => continue,

@@ -240,8 +240,8 @@ impl State {
         let mut kept: Vec<Handed> = Vec::new();
         let mut theirs = vec![false; fresh.entries.len()];
         for ((f, m), skip) in fresh.entries.iter().zip(&matched).zip(theirs.iter_mut()) {
-            let hash = content_hash(f);
-            if m.is_none() {
+            if m.is_none() && !handed.is_empty() {
+                let hash = content_hash(f);
                 if let Some(i) = handed.iter().position(|h| h.content == hash) {
                     let h = handed.swap_remove(i);
                     kept.push(Handed {
