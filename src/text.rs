@@ -57,11 +57,12 @@ pub fn push_escaped(out: &mut String, s: &str) {
 
 /// A lowercase ASCII slug: letters and digits kept, everything else folded into single dashes,
 /// cut at `max` bytes on a dash boundary. Curly quotes and apostrophes vanish rather than
-/// becoming dashes, so `Putin's` gives `putins`.
+/// becoming dashes, so `Putin's` gives `putins`. Other scripts are transliterated (`deunicode`)
+/// so that non-Latin headlines give readable, distinct slugs: `Переговоры` gives `peregovory`.
 pub fn slugify(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max));
     let mut dash = false;
-    for c in s.chars() {
+    let mut push = |c: char, out: &mut String| {
         if c.is_ascii_alphanumeric() {
             if dash && !out.is_empty() {
                 out.push('-');
@@ -72,6 +73,16 @@ pub fn slugify(s: &str, max: usize) -> String {
             // Apostrophes join words.
         } else {
             dash = true;
+        }
+    };
+    for c in s.chars() {
+        if c.is_ascii() || matches!(c, '\u{2019}' | '\u{2018}') {
+            push(c, &mut out);
+        } else {
+            // An unknown character is a separator, as punctuation is.
+            for t in deunicode::deunicode_char(c).unwrap_or(" ").chars() {
+                push(t, &mut out);
+            }
         }
         if out.len() >= max {
             break;
@@ -140,6 +151,10 @@ mod tests {
         );
         assert_eq!(slugify("Putin’s   talks!", 80), "putins-talks");
         assert_eq!(slugify("«»", 80), "");
+        assert_eq!(slugify("Переговоры в Сочи", 80), "peregovory-v-sochi");
+        assert_eq!(slugify("日本の首相", 80), "ri-ben-noshou-xiang");
+        assert_eq!(slugify("Café à Paris", 80), "cafe-a-paris");
+        assert!(slugify(&"Слово ".repeat(100), 40).len() <= 40);
         assert!(slugify(&"word ".repeat(100), 40).len() <= 40);
         assert!(!slugify(&"word ".repeat(100), 40).ends_with('-'));
     }

@@ -1552,3 +1552,66 @@ async fn last_modified_comes_from_the_content_and_survives_a_restart() {
     }
     server.stop().await;
 }
+
+/// Issue 8, point 10: an `Idempotency-Key` is bound to its request (story, method, body). The
+/// same key with another request is 422 and publishes nothing; a retry of the same request
+/// replays the first answer, also after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_is_bound_to_its_request() {
+    let site = TestSite::new();
+    let server = site.start().await;
+    let live = format!("/stories/{LIVE}/entries");
+    let article = format!("/stories/{ARTICLE}/entries");
+    let send = |server: &Server, path: &str, key: &str, entry: &Value| {
+        server
+            .authed(Method::POST, path)
+            .header("Idempotency-Key", key)
+            .json(entry)
+    };
+    let first_entry = json!({ "title": "Bound key", "body": "The first body." });
+    let (status, _, first) = call(send(&server, &live, "bound-1", &first_entry)).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(server.head().await, SEED + 1);
+
+    // Same key, another body: 422, problem+json, nothing published.
+    let other_body = json!({ "title": "Bound key", "body": "Another body." });
+    let (status, ct, body) = call(send(&server, &live, "bound-1", &other_body)).await;
+    assert_problem(status, &ct, &body, 422);
+    assert_eq!(body["field"], "Idempotency-Key", "{body}");
+    // Same key and body, another story: 422 too.
+    let (status, ct, body) = call(send(&server, &article, "bound-1", &first_entry)).await;
+    assert_problem(status, &ct, &body, 422);
+    assert_eq!(server.head().await, SEED + 1, "a refused key made no event");
+
+    // The same request again: the first answer, replayed.
+    let res = send(&server, &live, "bound-1", &first_entry)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(header(&res, "idempotent-replayed"), "true");
+    let again: Value = res.json().await.unwrap();
+    assert_eq!(again, first);
+    // Cleaning makes the same body: trailing whitespace in the title is the same request.
+    let spaced = json!({ "title": "Bound key  ", "body": "The first body." });
+    let (status, _, again) = call(send(&server, &live, "bound-1", &spaced)).await;
+    assert_eq!((status.as_u16(), &again), (201, &first));
+    server.stop().await;
+
+    // After a restart the binding holds: a retry replays, another body is refused.
+    let server = site.start().await;
+    let res = send(&server, &live, "bound-1", &first_entry)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(header(&res, "idempotent-replayed"), "true");
+    let again: Value = res.json().await.unwrap();
+    assert_eq!(again, first);
+    let (status, ct, body) = call(send(&server, &live, "bound-1", &other_body)).await;
+    assert_problem(status, &ct, &body, 422);
+    assert_eq!(server.head().await, SEED + 1);
+    let items = json_feed_items(&server, LIVE).await;
+    assert_eq!(items.iter().filter(|(_, t)| t == "Bound key").count(), 1);
+    server.stop().await;
+}

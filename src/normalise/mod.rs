@@ -12,7 +12,7 @@ pub mod time;
 pub use parse::{ParseError, RawEntry, Report, decode, parse};
 
 use chrono::{DateTime, FixedOffset, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::model::{Block, Entry, Story, StoryKind};
 use crate::text::{slugify, squash, truncate_words};
@@ -161,14 +161,23 @@ pub fn assemble(report: Report, meta: &StoryMeta) -> Story {
         StoryKind::Live => time::infer_times(&explicit, meta.published, meta.updated),
     };
 
-    // Anchors: duplicates numbered from the oldest, so entries added above change nothing below.
+    // Anchors, given oldest first so entries added above change nothing below: an entry takes
+    // its base unless an older entry already has that anchor, else the first free `{base}-{n}`.
+    // "Taken" covers numbered anchors too, so "Foo 2" above two "Foo" cannot share `foo-2`.
     let mut anchors = vec![String::new(); raws.len()];
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut taken: HashSet<String> = HashSet::new();
     for i in (0..raws.len()).rev() {
         let base = anchor_base(raws[i].headline.as_deref(), explicit[i], &titles[i]);
-        let n = seen.entry(base.clone()).or_insert(0);
-        *n += 1;
-        anchors[i] = if *n == 1 { base } else { format!("{base}-{n}") };
+        let anchor = if taken.contains(&base) {
+            (2..)
+                .map(|n| format!("{base}-{n}"))
+                .find(|a| !taken.contains(a))
+                .unwrap_or_default()
+        } else {
+            base
+        };
+        taken.insert(anchor.clone());
+        anchors[i] = anchor;
     }
 
     let mut entries: Vec<Entry> = raws

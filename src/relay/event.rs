@@ -1,6 +1,7 @@
 //! Events: what the log stores and every transport relays.
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::Entry;
@@ -44,6 +45,17 @@ pub struct Event {
     /// The publisher's `Idempotency-Key`, so a retry after a restart still finds its answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// What the key was used for: a fingerprint of the story, method and cleaned body, so the
+    /// same key with another request is refused, also after a restart. Absent in older logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_fingerprint: Option<String>,
+    /// When the writer made the event; keys expire a fixed time after it. Absent in older logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+    /// For a report entry: the anchor the normaliser gave it, when the relay gave it another
+    /// one (the normaliser's was already taken), so re-reads of the report find it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_anchor: Option<String>,
 }
 
 /// The public form of an event (no source, no key).

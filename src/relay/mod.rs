@@ -15,13 +15,12 @@ pub mod store;
 pub mod writer;
 
 use chrono::Utc;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::Story;
 use crate::site::Site;
-use event::{Event, Source};
+use event::Event;
 use hub::{Committed, Hub};
 use state::{EntryInput, State};
 use store::{Store, StoreError};
@@ -65,18 +64,18 @@ impl Relay {
         }
         let fresh_stories = site.stories.clone();
         let mut state = State::empty(site);
-        let mut keys = HashMap::new();
+        let mut keys = writer::Keys::default();
         let hub = Arc::new(Hub::new(keep));
         if let Some(why) = &recovered.read_only {
             tracing::error!(reason = %why, "event log is read-only; serving what it holds, publishing off");
             hub.fail_because(format!("read-only: {why}"));
         }
         for e in &recovered.events {
+            // Every event carries its entry's anchor: the state relearns each anchor ever given.
             state.apply_unsorted(e);
-            if let Some(k) = &e.idempotency_key {
-                keys.insert(k.clone(), Writer::ack(e));
-            }
+            keys.insert_event(e);
         }
+        keys.prune(Utc::now());
         state.settle();
         hub.commit(recovered.events.iter().map(Committed::from_event));
         let next_seq = recovered.events.last().map_or(1, |e| e.seq + 1);
@@ -95,16 +94,12 @@ impl Relay {
             render: None,
         };
         // Everything the reports say that the log does not know yet (all of it on first start).
-        let mut changes: Vec<(crate::relay::event::Op, crate::model::Entry)> = fresh_stories
+        let mut changes: Vec<state::ReportChange> = fresh_stories
             .iter()
             .flat_map(|fresh| writer.state.diff_report(fresh))
             .collect();
         // On first start every entry is a create: in time order across stories.
-        changes.sort_by(|a, b| {
-            let key =
-                |c: &(event::Op, crate::model::Entry)| (c.0 != event::Op::Create, c.1.published);
-            key(a).cmp(&key(b))
-        });
+        changes.sort_by_key(|c| (c.op != event::Op::Create, c.entry.published));
         // Kept to undo the startup events when the log cannot take them: the served state
         // must be exactly what is durable.
         let before = (!changes.is_empty() && !hub.failed()).then(|| writer.state.clone());
@@ -119,7 +114,7 @@ impl Relay {
         } else {
             changes
                 .into_iter()
-                .map(|(op, entry)| writer.event(op, entry, Source::Report, None))
+                .map(|c| writer.report_event(c))
                 .collect()
         };
         writer.state.settle();
@@ -204,6 +199,11 @@ impl Relay {
         key: Option<String>,
     ) -> Result<Ack, ChangeError> {
         let story = story.to_string();
+        // Hashed here, on the caller's task, not on the single writer thread.
+        let key = key.map(|key| writer::IdempotencyKey {
+            fingerprint: writer::fingerprint(&story, &input),
+            key,
+        });
         self.request(|reply| Command::Publish {
             story,
             input,

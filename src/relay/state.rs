@@ -19,10 +19,15 @@ pub struct State {
     base_updated: HashMap<String, DateTime<Utc>>,
     /// Where each live entry came from.
     origin: HashMap<String, Source>,
-    /// Ids deleted through the API: a report that still has them does not bring them back.
-    removed_by_api: HashSet<String>,
-    /// How many live entries use each anchor, by story: `{slug}/{anchor}` → count.
-    anchors: HashMap<String, usize>,
+    /// Every anchor any event ever carried, by story (`{slug}/{anchor}`): live or deleted, from
+    /// a report or the API. None is ever given to another entry, so no id is reused.
+    given: HashSet<String>,
+    /// Live report entries: id → the anchor the normaliser gives the entry in its report
+    /// (usually the entry's own; another when the relay had to give it a fresh one).
+    report_anchor: HashMap<String, String>,
+    /// Report entries the API edited or deleted, by story: while the report still has them,
+    /// they are the publisher's and re-reads leave them alone.
+    handed_over: HashMap<String, Vec<Handed>>,
     /// Stories whose entries are out of feed order until [`State::settle`]: with the length of
     /// the prefix still in order when entries were only appended, `None` when any may be out.
     unsorted: HashMap<String, Option<usize>>,
@@ -47,8 +52,9 @@ impl State {
             site,
             base_updated,
             origin: HashMap::new(),
-            removed_by_api: HashSet::new(),
-            anchors: HashMap::new(),
+            given: HashSet::new(),
+            report_anchor: HashMap::new(),
+            handed_over: HashMap::new(),
             unsorted: HashMap::new(),
         }
     }
@@ -90,17 +96,22 @@ impl State {
         } else {
             None
         };
+        // The API takes a report entry: remember how the report shows it, to leave it alone.
+        if event.source == Source::Api {
+            if let Some(anchor) = self.report_anchor.remove(&event.entry.id) {
+                let content = pos.map_or(0, |i| content_hash(&story.entries[i]));
+                let handed = self.handed_over.entry(story.slug.clone()).or_default();
+                handed.push(Handed { anchor, content });
+            }
+        }
         let mut recompute_updated = false;
         match (event.op, pos) {
             (Op::Create | Op::Update, Some(i)) => {
-                let old = std::mem::replace(&mut story.entries[i], event.entry.clone());
-                count_anchor(&mut self.anchors, &story.slug, &old.anchor, false);
-                count_anchor(&mut self.anchors, &story.slug, &event.entry.anchor, true);
+                story.entries[i] = event.entry.clone();
                 self.unsorted.insert(story.slug.clone(), None);
                 recompute_updated = true;
             }
             (Op::Create | Op::Update, None) => {
-                count_anchor(&mut self.anchors, &story.slug, &event.entry.anchor, true);
                 let in_order = story.entries.len();
                 story.entries.push(event.entry.clone());
                 if !self.unsorted.contains_key(&story.slug) {
@@ -108,8 +119,7 @@ impl State {
                 }
             }
             (Op::Delete, Some(i)) => {
-                let old = story.entries.remove(i);
-                count_anchor(&mut self.anchors, &story.slug, &old.anchor, false);
+                story.entries.remove(i);
                 if let Some(Some(in_order)) = self.unsorted.get_mut(&story.slug) {
                     if i < *in_order {
                         *in_order -= 1;
@@ -119,16 +129,25 @@ impl State {
             }
             (Op::Delete, None) => {}
         }
+        self.given
+            .insert(anchor_key(&story.slug, &event.entry.anchor));
+        let id = &event.entry.id;
+        match (event.op, event.source) {
+            (_, Source::Api) => {}
+            (Op::Delete, Source::Report) => {
+                self.report_anchor.remove(id);
+            }
+            (_, Source::Report) => {
+                let a = event.report_anchor.as_ref().unwrap_or(&event.entry.anchor);
+                self.report_anchor.insert(id.clone(), a.clone());
+            }
+        }
         match event.op {
             Op::Delete => {
-                self.origin.remove(&event.entry.id);
-                if event.source == Source::Api {
-                    self.removed_by_api.insert(event.entry.id.clone());
-                }
+                self.origin.remove(id);
             }
             _ => {
-                self.origin.insert(event.entry.id.clone(), event.source);
-                self.removed_by_api.remove(&event.entry.id);
+                self.origin.insert(id.clone(), event.source);
             }
         }
         let base = self
@@ -165,40 +184,161 @@ impl State {
     /// its report: new → create, changed → update (same id, publication time kept), gone →
     /// delete. Entries the API published, edited or deleted belong to the publisher from then
     /// on and are left alone. Creates come oldest first.
-    pub fn diff_report(&self, fresh: &Story) -> Vec<(Op, Entry)> {
-        let Some(current) = self.story(&fresh.slug) else {
+    ///
+    /// The normaliser numbers repeated headlines by position, so its anchor for an entry can
+    /// change when another entry goes; and it does not know the anchors the API or deleted
+    /// entries hold. So fresh entries are matched to the live report entries first by anchor
+    /// and content together, then by identical content (the entry moved: it keeps its id),
+    /// then by the normaliser's anchor (the entry was edited). A new entry whose anchor was
+    /// ever given gets a fresh one, and the event records the normaliser's, so later readings
+    /// (and restarts) find it again.
+    pub fn diff_report(&mut self, fresh: &Story) -> Vec<ReportChange> {
+        let slug = fresh.slug.as_str();
+        let Some(current) = self.site.story(slug) else {
             return Vec::new();
         };
-        let mut changes = Vec::new();
-        let mut creates: Vec<&Entry> = Vec::new();
-        for new in &fresh.entries {
-            match current.entries.iter().find(|e| e.id == new.id) {
-                None if self.removed_by_api.contains(&new.id) => {}
-                None => creates.push(new),
-                Some(old) if same_content(old, new) => {}
-                Some(old) if self.origin(&old.id) != Some(Source::Report) => {}
-                Some(old) => {
-                    let mut edited = new.clone();
-                    edited.published = old.published;
-                    edited.time_inferred = old.time_inferred;
-                    edited.updated = new.updated.max(old.updated + Duration::seconds(1));
-                    changes.push((Op::Update, edited));
+        let live: Vec<&Entry> = current
+            .entries
+            .iter()
+            .filter(|e| self.origin.get(&e.id) == Some(&Source::Report))
+            .collect();
+        let known = &self.report_anchor;
+        let mut by_content: HashMap<ContentKey, Vec<usize>> = HashMap::new();
+        let mut by_anchor: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, e) in live.iter().enumerate() {
+            by_content.entry(content_key(e)).or_default().push(i);
+            by_anchor
+                .entry(report_anchor_of(known, e))
+                .or_default()
+                .push(i);
+        }
+        let mut used = vec![false; live.len()];
+        let mut matched: Vec<Option<usize>> = vec![None; fresh.entries.len()];
+        let take = |candidates: Option<&Vec<usize>>,
+                    used: &mut Vec<bool>,
+                    ok: &dyn Fn(usize) -> bool|
+         -> Option<usize> {
+            let i = candidates?.iter().copied().find(|&i| !used[i] && ok(i))?;
+            used[i] = true;
+            Some(i)
+        };
+        // Same anchor and content: nothing changed.
+        for (f, m) in fresh.entries.iter().zip(matched.iter_mut()) {
+            let same = |i: usize| same_content(live[i], f);
+            *m = take(by_anchor.get(f.anchor.as_str()), &mut used, &same);
+        }
+        // Same content under another anchor: the entry moved and keeps its id.
+        for (f, m) in fresh.entries.iter().zip(matched.iter_mut()) {
+            if m.is_none() {
+                *m = take(by_content.get(&content_key(f)), &mut used, &|_| true);
+            }
+        }
+        // The publisher's entries, first by content (they may have moved), then by anchor (the
+        // report edited them): skipped. Those the report no longer has are forgotten, so a
+        // new entry that later takes the same headline is the report's again.
+        let mut handed = self.handed_over.remove(slug).unwrap_or_default();
+        let mut kept: Vec<Handed> = Vec::new();
+        let mut theirs = vec![false; fresh.entries.len()];
+        for ((f, m), skip) in fresh.entries.iter().zip(&matched).zip(theirs.iter_mut()) {
+            if m.is_none() && !handed.is_empty() {
+                let hash = content_hash(f);
+                if let Some(i) = handed.iter().position(|h| h.content == hash) {
+                    let h = handed.swap_remove(i);
+                    kept.push(Handed {
+                        anchor: f.anchor.clone(),
+                        ..h
+                    });
+                    *skip = true;
                 }
             }
         }
-        for old in &current.entries {
-            let from_report = self.origin(&old.id) == Some(Source::Report);
-            if from_report && !fresh.entries.iter().any(|e| e.id == old.id) {
-                changes.push((Op::Delete, old.clone()));
+        // Same anchor, other content: the entry was edited.
+        for ((f, m), skip) in fresh
+            .entries
+            .iter()
+            .zip(matched.iter_mut())
+            .zip(theirs.iter_mut())
+        {
+            if m.is_some() || *skip {
+                continue;
+            }
+            *m = take(by_anchor.get(f.anchor.as_str()), &mut used, &|_| true);
+            if m.is_none() {
+                if let Some(i) = handed.iter().position(|h| h.anchor == f.anchor) {
+                    let h = handed.swap_remove(i);
+                    kept.push(Handed {
+                        content: content_hash(f),
+                        ..h
+                    });
+                    *skip = true;
+                }
             }
         }
-        creates.sort_by(|a, b| crate::model::newest_first(b, a));
-        let mut out: Vec<(Op, Entry)> = creates
-            .into_iter()
-            .map(|e| (Op::Create, e.clone()))
-            .collect();
-        out.extend(changes);
-        out
+        if !kept.is_empty() {
+            self.handed_over.insert(slug.to_string(), kept);
+        }
+
+        let reserved: HashSet<&str> = fresh.entries.iter().map(|e| e.anchor.as_str()).collect();
+        let mut allocated: HashSet<String> = HashSet::new();
+        let mut remap: Vec<(String, String)> = Vec::new();
+        let mut changes = Vec::new();
+        let mut creates: Vec<ReportChange> = Vec::new();
+        for ((f, m), skip) in fresh.entries.iter().zip(&matched).zip(theirs) {
+            if skip {
+                continue;
+            }
+            let Some(i) = *m else {
+                let free =
+                    |a: &str| !self.given.contains(&anchor_key(slug, a)) && !allocated.contains(a);
+                let anchor = if free(&f.anchor) {
+                    f.anchor.clone()
+                } else {
+                    (2..)
+                        .map(|n| format!("{}-{n}", f.anchor))
+                        .find(|a| free(a) && !reserved.contains(a.as_str()))
+                        .unwrap_or_default()
+                };
+                allocated.insert(anchor.clone());
+                creates.push(ReportChange {
+                    op: Op::Create,
+                    report_anchor: (anchor != f.anchor).then(|| f.anchor.clone()),
+                    entry: with_anchor(f, &anchor),
+                });
+                continue;
+            };
+            let old = live[i];
+            if same_content(old, f) {
+                if report_anchor_of(known, old) != f.anchor {
+                    remap.push((old.id.clone(), f.anchor.clone()));
+                }
+                continue;
+            }
+            let mut edited = with_anchor(f, &old.anchor);
+            edited.published = old.published;
+            edited.time_inferred = old.time_inferred;
+            edited.updated = f.updated.max(old.updated + Duration::seconds(1));
+            changes.push(ReportChange {
+                op: Op::Update,
+                report_anchor: (old.anchor != f.anchor).then(|| f.anchor.clone()),
+                entry: edited,
+            });
+        }
+        for (i, old) in live.iter().enumerate() {
+            if !used[i] {
+                changes.push(ReportChange {
+                    op: Op::Delete,
+                    entry: (*old).clone(),
+                    report_anchor: None,
+                });
+            }
+        }
+        // An entry that kept its content but not its place: no event, only the new reading.
+        for (id, a) in remap {
+            self.report_anchor.insert(id, a);
+        }
+        creates.sort_by(|a, b| crate::model::newest_first(&b.entry, &a.entry));
+        creates.extend(changes);
+        creates
     }
 
     /// A new entry for `story` from what a publisher sent. The anchor comes from the title,
@@ -210,11 +350,9 @@ impl State {
             s if s.is_empty() => "entry".to_string(),
             s => s,
         };
-        let taken = |a: &str| {
-            self.anchors
-                .get(&anchor_key(slug, a))
-                .is_some_and(|n| *n > 0)
-        };
+        // Never an anchor given before, live or deleted: a feed reader would take the new
+        // entry for the old one.
+        let taken = |a: &str| self.given.contains(&anchor_key(slug, a));
         let anchor = (1..)
             .map(|n| {
                 if n == 1 {
@@ -258,11 +396,64 @@ impl State {
 }
 
 fn same_content(a: &Entry, b: &Entry) -> bool {
-    a.title == b.title && a.authors == b.authors && a.content_html == b.content_html
+    content_key(a) == content_key(b)
+}
+
+/// What makes two readings of a report entry the same entry: its text.
+type ContentKey<'a> = (&'a str, &'a [String], &'a str);
+
+fn content_key(e: &Entry) -> ContentKey<'_> {
+    (&e.title, &e.authors, &e.content_html)
+}
+
+/// A report entry the API edited or deleted, as the report last showed it.
+#[derive(Debug, Clone)]
+struct Handed {
+    /// The normaliser's anchor for it.
+    anchor: String,
+    /// A hash of its [`content_key`].
+    content: u64,
+}
+
+/// A hash of an entry's text, to know it again without keeping a copy.
+fn content_hash(e: &Entry) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    content_key(e).hash(&mut h);
+    h.finish()
+}
+
+/// The normaliser's anchor of a live report entry.
+fn report_anchor_of<'a>(known: &'a HashMap<String, String>, e: &'a Entry) -> &'a str {
+    known.get(&e.id).map_or(e.anchor.as_str(), String::as_str)
+}
+
+/// A fresh report entry under the anchor the relay gives it: the id and address follow.
+fn with_anchor(fresh: &Entry, anchor: &str) -> Entry {
+    let mut e = fresh.clone();
+    if anchor != fresh.anchor {
+        let swap = |s: &str, sep: char| match s.strip_suffix(&fresh.anchor) {
+            Some(head) if head.ends_with(sep) => format!("{head}{anchor}"),
+            _ => format!("{s}{sep}{anchor}"),
+        };
+        e.id = swap(&fresh.id, '/');
+        e.url = swap(&fresh.url, '#');
+        e.anchor = anchor.to_string();
+    }
+    e
+}
+
+/// One change a reading of a report makes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportChange {
+    pub op: Op,
+    pub entry: Entry,
+    /// The normaliser's anchor for the entry, when the relay gave it another.
+    pub report_anchor: Option<String>,
 }
 
 /// What a publisher sends, already checked and cleaned.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct EntryInput {
     pub title: String,
     /// Body text in the report style: paragraphs separated by blank lines, `•` lists,
@@ -320,19 +511,6 @@ fn fill_body(entry: &mut Entry, input: &EntryInput) {
         None if !body_authors.is_empty() => body_authors,
         None => std::mem::take(&mut entry.authors),
     };
-}
-
-/// Counts an anchor in or out of use.
-fn count_anchor(anchors: &mut HashMap<String, usize>, slug: &str, anchor: &str, add: bool) {
-    let key = anchor_key(slug, anchor);
-    if add {
-        *anchors.entry(key).or_insert(0) += 1;
-    } else if let Some(n) = anchors.get_mut(&key) {
-        *n -= 1;
-        if *n == 0 {
-            anchors.remove(&key);
-        }
-    }
 }
 
 /// Restores feed order when `entries[..in_order]` is in order and entries were appended after

@@ -539,6 +539,9 @@ mod tests {
             },
             source: Source::Api,
             idempotency_key: None,
+            idempotency_fingerprint: None,
+            at: None,
+            report_anchor: None,
         }
     }
 

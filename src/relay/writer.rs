@@ -4,15 +4,16 @@
 //! Architecture invariant: only this thread assigns `seq` and changes the [`State`], so seq is
 //! gapless and a publish is answered only after its event is on disk.
 
-use chrono::{SubsecRound, Utc};
-use std::collections::HashMap;
+use chrono::{DateTime, SubsecRound, Utc};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::event::{Event, Op, Source};
 use super::hub::{Committed, Hub};
 use super::renderer;
-use super::state::{EntryInput, State};
+use super::state::{EntryInput, ReportChange, State};
 use super::store::Store;
 use crate::model::{Entry, Story};
 
@@ -36,6 +37,120 @@ pub enum ChangeError {
     UnknownEntry(String),
     #[error("the event log cannot be written; publishing is stopped until a restart: {0}")]
     Storage(String),
+    #[error(
+        "this Idempotency-Key was used for another request (another story or body) within the \
+         last 24 hours; send a new key for a new entry"
+    )]
+    KeyReused,
+}
+
+/// How long an `Idempotency-Key` is remembered, from the time of the event it made. A retry
+/// within it gets the first answer; after it the key is forgotten (and may publish again).
+pub const KEY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// An `Idempotency-Key` bound to the request that brought it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    /// See [`fingerprint`].
+    pub fingerprint: String,
+}
+
+/// A fingerprint of a publish: method, story and cleaned body, hashed (SHA-256, hex), so a key
+/// reused for another request is told apart from a retry.
+pub fn fingerprint(story: &str, input: &EntryInput) -> String {
+    let canonical = serde_json::json!({ "method": "POST", "story": story, "entry": input });
+    let digest = Sha256::digest(canonical.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a key was used for, and its first answer.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    pub ack: Ack,
+    pub story: String,
+    /// `None` for keys from logs written before fingerprints were stored: those match any body.
+    pub fingerprint: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl KeyRecord {
+    fn expired(&self, now: DateTime<Utc>) -> bool {
+        chrono::Duration::from_std(KEY_TTL).is_ok_and(|ttl| self.at + ttl <= now)
+    }
+
+    fn matches(&self, story: &str, key: &IdempotencyKey) -> bool {
+        self.story == story
+            && self
+                .fingerprint
+                .as_ref()
+                .is_none_or(|f| *f == key.fingerprint)
+    }
+}
+
+/// The idempotency keys within [`KEY_TTL`], with an index by time so expired ones are dropped
+/// as new ones come in and the map stays bounded by the keys of one period.
+#[derive(Debug, Default)]
+pub struct Keys {
+    map: HashMap<String, KeyRecord>,
+    by_time: BTreeSet<(DateTime<Utc>, String)>,
+}
+
+impl Keys {
+    /// The live record of `key` (an expired one not yet dropped counts as gone).
+    pub fn get(&self, key: &str, now: DateTime<Utc>) -> Option<&KeyRecord> {
+        self.map.get(key).filter(|r| !r.expired(now))
+    }
+
+    pub fn insert(&mut self, key: String, record: KeyRecord) {
+        self.by_time.insert((record.at, key.clone()));
+        if let Some(old) = self.map.insert(key.clone(), record) {
+            self.by_time.remove(&(old.at, key));
+        }
+    }
+
+    pub fn remove(&mut self, key: &str) {
+        if let Some(old) = self.map.remove(key) {
+            self.by_time.remove(&(old.at, key.to_string()));
+        }
+    }
+
+    /// Remembers the key of a logged publish (on replay and when it is made).
+    pub fn insert_event(&mut self, e: &Event) {
+        let Some(key) = &e.idempotency_key else {
+            return;
+        };
+        let record = KeyRecord {
+            ack: Writer::ack(e),
+            story: e.story.clone(),
+            fingerprint: e.idempotency_fingerprint.clone(),
+            // Older logs have no event time: an API create's `updated` is when it was made.
+            at: e.at.unwrap_or(e.entry.updated),
+        };
+        self.insert(key.clone(), record);
+    }
+
+    /// Forgets every key older than [`KEY_TTL`].
+    pub fn prune(&mut self, now: DateTime<Utc>) {
+        while let Some((at, key)) = self.by_time.first().cloned() {
+            let expired = self.map.get(&key).is_none_or(|r| r.expired(now));
+            if !expired {
+                break;
+            }
+            self.by_time.pop_first();
+            if self.map.get(&key).is_some_and(|r| r.at == at) {
+                self.map.remove(&key);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
 }
 
 pub type Reply = oneshot::Sender<Result<Ack, ChangeError>>;
@@ -45,7 +160,7 @@ pub enum Command {
     Publish {
         story: String,
         input: EntryInput,
-        key: Option<String>,
+        key: Option<IdempotencyKey>,
         reply: Reply,
     },
     Edit {
@@ -74,8 +189,8 @@ pub struct Writer {
     pub store: Box<dyn Store>,
     pub hub: Arc<Hub>,
     pub next_seq: u64,
-    /// Idempotency keys of publishes, with their first answer.
-    pub keys: HashMap<String, Ack>,
+    /// Idempotency keys of publishes, with what they were used for and their first answer.
+    pub keys: Keys,
     /// Where durable events go to be rendered into files (see [`renderer`]).
     pub render: Option<std::sync::mpsc::Sender<renderer::Msg>>,
 }
@@ -107,17 +222,44 @@ impl Writer {
         op: Op,
         entry: Entry,
         source: Source,
-        key: Option<String>,
+        key: Option<IdempotencyKey>,
+    ) -> Event {
+        self.make_event(op, entry, source, key, None)
+    }
+
+    /// The event of one change a report reading makes.
+    pub(crate) fn report_event(&mut self, change: ReportChange) -> Event {
+        self.make_event(
+            change.op,
+            change.entry,
+            Source::Report,
+            None,
+            change.report_anchor,
+        )
+    }
+
+    fn make_event(
+        &mut self,
+        op: Op,
+        entry: Entry,
+        source: Source,
+        key: Option<IdempotencyKey>,
+        report_anchor: Option<String>,
     ) -> Event {
         let seq = self.next_seq;
         self.next_seq += 1;
+        let (idempotency_key, idempotency_fingerprint) =
+            key.map_or((None, None), |k| (Some(k.key), Some(k.fingerprint)));
         let event = Event {
             seq,
             op,
             story: entry.story.clone(),
             entry,
             source,
-            idempotency_key: key,
+            idempotency_key,
+            idempotency_fingerprint,
+            at: Some(Utc::now().trunc_subsecs(0)),
+            report_anchor,
         };
         // The writer never needs its entries in feed order except to diff a report (it settles
         // them first); the renderer keeps its own ordered replica. So an event costs O(1) here.
@@ -153,10 +295,19 @@ impl Writer {
                 key,
                 reply,
             } => {
-                if let Some(first) = key.as_ref().and_then(|k| self.keys.get(k)) {
+                let first = key.as_ref().and_then(|k| {
+                    let first = self.keys.get(&k.key, now)?;
+                    Some(first.matches(&story, k).then(|| first.ack.clone()))
+                });
+                if let Some(first) = first {
+                    // The same key for another request: refused, never a silent drop.
+                    let Some(first) = first else {
+                        let _ = reply.send(Err(ChangeError::KeyReused));
+                        return;
+                    };
                     let ack = Ack {
                         replayed: true,
-                        ..first.clone()
+                        ..first
                     };
                     if events.iter().any(|e| e.seq == ack.seq) {
                         // The first publish is in this batch, not durable yet: answer with it.
@@ -174,10 +325,12 @@ impl Writer {
                     let _ = reply.send(Err(ChangeError::UnknownStory(story)));
                     return;
                 };
-                let event = self.event(Op::Create, entry, Source::Api, key.clone());
+                let keyed = key.is_some();
+                let event = self.event(Op::Create, entry, Source::Api, key);
                 let ack = Self::ack(&event);
-                if let Some(k) = key {
-                    self.keys.insert(k, ack.clone());
+                if keyed {
+                    self.keys.prune(now);
+                    self.keys.insert_event(&event);
                 }
                 events.push(event);
                 pending.push(Pending::Ack(reply, ack));
@@ -230,8 +383,8 @@ impl Writer {
                 self.state.settle();
                 let changes = self.state.diff_report(&fresh);
                 let n = changes.len();
-                for (op, entry) in changes {
-                    let event = self.event(op, entry, Source::Report, None);
+                for change in changes {
+                    let event = self.report_event(change);
                     events.push(event);
                 }
                 if let Some(reply) = reply {
@@ -296,5 +449,68 @@ impl Writer {
             let _ = render.send(renderer::Msg::Events(events));
         }
         self.hub.commit(committed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(at: DateTime<Utc>) -> KeyRecord {
+        KeyRecord {
+            ack: Ack {
+                id: "tag:x,2000:s/a".into(),
+                seq: 1,
+                url: String::new(),
+                op: Op::Create,
+                replayed: false,
+            },
+            story: "s".into(),
+            fingerprint: Some("f".into()),
+            at,
+        }
+    }
+
+    #[test]
+    fn keys_expire_after_the_ttl_and_are_pruned() {
+        let now = Utc::now().trunc_subsecs(0);
+        let hours = chrono::Duration::hours;
+        let mut keys = Keys::default();
+        keys.insert("old".into(), record(now - hours(25)));
+        keys.insert("edge".into(), record(now - hours(24)));
+        keys.insert("new".into(), record(now - hours(1)));
+        // An expired key is gone at once, pruned or not.
+        assert!(keys.get("old", now).is_none());
+        assert!(keys.get("edge", now).is_none());
+        assert!(keys.get("new", now).is_some());
+        assert_eq!(keys.len(), 3);
+        keys.prune(now);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys.by_time.len(), 1);
+        // Reusing a key replaces its record and its place in time.
+        keys.insert("new".into(), record(now));
+        assert_eq!((keys.len(), keys.by_time.len()), (1, 1));
+        keys.prune(now + hours(23));
+        assert_eq!(keys.len(), 1);
+        keys.prune(now + hours(24));
+        assert!(keys.is_empty() && keys.by_time.is_empty());
+    }
+
+    #[test]
+    fn a_key_matches_only_its_own_request() {
+        let input = |body: &str| EntryInput::cleaned("T", body, None, None);
+        let key = |story: &str, body: &str| IdempotencyKey {
+            key: "k".into(),
+            fingerprint: fingerprint(story, &input(body)),
+        };
+        let mut r = record(Utc::now());
+        r.fingerprint = Some(key("s", "body").fingerprint);
+        assert!(r.matches("s", &key("s", "body")));
+        assert!(!r.matches("s", &key("s", "other")));
+        assert!(!r.matches("t", &key("t", "body")));
+        // Keys from logs without fingerprints match any body of their story.
+        r.fingerprint = None;
+        assert!(r.matches("s", &key("s", "other")));
+        assert!(!r.matches("t", &key("t", "body")));
     }
 }

@@ -265,6 +265,11 @@ fn answer(result: Result<Ack, ChangeError>) -> Response<Body> {
         Err(e @ (ChangeError::UnknownStory(_) | ChangeError::UnknownEntry(_))) => {
             problem(StatusCode::NOT_FOUND, &e.to_string(), Value::Null)
         }
+        Err(e @ ChangeError::KeyReused) => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &e.to_string(),
+            json!({ "field": "Idempotency-Key" }),
+        ),
         Err(e @ ChangeError::Storage(_)) => {
             // The log is read-only until a restart on a writable disk: ask to retry later.
             let mut res = problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), Value::Null);
