@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::process::Proc;
-use common::{LIVE, TOKEN};
+use common::TOKEN;
+use common::process::{Proc, publish};
 use std::process::{Command, Stdio};
 
 fn unit() -> String {
@@ -58,13 +58,7 @@ async fn the_service_units_command_line_serves_and_publishes() {
         .await
         .expect("the unit's command line starts");
 
-    let res = common::client()
-        .post(format!("{base}/stories/{LIVE}/entries"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({ "title": "From the unit", "body": "Text." }))
-        .send()
-        .await
-        .unwrap();
+    let res = publish(&common::client(), &base, "From the unit").await;
     assert_eq!(
         res.status(),
         201,

@@ -5,25 +5,17 @@
 
 mod common;
 
-use common::process::{Proc, serve_command};
+use common::client;
+use common::process::{Proc, head, publish, serve_command};
 use common::{LIVE, SEED, TOKEN, TestSite};
 use livefeed::relay::store;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 fn log_file(data: &Path) -> PathBuf {
     data.join("log").join("events.log")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
 }
 
 /// `livefeed log ACTION --data DATA`: exit success, stdout, stderr.
@@ -39,26 +31,6 @@ fn log_cmd(action: &str, data: &Path) -> (bool, String, String) {
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8(out.stderr).unwrap(),
     )
-}
-
-async fn publish(http: &reqwest::Client, base: &str, title: &str) -> reqwest::Response {
-    http.post(format!("{base}/stories/{LIVE}/entries"))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "title": title, "body": "Text." }))
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn head(http: &reqwest::Client, base: &str) -> u64 {
-    let res = http
-        .get(format!("{base}/live?after=0&timeout=0&limit=1000"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
-    body["head"].as_u64().unwrap()
 }
 
 /// Starts the binary on `data`, publishes `titles`, stops it; the log image and where each

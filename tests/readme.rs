@@ -2,8 +2,8 @@
 
 mod common;
 
-use common::process::{Proc, serve_command};
-use common::{LIVE, PATIENCE, TOKEN};
+use common::process::{Proc, publish, serve_command};
+use common::{PATIENCE, TOKEN};
 use std::io::BufRead;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -91,14 +91,7 @@ async fn the_readme_dashboard_loop_survives_a_410_and_misses_nothing() {
     let http = common::client();
     let titles = ["First after start", "Second after start"];
     for title in titles {
-        let res = http
-            .post(format!("{base}/stories/{LIVE}/entries"))
-            .bearer_auth(TOKEN)
-            .json(&serde_json::json!({ "title": title, "body": "Text." }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
+        assert_eq!(publish(&http, &base, title).await.status(), 201);
     }
     read_until(8, &titles);
     // SAFETY: kill(2) on the process group of our own child; no memory effects.

@@ -139,3 +139,25 @@ impl Drop for Proc {
         }
     }
 }
+
+/// Publishes `title` (body "Text.") to the live story of the binary at `base`, with [`TOKEN`].
+pub async fn publish(http: &reqwest::Client, base: &str, title: &str) -> reqwest::Response {
+    http.post(format!("{base}/stories/{}/entries", super::LIVE))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "title": title, "body": "Text." }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The head seq of the binary at `base`.
+pub async fn head(http: &reqwest::Client, base: &str) -> u64 {
+    let res = http
+        .get(format!("{base}/live?after=0&timeout=0&limit=1000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    body["head"].as_u64().unwrap()
+}
