@@ -374,3 +374,36 @@ async fn a_log_that_cannot_be_opened_for_writing_is_served_read_only() {
         "log unchanged"
     );
 }
+
+/// An entry too large for one log record (16 MiB) is refused with 413 before anything is
+/// written: acknowledged, it would make the log unreadable at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_too_large_for_a_log_record_is_refused_not_acknowledged() {
+    let mut site = TestSite::new();
+    site.config.max_body = 64 * 1024 * 1024;
+    let server = site.start().await;
+    // Paragraphs of `<` and `"`: every character grows when escaped into the entry's HTML.
+    let body = "<\"<\"<\"<\"<\"<\"\n\n".repeat(600_000);
+    let res = server
+        .authed(reqwest::Method::POST, &format!("/stories/{LIVE}/entries"))
+        .json(&serde_json::json!({ "title": "Huge", "body": body }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    let problem: Value = res.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("log record"),
+        "{problem}"
+    );
+    // Publishing goes on, and the log opens again with every acknowledged event.
+    let small = server.publish(LIVE, "Small", "Fine.").await;
+    assert_eq!(small["seq"], SEED + 1);
+    server.stop().await;
+    let server = site.start().await;
+    assert_eq!(server.head().await, SEED + 1);
+    server.stop().await;
+}

@@ -182,7 +182,7 @@ fn check_image(buf: &[u8]) {
     if let Ok((event, used)) = store::decode(buf) {
         assert!(used <= buf.len());
         let mut again = Vec::new();
-        store::encode(&event, &mut again);
+        store::encode(&event, &mut again).expect("a decoded event encodes");
         assert_eq!(store::decode(&again).ok(), Some((event, again.len())));
     }
     let (events, good, damage) = store::decode_all(buf);
@@ -193,7 +193,7 @@ fn check_image(buf: &[u8]) {
     }
     let mut re = Vec::new();
     for e in &events {
-        store::encode(e, &mut re);
+        store::encode(e, &mut re).expect("a decoded event encodes");
     }
     let (again, n, d) = store::decode_all(&re);
     assert_eq!((again, n, d), (events, re.len(), None));

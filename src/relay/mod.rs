@@ -94,10 +94,12 @@ impl Relay {
             render: None,
         };
         // Everything the reports say that the log does not know yet (all of it on first start).
-        let mut changes: Vec<state::ReportChange> = fresh_stories
-            .iter()
-            .flat_map(|fresh| writer.state.diff_report(fresh))
-            .collect();
+        let mut changes = writer::fitting(
+            fresh_stories
+                .iter()
+                .flat_map(|fresh| writer.state.diff_report(fresh))
+                .collect(),
+        );
         // On first start every entry is a create: in time order across stories.
         changes.sort_by_key(|c| (c.op != event::Op::Create, c.entry.published));
         // Kept to undo the startup events when the log cannot take them: the served state

@@ -55,6 +55,9 @@ pub enum StoreError {
         before: usize,
         after: usize,
     },
+    /// An event that cannot be one record (the writer refuses such changes before this).
+    #[error("event {seq} cannot be written to the log: {why}")]
+    Record { seq: u64, why: RecordError },
     /// Another process holds the log directory's lock.
     #[error(
         "{}: the event log is in use by another livefeed process ({holder}); stop it, or give \
@@ -86,13 +89,50 @@ pub struct Recovered {
     pub read_only: Option<String>,
 }
 
-/// Encodes one record.
-pub fn encode(event: &Event, out: &mut Vec<u8>) {
-    // An event is plain data; serialisation does not fail.
-    let payload = serde_json::to_vec(event).unwrap_or_default();
+/// Encodes one record. An event whose payload would be larger than [`MAX_RECORD`] is refused:
+/// written, it would be read back as damage at the next start.
+pub fn encode(event: &Event, out: &mut Vec<u8>) -> Result<(), RecordError> {
+    let payload = serde_json::to_vec(event).map_err(|e| RecordError::Json(e.to_string()))?;
+    if payload.len() > MAX_RECORD {
+        return Err(RecordError::TooLarge(payload.len()));
+    }
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     out.extend_from_slice(&payload);
+    Ok(())
+}
+
+/// Why an event cannot be one record of the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("{0} bytes is more than one log record holds ({MAX_RECORD} bytes)")]
+    TooLarge(usize),
+    #[error("the event does not serialise: {0}")]
+    Json(String),
+}
+
+/// The largest entry (as JSON) an event may carry: a record less room for the event's other
+/// fields, which are bounded by the request limits (story slug, key, fingerprint).
+pub const MAX_ENTRY: usize = MAX_RECORD - 64 * 1024;
+
+/// Whether `entry` fits in one record; counted without keeping the JSON.
+pub fn entry_fits(entry: &crate::model::Entry) -> Result<(), RecordError> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, entry).map_err(|e| RecordError::Json(e.to_string()))?;
+    if count.0 > MAX_ENTRY {
+        return Err(RecordError::TooLarge(count.0));
+    }
+    Ok(())
 }
 
 /// Why decoding stopped.
@@ -495,7 +535,8 @@ impl Store for FileStore {
     fn append(&mut self, events: &[Event]) -> Result<(), StoreError> {
         self.buf.clear();
         for e in events {
-            encode(e, &mut self.buf);
+            // Nothing is written unless every record of the batch can be read back.
+            encode(e, &mut self.buf).map_err(|why| StoreError::Record { seq: e.seq, why })?;
         }
         let Some(file) = self.file.as_mut() else {
             return Err(self.io(std::io::Error::other("log not opened")));
@@ -558,8 +599,8 @@ mod tests {
         drop(store);
         let last_start = {
             let mut v = Vec::new();
-            encode(&event(1), &mut v);
-            encode(&event(2), &mut v);
+            encode(&event(1), &mut v).unwrap();
+            encode(&event(2), &mut v).unwrap();
             v.len()
         };
         for cut in last_start..full.len() {
@@ -585,7 +626,7 @@ mod tests {
         drop(store);
         let mut image = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
         let mut first = Vec::new();
-        encode(&event(1), &mut first);
+        encode(&event(1), &mut first).unwrap();
         image[first.len() + HEADER + 3] ^= 0xff; // inside record 2's payload
         std::fs::write(dir.path().join(LOG_FILE), &image).unwrap();
         match FileStore::new(dir.path()).load() {

@@ -14,7 +14,7 @@ use super::event::{Event, Op, Source};
 use super::hub::{Committed, Hub};
 use super::renderer;
 use super::state::{EntryInput, ReportChange, State};
-use super::store::Store;
+use super::store::{self, Store};
 use crate::model::{Entry, Story};
 
 /// The answer to an accepted publish, edit or delete.
@@ -42,6 +42,8 @@ pub enum ChangeError {
          last 24 hours; send a new key for a new entry"
     )]
     KeyReused,
+    #[error("the entry is too large to keep: {0}; send a shorter body")]
+    TooLarge(super::store::RecordError),
 }
 
 /// How long an `Idempotency-Key` is remembered, from the time of the event it made. A retry
@@ -325,6 +327,10 @@ impl Writer {
                     let _ = reply.send(Err(ChangeError::UnknownStory(story)));
                     return;
                 };
+                if let Err(why) = store::entry_fits(&entry) {
+                    let _ = reply.send(Err(ChangeError::TooLarge(why)));
+                    return;
+                }
                 let keyed = key.is_some();
                 let event = self.event(Op::Create, entry, Source::Api, key);
                 let ack = Self::ack(&event);
@@ -352,6 +358,10 @@ impl Writer {
                         return;
                     }
                 };
+                if let Err(why) = store::entry_fits(&entry) {
+                    let _ = reply.send(Err(ChangeError::TooLarge(why)));
+                    return;
+                }
                 // An edit or delete through the API hands the entry to the publisher.
                 let source = Source::Api;
                 let event = self.event(Op::Update, entry, source, None);
@@ -381,7 +391,7 @@ impl Writer {
                     return;
                 }
                 self.state.settle();
-                let changes = self.state.diff_report(&fresh);
+                let changes = fitting(self.state.diff_report(&fresh));
                 let n = changes.len();
                 for change in changes {
                     let event = self.report_event(change);
@@ -450,6 +460,21 @@ impl Writer {
         }
         self.hub.commit(committed);
     }
+}
+
+/// The report changes whose entry fits in one log record; the others are left out with a
+/// warning (the report keeps them, and they are tried again when it changes).
+pub(crate) fn fitting(changes: Vec<ReportChange>) -> Vec<ReportChange> {
+    changes
+        .into_iter()
+        .filter(|c| match store::entry_fits(&c.entry) {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::warn!(story = %c.entry.story, id = %c.entry.id, error = %why, "report entry not relayed");
+                false
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

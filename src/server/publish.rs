@@ -270,6 +270,9 @@ fn answer(result: Result<Ack, ChangeError>) -> Response<Body> {
             &e.to_string(),
             json!({ "field": "Idempotency-Key" }),
         ),
+        Err(e @ ChangeError::TooLarge(_)) => {
+            problem(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string(), json!({}))
+        }
         Err(e @ ChangeError::Storage(_)) => {
             // The log is read-only until a restart on a writable disk: ask to retry later.
             let mut res = problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), Value::Null);
