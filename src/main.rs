@@ -212,9 +212,13 @@ struct ServeArgs {
     /// The same bound in bytes of event frames.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     sse_queue_bytes: usize,
-    /// Events kept in memory for cursors; older cursors get 410.
+    /// Events kept in memory for cursors; older cursors are read back from the log.
     #[arg(long, default_value_t = 1_000_000)]
     keep_events: usize,
+    /// Bytes of events kept in memory for cursors (as SSE frames); older cursors are read
+    /// back from the log.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    memory_bytes: usize,
 }
 
 fn token(args: &ServeArgs) -> Result<Option<String>> {
@@ -263,7 +267,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         .log_dir
         .clone()
         .unwrap_or_else(|| args.data.join("log"));
-    let relay = Relay::open(site, file_store(&log_dir), args.keep_events)?;
+    let memory = livefeed::relay::hub::Memory {
+        events: args.keep_events,
+        bytes: args.memory_bytes,
+    };
+    let relay = Relay::open(site, file_store(&log_dir), memory)?;
     let config = Config {
         token,
         max_body: args.max_body,

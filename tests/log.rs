@@ -407,3 +407,100 @@ async fn an_entry_too_large_for_a_log_record_is_refused_not_acknowledged() {
     assert_eq!(server.head().await, SEED + 1);
     server.stop().await;
 }
+
+/// A cursor older than the events kept in memory is answered from the log on disk, by
+/// long-poll (all stories and one) and by SSE, in order and exactly once; also after a restart,
+/// when the log's index is rebuilt. 410 is left for cursors the log does not hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_older_than_memory_are_read_back_from_the_log() {
+    let site = TestSite::new();
+    let start = || {
+        let mut cmd = serve_command(&site.data());
+        cmd.args(["--keep-events", "3", "--memory-bytes", "100000"])
+            .env("LIVEFEED_TOKEN", TOKEN);
+        Proc::start(cmd)
+    };
+    let http = client();
+    let mut server = start();
+    let base = server.ready().await.unwrap();
+    // More than one stretch of the log's index (every 256 records).
+    let total = SEED + 300;
+    for i in 0..300 {
+        assert_eq!(
+            publish(&http, &base, &format!("Entry {i}")).await.status(),
+            201
+        );
+    }
+    let long_poll_all = |base: String, story: Option<&'static str>| {
+        let http = http.clone();
+        async move {
+            let (mut cursor, mut seqs) = (0, Vec::new());
+            loop {
+                let story = story.map_or(String::new(), |s| format!("&story={s}"));
+                let res = http
+                    .get(format!(
+                        "{base}/live?after={cursor}&timeout=0&limit=50{story}"
+                    ))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 200, "after={cursor}");
+                let page: Value = res.json().await.unwrap();
+                for e in page["events"].as_array().unwrap() {
+                    seqs.push(e["seq"].as_u64().unwrap());
+                }
+                cursor = page["next"].as_u64().unwrap();
+                if cursor >= page["head"].as_u64().unwrap() {
+                    return seqs;
+                }
+            }
+        }
+    };
+    let every: Vec<u64> = (1..=total).collect();
+    assert_eq!(long_poll_all(base.clone(), None).await, every);
+    // One story among many: only its events, the cursor moving past the others.
+    let article = long_poll_all(base.clone(), Some(common::ARTICLE)).await;
+    assert_eq!(article.len(), 1, "{article:?}");
+
+    // SSE from the start: every event once, in order.
+    let mut res = http
+        .get(format!("{base}/live/events?after=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (mut text, mut ids) = (String::new(), Vec::new());
+    while ids.last() != Some(&total) {
+        let chunk = tokio::time::timeout(common::PATIENCE, res.chunk())
+            .await
+            .expect("SSE goes on")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = text.find("\n\n") {
+            let frame: String = text.drain(..end + 2).collect();
+            assert!(!frame.contains("event: reset"), "{frame}");
+            if let Some(id) = frame.lines().find_map(|l| l.strip_prefix("id: ")) {
+                ids.push(id.parse::<u64>().unwrap());
+            }
+        }
+    }
+    assert_eq!(ids, every);
+    drop(res);
+
+    // After a restart the index is rebuilt from the file.
+    assert!(server.terminate());
+    let mut server = start();
+    let base = server.ready().await.unwrap();
+    assert_eq!(long_poll_all(base.clone(), None).await, every);
+    // Ahead of the log is still a 410.
+    let res = http
+        .get(format!("{base}/live?after={}", total + 5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 410);
+    let gone: Value = res.json().await.unwrap();
+    assert_eq!(gone["oldest"], 1, "{gone}");
+    assert!(server.terminate());
+}

@@ -2,8 +2,8 @@
 
 mod common;
 
-use common::process::{Proc, publish, serve_command};
-use common::{PATIENCE, TOKEN};
+use common::process::{Proc, publish};
+use common::{PATIENCE, SEED, TOKEN};
 use std::io::BufRead;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -36,20 +36,18 @@ fn require(program: &str) {
     );
 }
 
-/// The dashboard loop, started on a cursor the server no longer keeps (a 410), restarts from
-/// the oldest kept event and then prints every event, in order, exactly once.
+/// The dashboard loop prints every event in order; when the server's log is replaced under it
+/// (its cursor is then ahead of the new head: a 410), it says so and starts again from the
+/// oldest event kept.
 #[tokio::test]
 async fn the_readme_dashboard_loop_survives_a_410_and_misses_nothing() {
     require("curl");
     require("jq");
     let tmp = tempfile::tempdir().unwrap();
     let data = common::copy_data(tmp.path());
-    // The seed makes 6 events; memory keeps 3, so the loop's cursor 0 is gone.
-    let mut cmd = serve_command(&data);
-    cmd.args(["--keep-events", "3"])
-        .env("LIVEFEED_TOKEN", TOKEN);
-    let mut server = Proc::start(cmd);
+    let mut server = Proc::spawn(&data);
     let base = server.ready().await.expect("the server starts");
+    let addr = base.trim_start_matches("http://").to_string();
 
     let script = readme_block("tests/readme.rs runs this block");
     let mut dashboard = Command::new("bash")
@@ -71,29 +69,42 @@ async fn the_readme_dashboard_loop_survives_a_410_and_misses_nothing() {
             let _ = tx.send(line);
         }
     });
-
     let mut seqs = Vec::new();
-    let mut read_until = |last: u64, published: &[&str]| {
+    let mut read_until = |last: u64| {
         let deadline = Instant::now() + PATIENCE;
         while seqs.last() != Some(&last) && Instant::now() < deadline {
             if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
                 let event: serde_json::Value = serde_json::from_str(&line)
                     .unwrap_or_else(|e| panic!("the loop prints JSON lines: {line:?}: {e}"));
-                if let Some(title) = event["title"].as_str().filter(|t| published.contains(t)) {
-                    assert_eq!(event["op"], "create", "{title}");
-                }
                 seqs.push(event["seq"].as_u64().expect("a seq"));
             }
         }
     };
-    // What the server keeps of the seed, after the 410 sent the loop back to the oldest kept.
-    read_until(6, &[]);
+    read_until(SEED);
     let http = common::client();
-    let titles = ["First after start", "Second after start"];
-    for title in titles {
+    for title in ["First after start", "Second after start"] {
         assert_eq!(publish(&http, &base, title).await.status(), 201);
     }
-    read_until(8, &titles);
+    read_until(SEED + 2);
+
+    // Another history on the same address: the log is gone, the seed relayed again.
+    assert!(server.terminate());
+    std::fs::remove_dir_all(data.join("log")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_livefeed"));
+    cmd.args(["serve", "--listen", &addr, "--data"])
+        .arg(&data)
+        .env("LIVEFEED_TOKEN", TOKEN)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut server = Proc::start(cmd);
+    server
+        .ready()
+        .await
+        .expect("the server starts again on the same address");
+    read_until(SEED);
+
     // SAFETY: kill(2) on the process group of our own child; no memory effects.
     unsafe { libc::kill(-(dashboard.id() as libc::pid_t), libc::SIGKILL) };
     let _ = dashboard.wait();
@@ -101,14 +112,15 @@ async fn the_readme_dashboard_loop_survives_a_410_and_misses_nothing() {
     if let Some(mut e) = dashboard.stderr.take() {
         let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
     }
+    let want: Vec<u64> = (1..=SEED + 2).chain(1..=SEED).collect();
     assert_eq!(
         seqs,
-        [4, 5, 6, 7, 8],
-        "every kept event once, in order\nloop's stderr:\n{stderr}\nserver:\n{}",
+        want,
+        "every event once, in order, then the new history\nloop's stderr:\n{stderr}\nserver:\n{}",
         server.log()
     );
     assert!(
-        stderr.contains("cursor 0 is gone"),
+        stderr.contains(&format!("cursor {} is gone", SEED + 2)),
         "the 410 is reported:\n{stderr}"
     );
     assert!(server.terminate());

@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use tokio::sync::watch;
 
 use super::event::{Event, Op};
+use super::store::History;
 
 /// A committed event, serialised once: every long-poll page and every SSE stream shares these
 /// bytes (reference-counted `Bytes`), so a subscriber never holds a copy of its own.
@@ -97,6 +98,8 @@ pub struct FileHeaders {
 #[derive(Default)]
 struct Log {
     events: VecDeque<Arc<Committed>>,
+    /// The bytes `events` hold (their frames; the JSON is a view into the frame).
+    bytes: usize,
     head: u64,
     /// The seq of each story's latest event.
     story_head: HashMap<String, u64>,
@@ -116,12 +119,45 @@ pub struct Hub {
     failed: AtomicBool,
     /// Why publishing is off, for `/healthz` (the first reason given wins).
     failure: std::sync::OnceLock<String>,
-    /// How many events to keep in memory; older cursors get a 410.
-    keep: usize,
+    /// How many events, and how many bytes of them, to keep in memory; older cursors are
+    /// answered from `history`, or get a 410 without one.
+    memory: Memory,
+    /// The log read back, for cursors older than memory.
+    history: OnceLock<Arc<dyn History>>,
 }
 
+/// How much of the log the hub keeps in memory (at least the newest event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    pub events: usize,
+    pub bytes: usize,
+}
+
+impl Default for Memory {
+    fn default() -> Memory {
+        Memory {
+            events: 1_000_000,
+            bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl From<usize> for Memory {
+    /// A cap in events, with the default cap in bytes.
+    fn from(events: usize) -> Memory {
+        Memory {
+            events,
+            ..Memory::default()
+        }
+    }
+}
+
+/// The most events one read of the history examines: a page for one story among many moves
+/// its cursor past the others in steps of this size.
+const HISTORY_STEP: usize = 4096;
+
 impl Hub {
-    pub fn new(keep: usize) -> Hub {
+    pub fn new(memory: impl Into<Memory>) -> Hub {
         Hub {
             log: RwLock::new(Log::default()),
             head_tx: watch::channel(0).0,
@@ -131,7 +167,8 @@ impl Hub {
             rendered_seq: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             failure: std::sync::OnceLock::new(),
-            keep: keep.max(1),
+            memory: memory.into(),
+            history: OnceLock::new(),
         }
     }
 
@@ -147,10 +184,15 @@ impl Hub {
                         log.story_head.insert(e.story.clone(), e.seq);
                     }
                 }
+                log.bytes += e.frame.len();
                 log.events.push_back(Arc::new(e));
             }
-            while log.events.len() > self.keep {
-                log.events.pop_front();
+            while log.events.len() > 1
+                && (log.events.len() > self.memory.events || log.bytes > self.memory.bytes)
+            {
+                if let Some(e) = log.events.pop_front() {
+                    log.bytes -= e.frame.len();
+                }
             }
             self.head_seq.store(log.head, Ordering::Release);
             log.head
@@ -162,10 +204,93 @@ impl Hub {
         *self.head_tx.borrow()
     }
 
-    /// The oldest seq still served and the head.
+    /// The oldest seq still served (the log's first when it can be read back) and the head.
     pub fn bounds(&self) -> (u64, u64) {
         let log = self.log.read().unwrap_or_else(|p| p.into_inner());
-        (log.events.front().map_or(log.head + 1, |e| e.seq), log.head)
+        let in_memory = log.events.front().map_or(log.head + 1, |e| e.seq);
+        match self.history.get() {
+            Some(_) => (in_memory.min(1), log.head),
+            None => (in_memory, log.head),
+        }
+    }
+
+    /// Lets cursors older than memory be answered from the log itself.
+    pub fn set_history(&self, history: Arc<dyn History>) {
+        let _ = self.history.set(history);
+    }
+
+    /// Whether a page after `after` must be read from the log rather than memory.
+    pub fn needs_history(&self, after: u64) -> bool {
+        if self.history.get().is_none() {
+            return false;
+        }
+        let log = self.log.read().unwrap_or_else(|p| p.into_inner());
+        let oldest = log.events.front().map_or(log.head + 1, |e| e.seq);
+        after.saturating_add(1) < oldest
+    }
+
+    /// [`Hub::page`] for any cursor: one older than memory is read from the log on a blocking
+    /// thread (never on the runtime), up to the oldest event in memory.
+    pub async fn page_any(
+        self: Arc<Self>,
+        after: u64,
+        story: Option<String>,
+        limit: usize,
+    ) -> Result<Page, CursorGone> {
+        if !self.needs_history(after) {
+            return self.page(after, story.as_deref(), limit);
+        }
+        let hub = Arc::clone(&self);
+        let read = tokio::task::spawn_blocking(move || hub.page_from_history(after, story, limit));
+        match read.await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the event log back failed");
+                Err(self.gone())
+            }
+        }
+    }
+
+    /// The answer for a cursor that cannot be served now.
+    pub fn gone(&self) -> CursorGone {
+        let (oldest, head) = self.bounds();
+        CursorGone { oldest, head }
+    }
+
+    /// Blocking (run it on a blocking thread): events after `after` from the log, up to the
+    /// first event in memory.
+    pub fn page_from_history(
+        &self,
+        after: u64,
+        story: Option<String>,
+        limit: usize,
+    ) -> Result<Page, CursorGone> {
+        let Some(history) = self.history.get() else {
+            return Err(self.gone());
+        };
+        let (until, head) = {
+            let log = self.log.read().unwrap_or_else(|p| p.into_inner());
+            (log.events.front().map_or(log.head, |e| e.seq - 1), log.head)
+        };
+        let events = history.read(after, until, HISTORY_STEP).map_err(|e| {
+            tracing::error!(error = %e, after, "reading the event log back failed");
+            self.gone()
+        })?;
+        let mut page = Page {
+            events: Vec::new(),
+            next: after,
+            head,
+        };
+        for e in &events {
+            if page.events.len() >= limit {
+                break;
+            }
+            if story.as_deref().is_none_or(|s| s == e.story) {
+                page.events.push(Arc::new(Committed::from_event(e)));
+            }
+            page.next = e.seq;
+        }
+        Ok(page)
     }
 
     /// A receiver that wakes when the head moves.
@@ -179,6 +304,11 @@ impl Hub {
         let log = self.log.read().unwrap_or_else(|p| p.into_inner());
         let oldest = log.events.front().map_or(log.head + 1, |e| e.seq);
         if after > log.head || after + 1 < oldest {
+            // Older than memory is served by `page_any` when the log can be read back.
+            let oldest = match self.history.get() {
+                Some(_) => oldest.min(1),
+                None => oldest,
+            };
             return Err(CursorGone {
                 oldest,
                 head: log.head,

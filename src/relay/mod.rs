@@ -48,7 +48,11 @@ impl Relay {
     /// Opens the log, replays it over the data's stories (or, on first start, turns the data's
     /// entries into `create` events, oldest first), relays report changes made while stopped,
     /// renders every file and starts the writer.
-    pub fn open(site: Site, mut store: Box<dyn Store>, keep: usize) -> Result<Relay, RelayError> {
+    pub fn open(
+        site: Site,
+        mut store: Box<dyn Store>,
+        memory: impl Into<hub::Memory>,
+    ) -> Result<Relay, RelayError> {
         // Damage with intact records after it is an error here: nothing is cut without the
         // operator (`livefeed log repair`). A torn tail was cut by `load`.
         let recovered = store.load()?;
@@ -65,7 +69,10 @@ impl Relay {
         let fresh_stories = site.stories.clone();
         let mut state = State::empty(site);
         let mut keys = writer::Keys::default();
-        let hub = Arc::new(Hub::new(keep));
+        let hub = Arc::new(Hub::new(memory));
+        if let Some(history) = store.history() {
+            hub.set_history(history);
+        }
         if let Some(why) = &recovered.read_only {
             tracing::error!(reason = %why, "event log is read-only; serving what it holds, publishing off");
             hub.fail_because(format!("read-only: {why}"));

@@ -19,6 +19,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::event::Event;
 
@@ -73,6 +74,89 @@ pub trait Store: Send {
     fn load(&mut self) -> Result<Recovered, StoreError>;
     /// Appends events and makes them durable (one sync for the whole batch).
     fn append(&mut self, events: &[Event]) -> Result<(), StoreError>;
+    /// Reads events back after [`Store::load`], for cursors older than the events the relay
+    /// keeps in memory; `None` when this store cannot.
+    fn history(&self) -> Option<Arc<dyn History>> {
+        None
+    }
+}
+
+/// Events read back from durable storage, off the async runtime (the caller runs it on a
+/// blocking thread).
+pub trait History: Send + Sync {
+    /// Events with `after < seq <= until`, oldest first, at most `max` of them.
+    fn read(&self, after: u64, until: u64, max: usize) -> Result<Vec<Event>, StoreError>;
+}
+
+/// Every how many records the file log's history remembers an offset.
+const INDEX_EVERY: u64 = 256;
+
+/// The file log read back: a sparse index of record offsets (seq `1 + k * INDEX_EVERY`),
+/// kept up to date by appends, and a fresh read-only handle per read.
+pub struct FileHistory {
+    path: PathBuf,
+    /// `(seq, offset)` of every `INDEX_EVERY`-th record, in order; and the end of the log.
+    index: Mutex<(Vec<(u64, u64)>, u64)>,
+}
+
+impl FileHistory {
+    /// Notes the records of an append that started at byte `at` of the file.
+    fn appended(&self, events: &[Event], sizes: &[usize], mut at: u64) {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        for (e, size) in events.iter().zip(sizes) {
+            if e.seq % INDEX_EVERY == 1 {
+                index.0.push((e.seq, at));
+            }
+            at += *size as u64;
+        }
+        index.1 = at;
+    }
+}
+
+impl History for FileHistory {
+    fn read(&self, after: u64, until: u64, max: usize) -> Result<Vec<Event>, StoreError> {
+        let io = |source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let (start, end) = {
+            let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+            let i = index.0.partition_point(|(seq, _)| *seq <= after.saturating_add(1));
+            (i.checked_sub(1).map_or(0, |i| index.0[i].1), index.1)
+        };
+        let mut file = std::io::BufReader::new(File::open(&self.path).map_err(io)?);
+        file.seek(SeekFrom::Start(start)).map_err(io)?;
+        let mut at = start;
+        let mut out = Vec::new();
+        let mut record = Vec::new();
+        while at < end && out.len() < max {
+            let mut header = [0u8; HEADER];
+            file.read_exact(&mut header).map_err(io)?;
+            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            if len > MAX_RECORD {
+                return Err(io(std::io::Error::other(format!(
+                    "record at byte {at} claims {len} bytes"
+                ))));
+            }
+            record.clear();
+            record.extend_from_slice(&header);
+            record.resize(HEADER + len, 0);
+            file.read_exact(&mut record[HEADER..]).map_err(io)?;
+            let (event, used) = decode(&record).map_err(|damage| {
+                io(std::io::Error::other(format!(
+                    "record at byte {at}: {damage:?} (it was intact at start)"
+                )))
+            })?;
+            at += used as u64;
+            if event.seq > until {
+                break;
+            }
+            if event.seq > after {
+                out.push(event);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// What recovery found.
@@ -436,6 +520,9 @@ pub struct FileStore {
     /// Held while the store lives: the advisory lock on the log directory.
     lock: Option<File>,
     buf: Vec<u8>,
+    /// The sizes of the records in `buf`.
+    sizes: Vec<usize>,
+    history: Option<Arc<FileHistory>>,
 }
 
 impl FileStore {
@@ -445,6 +532,8 @@ impl FileStore {
             file: None,
             lock: None,
             buf: Vec::new(),
+            sizes: Vec::new(),
+            history: None,
         }
     }
 
@@ -527,22 +616,51 @@ impl Store for FileStore {
                 file.sync_all().map_err(|e| self.io(e))?;
             }
         }
-        file.seek(SeekFrom::End(0)).map_err(|e| self.io(e))?;
+        let end = file.seek(SeekFrom::End(0)).map_err(|e| self.io(e))?;
         self.file = Some(file);
+        // Record boundaries from the headers alone: the prefix up to `end` decoded cleanly.
+        let mut index = Vec::new();
+        let (mut at, mut seq) = (0usize, 1u64);
+        while (at as u64) < end && at + HEADER <= image.len() {
+            if seq % INDEX_EVERY == 1 {
+                index.push((seq, at as u64));
+            }
+            let len = u32::from_le_bytes([image[at], image[at + 1], image[at + 2], image[at + 3]]);
+            at += HEADER + len as usize;
+            seq += 1;
+        }
+        self.history = Some(Arc::new(FileHistory {
+            path: self.path.clone(),
+            index: Mutex::new((index, end)),
+        }));
         Ok(recovered)
     }
 
     fn append(&mut self, events: &[Event]) -> Result<(), StoreError> {
         self.buf.clear();
+        self.sizes.clear();
         for e in events {
             // Nothing is written unless every record of the batch can be read back.
+            let before = self.buf.len();
             encode(e, &mut self.buf).map_err(|why| StoreError::Record { seq: e.seq, why })?;
+            self.sizes.push(self.buf.len() - before);
         }
         let Some(file) = self.file.as_mut() else {
             return Err(self.io(std::io::Error::other("log not opened")));
         };
-        let result = file.write_all(&self.buf).and_then(|()| file.sync_data());
-        result.map_err(|e| self.io(e))
+        let result = file
+            .stream_position()
+            .and_then(|at| file.write_all(&self.buf).map(|()| at))
+            .and_then(|at| file.sync_data().map(|()| at));
+        let at = result.map_err(|e| self.io(e))?;
+        if let Some(history) = &self.history {
+            history.appended(events, &self.sizes, at);
+        }
+        Ok(())
+    }
+
+    fn history(&self) -> Option<Arc<dyn History>> {
+        self.history.clone().map(|h| h as Arc<dyn History>)
     }
 }
 #[cfg(test)]
@@ -584,6 +702,51 @@ mod tests {
             at: None,
             report_anchor: None,
         }
+    }
+
+    #[test]
+    fn history_reads_back_any_range_across_appends_and_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 3 * INDEX_EVERY + 5;
+        let check = |history: &dyn History, head: u64| {
+            for (after, until, max) in [
+                (0, head, usize::MAX),
+                (0, 3, usize::MAX),
+                (INDEX_EVERY - 1, INDEX_EVERY + 2, usize::MAX),
+                (INDEX_EVERY, head, 7),
+                (2 * INDEX_EVERY + 17, head, usize::MAX),
+                (head - 1, head, usize::MAX),
+                (head, head, usize::MAX),
+            ] {
+                let got: Vec<u64> = history
+                    .read(after, until, max)
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.seq)
+                    .collect();
+                let want: Vec<u64> = (after + 1..=until).take(max).collect();
+                assert_eq!(got, want, "after {after} until {until} max {max}");
+            }
+        };
+        {
+            let mut store = FileStore::new(dir.path());
+            store.load().unwrap();
+            // Batches of uneven sizes, so index points fall inside batches.
+            let mut seq = 1;
+            for size in [1, 300, 2, 450, 20].iter().cycle() {
+                let batch: Vec<Event> = (seq..(seq + size).min(n + 1)).map(event).collect();
+                if batch.is_empty() {
+                    break;
+                }
+                seq += batch.len() as u64;
+                store.append(&batch).unwrap();
+            }
+            check(&*store.history().unwrap(), n);
+        }
+        // The index is rebuilt from the file at the next start.
+        let mut store = FileStore::new(dir.path());
+        assert_eq!(store.load().unwrap().events.len() as u64, n);
+        check(&*store.history().unwrap(), n);
     }
 
     #[test]

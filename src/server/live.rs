@@ -84,7 +84,11 @@ pub async fn long_poll(app: Arc<App>, q: LiveQuery) -> Response<Body> {
     // Subscribe before the first read, so an append between the read and the wait still wakes us.
     let mut head = app.relay.hub.subscribe();
     let mut shutdown = app.shutdown.clone();
-    let first = match app.relay.hub.page(cursor, story, limit) {
+    let hub = || Arc::clone(&app.relay.hub);
+    let first = match hub()
+        .page_any(cursor, story.map(str::to_string), limit)
+        .await
+    {
         Ok(page) => page,
         Err(g) => return gone(g),
     };
@@ -108,7 +112,7 @@ pub async fn long_poll(app: Arc<App>, q: LiveQuery) -> Response<Body> {
                 if changed.is_err() {
                     break;
                 }
-                match app.relay.hub.page(cursor, story, limit) {
+                match hub().page_any(cursor, story.map(str::to_string), limit).await {
                     Ok(page) if !page.events.is_empty() => return page_response(&page),
                     Ok(page) => cursor = page.next,
                     Err(g) => return gone(g),
@@ -231,6 +235,8 @@ struct SseBody {
     /// Subscribed before the first read, so an append between a read and a wait wakes it.
     head: Option<watch::Receiver<u64>>,
     wait: Option<Wait>,
+    /// A page being read back from the log (a cursor older than memory), on a blocking thread.
+    fetch: Option<tokio::task::JoinHandle<Result<Page, CursorGone>>>,
     done: bool,
     watchdog: tokio::task::JoinHandle<()>,
     _connected: GaugeGuard,
@@ -294,12 +300,21 @@ impl HttpBody for SseBody {
                     }
                 }
             }
-            match this
-                .app
-                .relay
-                .hub
-                .page(this.cursor, this.story.as_deref(), BATCH)
-            {
+            let hub = &this.app.relay.hub;
+            let page = if let Some(fetch) = this.fetch.as_mut() {
+                let read = std::task::ready!(Pin::new(fetch).poll(cx));
+                this.fetch = None;
+                read.unwrap_or_else(|_| Err(hub.gone()))
+            } else if hub.needs_history(this.cursor) {
+                let (hub, story, cursor) = (Arc::clone(hub), this.story.clone(), this.cursor);
+                this.fetch = Some(tokio::task::spawn_blocking(move || {
+                    hub.page_from_history(cursor, story, BATCH)
+                }));
+                continue;
+            } else {
+                hub.page(this.cursor, this.story.as_deref(), BATCH)
+            };
+            match page {
                 Ok(page) => {
                     this.cursor = page.next;
                     if page.events.is_empty() {
@@ -354,6 +369,7 @@ pub fn sse(app: Arc<App>, q: LiveQuery, last_event_id: Option<u64>) -> Response<
         batch: VecDeque::new(),
         head: Some(head),
         wait: None,
+        fetch: None,
         done: false,
         watchdog,
         _connected: GaugeGuard::new(&m.sse_connected),
