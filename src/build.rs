@@ -20,6 +20,16 @@ pub enum BuildError {
     Site(#[from] crate::site::SiteError),
     #[error(transparent)]
     Log(#[from] crate::relay::store::StoreError),
+    #[error(
+        "{}: damaged at byte {offset} ({kind}) with intact records after it; `livefeed serve` \
+         refuses it too: see `livefeed log check`, then `livefeed log repair`",
+        path.display()
+    )]
+    LogDamaged {
+        path: PathBuf,
+        offset: usize,
+        kind: String,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -52,8 +62,9 @@ pub struct Input {
 pub struct LogRead {
     pub path: PathBuf,
     pub events: usize,
-    /// Damage found after the intact records used (the build leaves the log alone).
-    pub damage: Option<String>,
+    /// A torn tail after the intact records used (the last write cut short, which `serve`
+    /// cuts at start; the build leaves the log alone).
+    pub torn: Option<usize>,
 }
 
 impl LogRead {
@@ -64,10 +75,10 @@ impl LogRead {
             self.events,
             self.path.display()
         )];
-        if let Some(damage) = &self.damage {
+        if let Some(offset) = self.torn {
             lines.push(format!(
-                "warning: {}: {damage}; built from the intact records before it (`livefeed log \
-                 check` says more)",
+                "warning: {}: a torn last write at byte {offset} (`livefeed serve` cuts it at \
+                 start); built from the intact records before it",
                 self.path.display()
             ));
         }
@@ -98,10 +109,17 @@ pub fn load(
     // `inspect` reads the file in one go, read-only, and takes no lock.
     let scan = store::inspect(&dir)?;
     let seq = scan.head();
-    let damage = scan
-        .damage
-        .as_ref()
-        .map(|d| format!("{:?} at byte {}", d.kind, d.offset));
+    let torn = match &scan.damage {
+        None => None,
+        Some(found) if found.torn_tail() => Some(found.offset),
+        Some(found) => {
+            return Err(BuildError::LogDamaged {
+                path,
+                offset: found.offset,
+                kind: format!("{:?}", found.kind),
+            });
+        }
+    };
     let state = State::replay(site, &scan.events);
     Ok(Input {
         site: state.site,
@@ -109,7 +127,7 @@ pub fn load(
         log: Some(LogRead {
             path,
             events: scan.events.len(),
-            damage,
+            torn,
         }),
     })
 }

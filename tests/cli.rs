@@ -500,6 +500,41 @@ async fn build_includes_the_event_log() {
         ],
     );
     assert_exit(&named, 0);
+    let with_log = |dir: &Path| {
+        livefeed(
+            tmp.path(),
+            &[
+                "build",
+                "--check",
+                "--data",
+                data_arg,
+                "--out",
+                after.to_str().unwrap(),
+                "--log-dir",
+                dir.to_str().unwrap(),
+            ],
+        )
+    };
+    // A torn last write is left out, as `serve` cuts it; said, not fatal.
+    let mut torn = image.clone();
+    torn.extend_from_slice(&[200, 0, 0, 0, 1, 2]);
+    std::fs::write(moved.join("events.log"), &torn).unwrap();
+    let read = with_log(&moved);
+    assert_exit(&read, 0);
+    assert!(stderr(&read).contains("torn"), "{}", stderr(&read));
+    // Damage with intact records after it is refused, as `serve` refuses it; the log is left
+    // as it was.
+    let mut damaged = image.clone();
+    damaged[20] ^= 0x55;
+    std::fs::write(moved.join("events.log"), &damaged).unwrap();
+    let refused = with_log(&moved);
+    assert_exit(&refused, 1);
+    assert!(
+        stderr(&refused).contains("log repair"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(std::fs::read(moved.join("events.log")).unwrap(), damaged);
     let missing = tmp.path().join("nowhere");
     let err = livefeed(
         tmp.path(),
