@@ -518,3 +518,26 @@ async fn the_build_over_a_log_is_what_the_server_sends() {
     }
     assert!(proc.terminate(), "{}", proc.log());
 }
+
+/// Listening on every address (`0.0.0.0`), links name the loopback address with the bound
+/// port, not an address no client can connect to.
+#[tokio::test]
+async fn serve_on_every_address_links_to_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = copy_data(tmp.path());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_livefeed"));
+    cmd.args(["serve", "--listen", "0.0.0.0:0", "--data"])
+        .arg(&data)
+        .env_remove("LIVEFEED_TOKEN")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut proc = Proc::start(cmd);
+    let bound = proc.ready().await.expect("the server starts");
+    let port = bound.rsplit_once(':').unwrap().1;
+    let base = format!("http://127.0.0.1:{port}");
+    let crawl = crawl(&format!("{base}/")).await;
+    assert_whole(&crawl, &base);
+    assert!(proc.terminate(), "{}", proc.log());
+}
