@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use livefeed::manifest::SiteInfo;
 use livefeed::normalise::{StoryMeta, normalise};
-use livefeed::render::{files, with_files_parallel};
+use livefeed::render::{site_files as files, with_files_parallel};
 use livefeed::site::Site;
 
 /// A live page in the style of the seeds: headline, caption, paragraphs, a list, a quotation.
@@ -83,12 +83,12 @@ fn main() {
     let mut per_file: Vec<(String, usize, f64)> = Vec::new();
     if parallel {
         // As `livefeed build` renders: on every core, a few files in memory at a time.
-        with_files_parallel(&site, |files| {
+        with_files_parallel(&site, 0, |files| {
             files.for_each(|(name, f)| per_file.push((name, f.len(), 0.0)))
         });
     } else {
         let mut last = Instant::now();
-        for (name, f) in files(&site) {
+        for (name, f) in files(&site, 0) {
             per_file.push((name, f.len(), last.elapsed().as_secs_f64()));
             last = Instant::now();
         }

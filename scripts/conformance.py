@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Reads every generated feed with Python's feedparser, the way a real feed reader would.
 
-usage: conformance.py [FEEDS_DIR]      (default: feeds)
+usage: conformance.py [DIR]      (default: feeds, the committed output of `livefeed build`)
 
-For every story (and `all`) the directory must hold `{slug}.rss`, `{slug}.atom` and
+DIR is the output of `livefeed build` (its feeds are in DIR/feeds/) or a directory of feeds.
+For every story (and `all`) the feeds directory must hold `{slug}.rss`, `{slug}.atom` and
 `{slug}.json`. The JSON Feed is the reference; for the RSS and Atom feeds of the same story:
   - feedparser reports no error (bozo == 0);
-  - the feed's self link points at the file itself;
+  - the feed's self link points at the file itself, under `/feeds/` as the server and the
+    build lay them out;
   - the entries are the JSON Feed's items, in the same order, with the same id, the same
     title and the same published instant (Atom: the same updated instant too).
 Prints one line per feed and exits 1 on any failure.
@@ -39,7 +41,7 @@ def load_reference(path):
         return [], [f"not JSON: {e}"]
     if doc.get("version") != "https://jsonfeed.org/version/1.1":
         problems.append(f"version is {doc.get('version')!r}, not JSON Feed 1.1")
-    if not str(doc.get("feed_url", "")).endswith("/" + path.name):
+    if not str(doc.get("feed_url", "")).endswith("/feeds/" + path.name):
         problems.append(f"feed_url {doc.get('feed_url')!r} does not point at {path.name}")
     items = []
     for n, item in enumerate(doc.get("items", []), 1):
@@ -68,7 +70,7 @@ def check_feed(path, reference):
     if parsed.get("version") != expected_version:
         problems.append(f"read as {parsed.get('version')!r}, not {expected_version}")
     selfs = [l.get("href", "") for l in parsed.feed.get("links", []) if l.get("rel") == "self"]
-    if len(selfs) != 1 or not selfs[0].endswith("/" + path.name):
+    if len(selfs) != 1 or not selfs[0].endswith("/feeds/" + path.name):
         problems.append(f"self link {selfs!r} does not point at {path.name}")
 
     entries = parsed.entries
@@ -95,6 +97,9 @@ def main(argv):
     if not directory.is_dir():
         print(f"conformance: {directory} is not a directory", file=sys.stderr)
         return 2
+    # The output of `livefeed build`: the site, with its feeds in feeds/.
+    if (directory / "feeds").is_dir():
+        directory = directory / "feeds"
     slugs = sorted({p.stem for p in directory.iterdir() if p.suffix in (".rss", ".atom", ".json")})
     if "all" not in slugs:
         slugs.append("all")

@@ -8,12 +8,28 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::site::Site;
+
 /// The file that marks an output directory as livefeed's and lists the files it wrote there.
 pub const MARKER: &str = ".livefeed-build";
 
 /// Writing or checking the output failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    #[error(transparent)]
+    Site(#[from] crate::site::SiteError),
+    #[error(transparent)]
+    Log(#[from] crate::relay::store::StoreError),
+    #[error(
+        "{}: damaged at byte {offset} ({kind}) with intact records after it; `livefeed serve` \
+         refuses it too: see `livefeed log check`, then `livefeed log repair`",
+        path.display()
+    )]
+    LogDamaged {
+        path: PathBuf,
+        offset: usize,
+        kind: String,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -28,6 +44,92 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// What a build renders: the data directory's stories, with its event log replayed over them
+/// when it has one.
+#[derive(Debug)]
+pub struct Input {
+    pub site: Site,
+    /// The log position the story pages reflect (0 without a log).
+    pub seq: u64,
+    /// The log read, if any.
+    pub log: Option<LogRead>,
+}
+
+/// The event log a build read.
+#[derive(Debug)]
+pub struct LogRead {
+    pub path: PathBuf,
+    pub events: usize,
+    /// A torn tail after the intact records used (the last write cut short, which `serve`
+    /// cuts at start; the build leaves the log alone).
+    pub torn: Option<usize>,
+}
+
+impl LogRead {
+    /// What to tell the user: `including N events from PATH`, and any damage.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "including {} events from {}",
+            self.events,
+            self.path.display()
+        )];
+        if let Some(offset) = self.torn {
+            lines.push(format!(
+                "warning: {}: a torn last write at byte {offset} (`livefeed serve` cuts it at \
+                 start); built from the intact records before it",
+                self.path.display()
+            ));
+        }
+        lines
+    }
+}
+
+/// Reads `data` for a build. When the data directory has an event log (`DATA/log/events.log`,
+/// or in `log_dir` when given, where it must exist), its events are replayed over the reports
+/// as `livefeed serve` does at start, so the build shows what was published live. The log is
+/// only read: not locked, not repaired, never written, so a running server is not disturbed.
+pub fn load(
+    data: &Path,
+    base_url: Option<&str>,
+    log_dir: Option<&Path>,
+) -> Result<Input, BuildError> {
+    use crate::relay::{state::State, store};
+    let site = Site::load(data, base_url)?;
+    let dir = log_dir.map_or_else(|| data.join("log"), Path::to_path_buf);
+    let path = dir.join(store::LOG_FILE);
+    if log_dir.is_none() && !path.exists() {
+        return Ok(Input {
+            site,
+            seq: 0,
+            log: None,
+        });
+    }
+    // `inspect` reads the file in one go, read-only, and takes no lock.
+    let scan = store::inspect(&dir)?;
+    let seq = scan.head();
+    let torn = match &scan.damage {
+        None => None,
+        Some(found) if found.torn_tail() => Some(found.offset),
+        Some(found) => {
+            return Err(BuildError::LogDamaged {
+                path,
+                offset: found.offset,
+                kind: format!("{:?}", found.kind),
+            });
+        }
+    };
+    let state = State::replay(site, &scan.events);
+    Ok(Input {
+        site: state.site,
+        seq,
+        log: Some(LogRead {
+            path,
+            events: scan.events.len(),
+            torn,
+        }),
+    })
 }
 
 /// How an output directory differs from what the data gives.
@@ -81,13 +183,9 @@ pub fn check(
     compare(MARKER, &marker(&names))?;
     names.insert(MARKER.to_string());
     if out.is_dir() {
-        for entry in std::fs::read_dir(out).map_err(io(out))? {
-            let entry = entry.map_err(io(out))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !names.contains(&name) {
-                report.extra.push(name);
-            }
-        }
+        report
+            .extra
+            .extend(tree(out)?.into_iter().filter(|n| !names.contains(n)));
     }
     report.missing.sort();
     report.changed.sort();
@@ -106,6 +204,25 @@ fn marker(names: &BTreeSet<String>) -> Vec<u8> {
         text.push('\n');
     }
     text.into_bytes()
+}
+
+/// Every file under `dir`, by `/`-separated path relative to it (symbolic links are not
+/// followed: a link is listed as a file). Empty directories are not listed.
+fn tree(dir: &Path) -> Result<Vec<String>, BuildError> {
+    let mut found = Vec::new();
+    let mut pending = vec![(dir.to_path_buf(), String::new())];
+    while let Some((path, prefix)) = pending.pop() {
+        for entry in std::fs::read_dir(&path).map_err(io(&path))? {
+            let entry = entry.map_err(io(&path))?;
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            if entry.file_type().map_err(io(&entry.path()))?.is_dir() {
+                pending.push((entry.path(), format!("{name}/")));
+            } else {
+                found.push(name);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The files the marker in `dir` lists (none when there is no marker).
@@ -185,26 +302,17 @@ pub fn guard(out: &Path, data: &Path) -> Result<(), BuildError> {
              own, such as `--out feeds`"
         ));
     }
-    let entries = match std::fs::read_dir(out) {
-        Ok(entries) => entries,
+    match std::fs::metadata(out) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return refuse("it is a file, not a directory".into()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-            return refuse("it is a file, not a directory".into());
-        }
         Err(e) => return Err(io(out)(e)),
-    };
-    let listed = owned(out)?;
-    let mut foreign = Vec::new();
-    for entry in entries {
-        let name = entry
-            .map_err(io(out))?
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
-        if name != MARKER && !listed.contains(&name) {
-            foreign.push(name);
-        }
     }
+    let listed = owned(out)?;
+    let mut foreign: Vec<String> = tree(out)?
+        .into_iter()
+        .filter(|name| name != MARKER && !listed.contains(name))
+        .collect();
     if foreign.is_empty() {
         return Ok(());
     }
@@ -253,6 +361,9 @@ pub fn write(
     let written = files.into_iter().try_for_each(|(name, bytes)| {
         let path = tmp.join(&name);
         names.insert(name);
+        if let Some(dir) = path.parent().filter(|d| *d != tmp) {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
         std::fs::write(&path, bytes).map_err(io(&path))
     });
     let marked = written.and_then(|()| {

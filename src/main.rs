@@ -39,6 +39,9 @@ enum Command {
         /// Write nothing; exit 1 and name the stale files if the output differs from the data.
         #[arg(long)]
         check: bool,
+        /// The event log to include, read only (default: DATA/log, when it has one).
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
     },
     /// Serve the feeds and relay live updates (long-poll, SSE, publishing).
     Serve(ServeArgs),
@@ -185,7 +188,7 @@ struct ServeArgs {
     data: PathBuf,
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
-    /// The public address (default: the manifest's base_url).
+    /// The public address (default: http:// and the address it listens on).
     #[arg(long)]
     base_url: Option<String>,
     /// A file holding the publish token (else the LIVEFEED_TOKEN environment variable).
@@ -262,7 +265,15 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     use livefeed::relay::{Relay, file_store};
     use livefeed::server::{self, Config};
     let token = token(&args)?;
-    let site = Site::load(&args.data, args.base_url.as_deref())?;
+    // Bound first: with no --base-url, links point at the address actually bound (port 0 too).
+    let listener = std::net::TcpListener::bind(args.listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    listener.set_nonblocking(true)?;
+    let base_url = match &args.base_url {
+        Some(base) => base.clone(),
+        None => server::local_base_url(listener.local_addr()?),
+    };
+    let site = Site::load(&args.data, Some(&base_url))?;
     let log_dir = args
         .log_dir
         .clone()
@@ -289,16 +300,14 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-        tracing::info!(addr = %listener.local_addr()?, head = relay.hub.head(), "livefeed serving");
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        tracing::info!(addr = %listener.local_addr()?, base_url = %base_url, head = relay.hub.head(), "livefeed serving");
         server::run(
             listener,
             relay,
             config,
             args.data,
-            args.base_url,
+            Some(base_url),
             shutdown_signal(),
         )
         .await?;
@@ -337,11 +346,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out,
             base_url,
             check,
+            log_dir,
         } => {
-            let site = Site::load(&data, base_url.as_deref())?;
+            let build::Input { site, seq, log } =
+                build::load(&data, base_url.as_deref(), log_dir.as_deref())?;
+            for line in log.iter().flat_map(build::LogRead::lines) {
+                eprintln!("{line}");
+            }
             if check {
                 let staleness =
-                    render::with_files_parallel(&site, |files| build::check(files, &out))?;
+                    render::with_files_parallel(&site, seq, |files| build::check(files, &out))?;
                 if staleness.is_fresh() {
                     eprintln!("{}: up to date", out.display());
                     return Ok(ExitCode::SUCCESS);
@@ -353,7 +367,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             let count =
-                render::with_files_parallel(&site, |files| build::write(files, &out, &data))?;
+                render::with_files_parallel(&site, seq, |files| build::write(files, &out, &data))?;
             eprintln!("{}: wrote {count} files", out.display());
             Ok(ExitCode::SUCCESS)
         }

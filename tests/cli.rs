@@ -39,19 +39,24 @@ fn assert_exit(out: &Output, code: i32) {
     );
 }
 
-/// Every file under `dir` (flat), by name.
+/// Every file under `dir`, by `/`-separated path relative to it.
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![(dir.to_path_buf(), String::new())];
+    while let Some((path, prefix)) = pending.pop() {
+        for entry in std::fs::read_dir(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        {
             let entry = entry.unwrap();
-            assert!(entry.file_type().unwrap().is_file(), "{:?}", entry.path());
-            (
-                entry.file_name().to_string_lossy().into_owned(),
-                std::fs::read(entry.path()).unwrap(),
-            )
-        })
-        .collect()
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            if entry.file_type().unwrap().is_dir() {
+                pending.push((entry.path(), format!("{name}/")));
+            } else {
+                assert!(entry.file_type().unwrap().is_file(), "{:?}", entry.path());
+                files.insert(name, std::fs::read(entry.path()).unwrap());
+            }
+        }
+    }
+    files
 }
 
 fn data() -> String {
@@ -98,13 +103,20 @@ fn build_writes_the_same_bytes_every_run() {
     let names: Vec<&str> = first.keys().map(String::as_str).collect();
     assert!(names.contains(&"index.html"));
     for slug in [
+        "disputes-over-syria-summit-plan",
+        "anglo-russian-differences-over-syria",
+    ] {
+        let page = format!("stories/{slug}/index.html");
+        assert!(names.contains(&page.as_str()), "{names:?}");
+    }
+    for slug in [
         "all",
         "disputes-over-syria-summit-plan",
         "anglo-russian-differences-over-syria",
     ] {
         for ext in ["rss", "atom", "json"] {
             assert!(
-                names.contains(&format!("{slug}.{ext}").as_str()),
+                names.contains(&format!("feeds/{slug}.{ext}").as_str()),
                 "{names:?}"
             );
         }
@@ -124,20 +136,20 @@ fn check_passes_on_fresh_output_and_names_every_stale_file() {
     assert_exit(&build(tmp.path(), &data(), &out), 0);
     assert_exit(&check(tmp.path(), &data(), &out), 0);
 
-    let mut atom = std::fs::read(out.join("all.atom")).unwrap();
+    let mut atom = std::fs::read(out.join("feeds/all.atom")).unwrap();
     atom.extend_from_slice(b"<!-- edited -->");
-    std::fs::write(out.join("all.atom"), atom).unwrap();
-    std::fs::remove_file(out.join("disputes-over-syria-summit-plan.json")).unwrap();
-    std::fs::write(out.join("stray.rss"), b"left over").unwrap();
+    std::fs::write(out.join("feeds/all.atom"), atom).unwrap();
+    std::fs::remove_file(out.join("feeds/disputes-over-syria-summit-plan.json")).unwrap();
+    std::fs::write(out.join("feeds/stray.rss"), b"left over").unwrap();
     let before = snapshot(&out);
 
     let stale = check(tmp.path(), &data(), &out);
     assert_exit(&stale, 1);
     let err = stderr(&stale);
     for name in [
-        "all.atom",
-        "disputes-over-syria-summit-plan.json",
-        "stray.rss",
+        "feeds/all.atom",
+        "feeds/disputes-over-syria-summit-plan.json",
+        "feeds/stray.rss",
     ] {
         assert!(err.contains(name), "{name} not named:\n{err}");
     }
@@ -148,12 +160,13 @@ fn check_passes_on_fresh_output_and_names_every_stale_file() {
 }
 
 /// Guards that the committed `feeds/` were regenerated after every change to `data/` or to
-/// the renderers.
+/// the renderers. They are the reports alone: checked against a copy of the data files,
+/// without the event log a `serve` in the checkout leaves in `data/log/`.
 #[test]
 fn committed_feeds_are_up_to_date() {
-    let out = livefeed(repo(), &["build", "--check"]);
-    assert_exit(&out, 0);
-    let explicit = check(repo(), &data(), &repo().join("feeds"));
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = data_copy(tmp.path());
+    let explicit = check(repo(), copy.to_str().unwrap(), &repo().join("feeds"));
     assert_exit(&explicit, 0);
 }
 
@@ -370,7 +383,7 @@ fn build_refuses_to_replace_what_it_did_not_write() {
     assert_exit(&build(tmp.path(), &data(), &site), 0);
     assert_exit(&build(tmp.path(), &data(), &site), 0);
     let marker = std::fs::read_to_string(site.join(".livefeed-build")).unwrap();
-    assert!(marker.lines().any(|l| l == "all.atom"), "{marker}");
+    assert!(marker.lines().any(|l| l == "feeds/all.atom"), "{marker}");
 }
 
 /// The README's quick start (`serve`, which writes `data/log/`) then its test command: the
@@ -387,4 +400,158 @@ fn tests_copy_data_files_only() {
     let names: Vec<String> = snapshot(&copy).into_keys().collect();
     assert!(names.iter().any(|n| n == "stories.toml"), "{names:?}");
     assert!(!names.iter().any(|n| n.contains("log")), "{names:?}");
+}
+
+/// `livefeed build` includes what was published live: it replays the data directory's event
+/// log (read only) over the reports and says so; `--check` compares against that.
+#[tokio::test]
+async fn build_includes_the_event_log() {
+    use common::process::Proc;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_copy(tmp.path());
+    let data_arg = data.to_str().unwrap();
+    let (before, after) = (tmp.path().join("before"), tmp.path().join("after"));
+    // Without a log: the reports alone, and nothing said about a log.
+    let plain = build(tmp.path(), data_arg, &before);
+    assert_exit(&plain, 0);
+    assert!(
+        !stderr(&plain).contains("events from"),
+        "{}",
+        stderr(&plain)
+    );
+
+    let mut server = Proc::spawn(&data);
+    let base = server.ready().await.expect("the server starts");
+    let res = common::client()
+        .post(format!("{base}/stories/{}/entries", common::LIVE))
+        .bearer_auth(common::TOKEN)
+        .json(&serde_json::json!({ "title": "Talks resume in Geneva", "body": "Text." }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let published: serde_json::Value = res.json().await.unwrap();
+    assert!(server.terminate(), "{}", server.log());
+    let log = data.join("log/events.log");
+    let image = std::fs::read(&log).unwrap();
+
+    let built = build(tmp.path(), data_arg, &after);
+    assert_exit(&built, 0);
+    let events = common::SEED + 1;
+    assert!(
+        stderr(&built).contains(&format!("including {events} events from {}", log.display())),
+        "{}",
+        stderr(&built)
+    );
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        image,
+        "the build wrote to the log"
+    );
+    let feed: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(after.join(format!("feeds/{}.json", common::LIVE))).unwrap(),
+    )
+    .unwrap();
+    let item = feed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == published["id"])
+        .expect("the API's entry is in the built feed");
+    assert_eq!(item["title"], "Talks resume in Geneva");
+    // Its link is on this build's story page, not on the server's address.
+    let anchor = common::anchor(published["url"].as_str().unwrap());
+    assert_eq!(
+        item["url"],
+        format!(
+            "https://livefeed.example.org/stories/{}/#{anchor}",
+            common::LIVE
+        )
+    );
+    let page = std::fs::read_to_string(after.join(format!("stories/{}/index.html", common::LIVE)))
+        .unwrap();
+    assert!(page.contains(&format!("id=\"{anchor}\"")), "{page}");
+
+    // The output built before the publish is stale; the new one is fresh.
+    let stale = check(tmp.path(), data_arg, &before);
+    assert_exit(&stale, 1);
+    assert!(
+        stderr(&stale).contains(&format!("feeds/{}.json", common::LIVE)),
+        "{}",
+        stderr(&stale)
+    );
+    assert_exit(&check(tmp.path(), data_arg, &after), 0);
+
+    // `--log-dir` names a log elsewhere; a missing one is an error naming it.
+    let moved = tmp.path().join("elsewhere");
+    std::fs::rename(data.join("log"), &moved).unwrap();
+    assert_exit(&check(tmp.path(), data_arg, &before), 0);
+    let named = livefeed(
+        tmp.path(),
+        &[
+            "build",
+            "--check",
+            "--data",
+            data_arg,
+            "--out",
+            after.to_str().unwrap(),
+            "--log-dir",
+            moved.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&named, 0);
+    let with_log = |dir: &Path| {
+        livefeed(
+            tmp.path(),
+            &[
+                "build",
+                "--check",
+                "--data",
+                data_arg,
+                "--out",
+                after.to_str().unwrap(),
+                "--log-dir",
+                dir.to_str().unwrap(),
+            ],
+        )
+    };
+    // A torn last write is left out, as `serve` cuts it; said, not fatal.
+    let mut torn = image.clone();
+    torn.extend_from_slice(&[200, 0, 0, 0, 1, 2]);
+    std::fs::write(moved.join("events.log"), &torn).unwrap();
+    let read = with_log(&moved);
+    assert_exit(&read, 0);
+    assert!(stderr(&read).contains("torn"), "{}", stderr(&read));
+    // Damage with intact records after it is refused, as `serve` refuses it; the log is left
+    // as it was.
+    let mut damaged = image.clone();
+    damaged[20] ^= 0x55;
+    std::fs::write(moved.join("events.log"), &damaged).unwrap();
+    let refused = with_log(&moved);
+    assert_exit(&refused, 1);
+    assert!(
+        stderr(&refused).contains("log repair"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(std::fs::read(moved.join("events.log")).unwrap(), damaged);
+    let missing = tmp.path().join("nowhere");
+    let err = livefeed(
+        tmp.path(),
+        &[
+            "build",
+            "--data",
+            data_arg,
+            "--out",
+            after.to_str().unwrap(),
+            "--log-dir",
+            missing.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&err, 1);
+    assert!(
+        stderr(&err).contains(&missing.join("events.log").display().to_string()),
+        "{}",
+        stderr(&err)
+    );
 }

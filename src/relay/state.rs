@@ -168,6 +168,61 @@ impl State {
         }
     }
 
+    /// The stories as `livefeed serve` would start with them over `events` (read from the log
+    /// without writing or locking it), for `livefeed build`: the events replayed, then what
+    /// the reports in `site` say that the log does not know yet, applied in memory only (as
+    /// `Relay::open` does, without the writer). An entry published through the API under
+    /// another base URL (a server's own address) links to its place under `site`'s.
+    pub fn replay(site: Site, events: &[Event]) -> State {
+        let fresh = site.stories.clone();
+        let mut state = State::empty(site);
+        for event in events {
+            match state.rebased(event) {
+                Some(moved) => state.apply_unsorted(&moved),
+                None => state.apply_unsorted(event),
+            }
+        }
+        state.settle();
+        let mut changes: Vec<ReportChange> =
+            fresh.iter().flat_map(|f| state.diff_report(f)).collect();
+        changes.sort_by_key(|c| (c.op != Op::Create, c.entry.published));
+        let head = events.last().map_or(0, |e| e.seq);
+        for (seq, change) in (head + 1..).zip(changes) {
+            state.apply_unsorted(&Event {
+                seq,
+                op: change.op,
+                story: change.entry.story.clone(),
+                entry: change.entry,
+                source: Source::Report,
+                idempotency_key: None,
+                idempotency_fingerprint: None,
+                at: None,
+                report_anchor: change.report_anchor,
+            });
+        }
+        state.settle();
+        state
+    }
+
+    /// `event` with its entry's link moved to this site's story page, when the API made it on
+    /// a story page under another base URL (`{other}/stories/{slug}/#{anchor}`).
+    fn rebased(&self, event: &Event) -> Option<Event> {
+        if event.source != Source::Api {
+            return None;
+        }
+        let (page, anchor) = event.entry.url.split_once('#')?;
+        let slug = &event.story;
+        let ours = crate::render::story_page_url(&self.site.base_url, slug);
+        let on_a_page = page.ends_with(&format!("/stories/{slug}/"))
+            || page.ends_with(&format!("/stories/{slug}"));
+        if !on_a_page || anchor != event.entry.anchor || page == ours {
+            return None;
+        }
+        let mut moved = event.clone();
+        moved.entry.url = format!("{ours}#{anchor}");
+        Some(moved)
+    }
+
     /// Puts the entries of every story changed by [`State::apply_unsorted`] back in feed order.
     pub fn settle(&mut self) {
         for (slug, in_order) in std::mem::take(&mut self.unsorted) {
@@ -367,7 +422,11 @@ impl State {
         let mut entry = Entry {
             story: slug.to_string(),
             id: entry_id(&authority, story.published, slug, &anchor),
-            url: format!("{}#{anchor}", story.url),
+            // Its place is livefeed's own story page (the publisher's page has no such anchor).
+            url: format!(
+                "{}#{anchor}",
+                crate::render::story_page_url(&self.site.base_url, slug)
+            ),
             anchor,
             title,
             authors: Vec::new(),

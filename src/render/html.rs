@@ -1,7 +1,7 @@
 //! HTML pages: the index (with feed autodiscovery) and a story page that follows the live
 //! stream. All text is escaped; entry bodies are the normaliser's own escaped HTML.
 
-use super::{ALL, Format, feed_url};
+use super::{ALL, Format, feed_url, story_page_url};
 use crate::model::{Entry, Story};
 use crate::site::Site;
 use crate::text::escape_html as esc;
@@ -63,7 +63,7 @@ pub fn index(site: &Site) -> String {
     for story in &site.stories {
         out.push_str(&format!(
             "<li><a href=\"{}\">{}</a> <time datetime=\"{}\">{}</time> ",
-            esc(&story.url),
+            esc(&story_page_url(&site.base_url, &story.slug)),
             esc(&story.title),
             story.updated.to_rfc3339(),
             story.updated.format("%-d %B %Y %H:%M UTC"),

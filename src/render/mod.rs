@@ -126,6 +126,22 @@ pub fn feed_url(base_url: &str, slug: &str, format: Format) -> String {
     format!("{base_url}/feeds/{}", feed_file(slug, format))
 }
 
+/// The public URL of a story's page on this site: a directory URL, so that the same link works
+/// on `livefeed serve` and on a static server holding the build's `stories/{slug}/index.html`.
+pub fn story_page_url(base_url: &str, slug: &str) -> String {
+    format!("{base_url}/stories/{slug}/")
+}
+
+/// Where the static build writes a story's page (see [`story_page_url`]).
+pub fn story_page_file(slug: &str) -> String {
+    format!("stories/{slug}/index.html")
+}
+
+/// Where the static build writes a feed: the path of its URL under the base URL.
+pub fn feed_site_file(slug: &str, format: Format) -> String {
+    format!("feeds/{}", feed_file(slug, format))
+}
+
 fn newest(entries: &[&Entry], fallback: DateTime<Utc>) -> DateTime<Utc> {
     entries.iter().map(|e| e.updated).max().unwrap_or(fallback)
 }
@@ -193,15 +209,42 @@ pub fn render_feed(feed: &Feed<'_>, format: Format) -> Vec<u8> {
 enum Job<'a> {
     Feed(Feed<'a>, Format),
     Index,
+    /// A story page (in the site layout only), reflecting the log up to `seq`.
+    Page(&'a Story, u64),
 }
 
 impl Job<'_> {
-    fn render(&self, site: &Site) -> (String, Vec<u8>) {
+    fn render(&self, site: &Site, layout: Layout) -> (String, Vec<u8>) {
         match self {
-            Job::Feed(feed, format) => (feed_file(feed.slug, *format), render_feed(feed, *format)),
+            Job::Feed(feed, format) => {
+                let name = match layout {
+                    Layout::Flat => feed_file(feed.slug, *format),
+                    Layout::Site => feed_site_file(feed.slug, *format),
+                };
+                (name, render_feed(feed, *format))
+            }
             Job::Index => ("index.html".to_string(), html::index(site).into_bytes()),
+            Job::Page(story, seq) => (
+                story_page_file(&story.slug),
+                html::story_page(site, story, *seq).into_bytes(),
+            ),
         }
     }
+}
+
+/// How file names are laid out.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// The feeds by file name (`all.rss`) and `index.html`.
+    Flat,
+    /// The site as served: `feeds/{slug}.{ext}`, `stories/{slug}/index.html`, `index.html`.
+    Site,
+}
+
+fn site_jobs(site: &Site, seq: u64) -> Vec<Job<'_>> {
+    let mut jobs = jobs(site);
+    jobs.extend(site.stories.iter().map(|s| Job::Page(s, seq)));
+    jobs
 }
 
 fn jobs(site: &Site) -> Vec<Job<'_>> {
@@ -217,19 +260,35 @@ fn jobs(site: &Site) -> Vec<Job<'_>> {
     jobs
 }
 
-/// Every file of a static build, by path relative to the output directory: three feeds per
-/// story, three for `all`, and `index.html`. Rendered one at a time, in order.
+/// The feeds and the index by file name: three feeds per story (`{slug}.rss`…), three for
+/// `all`, and `index.html`. Rendered one at a time, in order. (The static build writes them in
+/// the site layout, with the story pages: [`site_files`].)
 pub fn files(site: &Site) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
-    jobs(site).into_iter().map(move |job| job.render(site))
+    jobs(site)
+        .into_iter()
+        .map(move |job| job.render(site, Layout::Flat))
 }
 
-/// Like [`files`], rendered on every core, handed to `consume` as they finish (in no fixed
-/// order; each file's bytes are the same as ever). At most a few files are in memory at once.
+/// Every file of a static build, by path relative to the output directory, in the layout of
+/// the server's URLs, so the output works served as it is under the base URL:
+/// `feeds/{slug}.{rss,atom,json}` (every story and `all`), `stories/{slug}/index.html` (the
+/// page `livefeed serve` sends at `/stories/{slug}/`, reflecting the log up to `seq`) and
+/// `index.html`. Rendered one at a time, in order.
+pub fn site_files(site: &Site, seq: u64) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
+    site_jobs(site, seq)
+        .into_iter()
+        .map(move |job| job.render(site, Layout::Site))
+}
+
+/// Like [`site_files`], rendered on every core, handed to `consume` as they finish (in no
+/// fixed order; each file's bytes are the same as ever). At most a few files are in memory at
+/// once.
 pub fn with_files_parallel<R>(
     site: &Site,
+    seq: u64,
     consume: impl FnOnce(&mut dyn Iterator<Item = (String, Vec<u8>)>) -> R,
 ) -> R {
-    let jobs = jobs(site);
+    let jobs = site_jobs(site, seq);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -243,7 +302,7 @@ pub fn with_files_parallel<R>(
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { break };
-                    if tx.send(job.render(site)).is_err() {
+                    if tx.send(job.render(site, Layout::Site)).is_err() {
                         break;
                     }
                 }
@@ -256,7 +315,7 @@ pub fn with_files_parallel<R>(
     })
 }
 
-/// Every file of a static build, collected by name.
+/// The feeds and the index (see [`files`]), collected by name.
 pub fn render_site(site: &Site) -> BTreeMap<String, Vec<u8>> {
     files(site).collect()
 }

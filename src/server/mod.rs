@@ -139,6 +139,23 @@ async fn read(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body> 
     read_route(app, req, path)
 }
 
+/// The base URL of a server with no `--base-url`: `http://` and the address it is bound to, so
+/// that every link it renders resolves on it. An unspecified address (`0.0.0.0`, `::`) is not
+/// one a client can use: the loopback address of its family stands in (set `--base-url` to the
+/// public address instead).
+pub fn local_base_url(addr: SocketAddr) -> String {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        let loopback: std::net::IpAddr = match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        };
+        tracing::warn!(%addr, "listening on every address with no --base-url: links use {loopback}");
+        addr.set_ip(loopback);
+    }
+    format!("http://{addr}")
+}
+
 /// True for a path of a read route (`/`, `/feeds/…`, `/stories/{story}`, `/live…`): its
 /// answers, errors included, carry the CORS headers. The publishing routes under
 /// `/stories/{story}/entries` never do (SECURITY.md).
@@ -146,6 +163,7 @@ fn read_path(path: &str) -> bool {
     let mut segments = path.split('/').skip(1);
     match segments.next() {
         Some("") => path == "/",
+        Some("index.html") => path == "/index.html",
         Some("feeds" | "live") => true,
         Some("stories") => segments
             .nth(1)
@@ -243,9 +261,13 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     }
     let method = req.method().clone();
     match segments.as_slice() {
-        [""] => read(&app, &req, "/").await,
+        // The paths of the static build's files too (`index.html`, `stories/{slug}/index.html`),
+        // so that links are the same on this server and on a static one (render::site_files).
+        [""] | ["index.html"] => read(&app, &req, "/").await,
         ["feeds", file] => read(&app, &req, &format!("/feeds/{file}")).await,
-        ["stories", slug] => read(&app, &req, &format!("/stories/{slug}")).await,
+        ["stories", slug] | ["stories", slug, "" | "index.html"] => {
+            read(&app, &req, &format!("/stories/{slug}")).await
+        }
         ["stories", slug, "entries"] => match method {
             // Boxed, so that every connection's request future stays as small as the common
             // ones (a waiting long-poll holds one): publishing futures are several times larger.
