@@ -121,7 +121,9 @@ impl History for FileHistory {
         };
         let (start, end) = {
             let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-            let i = index.0.partition_point(|(seq, _)| *seq <= after.saturating_add(1));
+            let i = index
+                .0
+                .partition_point(|(seq, _)| *seq <= after.saturating_add(1));
             (i.checked_sub(1).map_or(0, |i| index.0[i].1), index.1)
         };
         let mut file = std::io::BufReader::new(File::open(&self.path).map_err(io)?);
