@@ -1,7 +1,8 @@
 //! Line classification: what a single line of a saved page is, without looking at its
 //! neighbours. The grouping into entries (in `parse`) is where context comes in.
 
-use super::time::{TimeLine, parse_time_line};
+use super::profile::{self, Profile};
+use super::time::{TimeLine, parse_time_line, parse_time_prefix};
 
 /// One classified, non-blank line of a report.
 #[derive(Debug, Clone, PartialEq)]
@@ -9,6 +10,29 @@ pub enum Line {
     /// `Live updates`, `Latest updates`, `Latest ITV News reports`: the header of a live page's
     /// entries (or, at the end of a page, boilerplate).
     Marker,
+    /// `Summary`, `Key events`: a section above the entry stream (the header when no marker
+    /// follows).
+    Section,
+    /// `Find out more` near the top: the end of a licence or cookie banner.
+    BannerEnd,
+    /// `- 197 updates`, `View all 12 updates ›`: furniture that says the page is live.
+    Counter,
+    /// Made by the grouping pass, never by the classifier: an entry opens here (a numbered
+    /// entry's number).
+    EntryStart,
+    /// `Post update`: a heading that opens an entry but says nothing; the entry is untitled.
+    Untitled,
+    /// `1405: Police have closed the road.`: a time stamp that opens an untitled entry.
+    TimeLed {
+        time: TimeLine,
+        text: String,
+    },
+    /// `Image caption: …`, `Media caption, …`: the caption of the figure above (its alt text).
+    Caption(String),
+    /// Made by the grouping pass: an image's alt text (the line above its caption or credit).
+    AltText(String),
+    /// `Image source, Getty Images`: the credit of the figure whose caption follows.
+    ImageSource(String),
     /// `Back to top`: everything after it is page furniture.
     End,
     /// `Advertisement`, `Load more updates` and similar: never content.
@@ -37,29 +61,35 @@ pub enum Line {
     },
 }
 
-const MARKERS: &[&str] = &[
-    "live updates",
-    "latest updates",
-    "latest itv news reports",
-    "live",
+const CREDIT_LABELS: &[&str] = &[
+    "Credit:",
+    "Photo:",
+    "Picture:",
+    "Image:",
+    "Video:",
+    "Photograph:",
+    "Composite:",
+    "Illustration:",
 ];
-const NOISE: &[&str] = &[
-    "advertisement",
-    "advert",
-    "load more updates",
-    "load more",
-    "show more updates",
-    "show more",
-    "share",
-    "share this update",
-    "share this article",
-    "copy link",
-    "skip advert",
-    "skip to content",
-    "close",
-    "play video",
+/// Agencies whose name in brackets ends a caption: `Boris Johnson in Kent (Getty)`.
+const AGENCIES: &[&str] = &[
+    "getty", "getty images", "pa", "pa media", "pa wire", "reuters", "ap", "afp", "epa",
+    "shutterstock", "alamy", "rex", "rex features", "handout", "supplied", "bbc", "itv", "pool",
 ];
-const CREDIT_LABELS: &[&str] = &["Credit:", "Photo:", "Picture:", "Image:", "Video:"];
+/// Words that make a short line a byline's role (`Political correspondent`).
+const ROLE_WORDS: &[&str] = &[
+    "correspondent", "editor", "reporter", "presenter", "journalist", "producer", "analyst",
+    "writer", "columnist", "commentator", "reporting", "contributor", "chief",
+];
+/// Figure lines: the label and whether what follows is the caption (else the credit).
+const CAPTION_LABELS: &[(&str, bool)] = &[
+    ("image caption", true),
+    ("media caption", true),
+    ("video caption", true),
+    ("caption", true),
+    ("image source", false),
+    ("image credit", false),
+];
 
 fn word_count(s: &str) -> usize {
     s.split_whitespace().count()
@@ -124,7 +154,10 @@ fn split_credit(s: &str) -> Option<(String, String)> {
     if credit.is_empty() || word_count(credit) > 10 || credit.chars().count() > 100 {
         return None;
     }
-    Some((s[..at].trim().to_string(), format!("{label} {credit}")))
+    // `. Credit: PA`: a figure the page gave no caption.
+    let caption = s[..at].trim().trim_matches(|c: char| c.is_ascii_punctuation() && c != '\'' && c != '"');
+    let caption = if caption.chars().any(char::is_alphanumeric) { s[..at].trim() } else { "" };
+    Some((caption.to_string(), format!("{label} {credit}")))
 }
 
 fn strip_number(s: &str) -> Option<(u32, &str)> {
@@ -171,26 +204,172 @@ fn byline(s: &str) -> Option<String> {
     }
 }
 
-/// Classifies one line. `None` for a blank line.
+/// A person's name: two to four capitalised words, no digits, nothing after them.
+pub fn is_person_like(s: &str) -> bool {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    (2..=4).contains(&words.len())
+        && s.chars().count() <= 40
+        && words.iter().all(|w| {
+            w.chars().next().is_some_and(char::is_uppercase)
+                && w.chars().all(|c| c.is_alphabetic() || "'’-.".contains(c))
+        })
+}
+
+/// A short line naming a role: `Political correspondent`, `BBC News`, `Reporting from Kyiv`.
+pub fn is_role_like(s: &str) -> bool {
+    (1..=6).contains(&word_count(s))
+        && s.starts_with(char::is_uppercase)
+        && !s.ends_with(['.', '!', '?', ':', ',', '"', '\''])
+        && !["The ", "I ", "We ", "It ", "A "].iter().any(|p| s.starts_with(p))
+        && s.split(|c: char| !c.is_alphanumeric()).any(|w| {
+            // `News` only as a newsroom's name (`ITV News`), not the word in a sentence.
+            w == "News" || ROLE_WORDS.contains(&w.to_lowercase().as_str())
+        })
+}
+
+/// `Name, ITV News`, `Name: Political editor`: a byline without `by`.
+fn name_and_role(s: &str) -> Option<String> {
+    let (name, role) = s.split_once(", ").or_else(|| s.split_once(": "))?;
+    (is_person_like(name) && is_role_like(role)).then(|| format!("{}, {}", name.trim(), role.trim()))
+}
+
+/// `Tyson FuryTyson Fury`: a caption the page printed twice, run together.
+fn undouble(s: &str) -> &str {
+    let n = s.len();
+    if n >= 8 && n % 2 == 0 && s.is_char_boundary(n / 2) && s[..n / 2] == s[n / 2..] {
+        &s[..n / 2]
+    } else {
+        s
+    }
+}
+
+/// `Boris Johnson in Kent (Getty)`: a caption whose credit is an agency in brackets.
+fn bracketed_credit(s: &str) -> Option<(String, String)> {
+    let body = s.strip_suffix(')')?;
+    let open = body.rfind('(')?;
+    let agency = body[open + 1..].trim();
+    let lower = agency.to_lowercase();
+    let known = lower
+        .split(['/', ',', ';'])
+        .map(str::trim)
+        .any(|a| AGENCIES.contains(&a));
+    if !known || word_count(s) > 30 {
+        return None;
+    }
+    Some((body[..open].trim().to_string(), agency.to_string()))
+}
+
+/// `Image caption, …`, `Image source: …`.
+fn caption_line(s: &str) -> Option<Line> {
+    let lower = s.get(..16.min(s.len()))?.to_lowercase();
+    for (label, is_caption) in CAPTION_LABELS {
+        if !lower.starts_with(label) {
+            continue;
+        }
+        let rest = s[label.len()..].trim_start_matches([',', ':']).trim();
+        if s[label.len()..].starts_with([',', ':']) {
+            return Some(if *is_caption {
+                Line::Caption(rest.to_string())
+            } else {
+                Line::ImageSource(rest.to_string())
+            });
+        }
+    }
+    None
+}
+
+/// Whether a line's text is furniture under a profile: the line itself, or its text after a
+/// bullet (`• Share`).
+fn furniture(s: &str, profile: &Profile) -> Option<Line> {
+    let key = profile::key(s)?;
+    let bare = key.trim_start_matches(['•', '-', '–', '—', '|', ' ']).trim();
+    if profile.is_marker(&key) {
+        return Some(Line::Marker);
+    }
+    if profile.is_section(&key) {
+        return Some(Line::Section);
+    }
+    if key == "back to top" {
+        return Some(Line::End);
+    }
+    if profile.is_banner_end(&key) {
+        return Some(Line::BannerEnd);
+    }
+    if profile.is_untitled_heading(&key) {
+        return Some(Line::Untitled);
+    }
+    if is_counter(bare) {
+        return Some(Line::Counter);
+    }
+    if profile.is_noise(&key) || profile.is_noise(bare) || is_day_rule(&key) {
+        return Some(Line::Noise);
+    }
+    if is_relative_time(bare) {
+        return Some(Line::Noise);
+    }
+    None
+}
+
+/// `- 197 updates`, `View all 12 updates ›`, `12 new posts`.
+fn is_counter(key: &str) -> bool {
+    let words: Vec<&str> = key.split_whitespace().collect();
+    words.len() <= 6
+        && words
+            .iter()
+            .any(|w| w.chars().all(|c| c.is_ascii_digit() || c == ','))
+        && words.iter().any(|w| {
+            matches!(
+                *w,
+                "update" | "updates" | "post" | "posts" | "entries" | "comments" | "replies"
+            )
+        })
+        && words
+            .first()
+            .is_some_and(|w| w.starts_with(|c: char| c.is_ascii_digit()) || matches!(*w, "view" | "see" | "show" | "all" | "load"))
+}
+
+/// `---Wednesday, 25 March---`: a rule between days.
+fn is_day_rule(key: &str) -> bool {
+    let core = key.trim_matches(['-', '–', '—', '=', ' ', '*']);
+    core.len() < key.len()
+        && ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+            .iter()
+            .any(|d| core.starts_with(d))
+        && word_count(core) <= 5
+}
+
+/// `2h ago`, `36 mins ago`, `1 hr ago`.
+fn is_relative_time(key: &str) -> bool {
+    let Some(rest) = key.strip_suffix(" ago").or_else(|| key.strip_suffix("ago")) else {
+        return false;
+    };
+    let rest = rest.trim();
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    digits > 0 && rest.len() <= 12
+}
+
+/// A junk first line: analytics JSON, a script's left-overs.
+fn is_junk(s: &str) -> bool {
+    (s.starts_with('{') && s.ends_with('}')) || (s.starts_with('[') && s.ends_with(']') && s.contains('"'))
+}
+
+/// Classifies one line with the generic profile. `None` for a blank line.
 pub fn classify(raw: &str) -> Option<Line> {
+    classify_with(raw, &profile::GENERIC)
+}
+
+/// Classifies one line under a page's profile. `None` for a blank line.
+pub fn classify_with(raw: &str, profile: &Profile) -> Option<Line> {
     let indented = raw.starts_with([' ', '\u{a0}']);
-    let s = raw.trim();
+    let s = undouble(raw.trim());
     if s.is_empty() {
         return None;
     }
-    // Markers and page furniture are short; only short lines are lowercased to compare.
-    if s.len() <= 40 {
-        let lower = s.to_lowercase();
-        let bare = lower.trim_end_matches(['.', ':', '…']);
-        if MARKERS.contains(&bare) {
-            return Some(Line::Marker);
-        }
-        if bare == "back to top" {
-            return Some(Line::End);
-        }
-        if NOISE.contains(&bare) {
-            return Some(Line::Noise);
-        }
+    if let Some(l) = furniture(s, profile) {
+        return Some(l);
+    }
+    if is_junk(s) {
+        return Some(Line::Noise);
     }
     if let Some(t) = parse_time_line(s) {
         return Some(Line::Time(t));
@@ -198,9 +377,18 @@ pub fn classify(raw: &str) -> Option<Line> {
     if let Some(b) = byline(s) {
         return Some(Line::Byline(b));
     }
+    if let Some(l) = caption_line(s) {
+        return Some(l);
+    }
     if let Some((number, text)) = strip_number(s) {
         return Some(Line::Numbered {
             number,
+            text: text.to_string(),
+        });
+    }
+    if let Some((time, text)) = parse_time_prefix(s) {
+        return Some(Line::TimeLed {
+            time,
             text: text.to_string(),
         });
     }
@@ -227,6 +415,12 @@ pub fn classify(raw: &str) -> Option<Line> {
         }
     }
     if let Some((caption, credit)) = split_credit(s) {
+        return Some(Line::Figure { caption, credit });
+    }
+    if let Some(b) = name_and_role(s) {
+        return Some(Line::Byline(b));
+    }
+    if let Some((caption, credit)) = bracketed_credit(s) {
         return Some(Line::Figure { caption, credit });
     }
     Some(Line::Text {

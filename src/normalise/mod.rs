@@ -7,6 +7,7 @@
 pub mod body;
 pub mod lines;
 pub mod parse;
+pub mod profile;
 pub mod time;
 
 pub use parse::{ParseError, RawEntry, Report, decode, parse};

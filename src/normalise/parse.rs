@@ -1,6 +1,7 @@
 //! Grouping classified lines into a story: title, standfirst, and entries newest first.
 
-use super::lines::{Line, classify, is_name_like};
+use super::lines::{Line, classify_with, is_name_like, is_person_like, is_role_like};
+use super::profile::{self, Profile};
 use super::time::TimeLine;
 use crate::model::{Block, StoryKind};
 use crate::text::{clean, squash};
@@ -71,41 +72,198 @@ fn tidy(text: &str) -> Cow<'_, str> {
 
 struct Classified {
     line: usize,
+    /// Leading spaces (a tab counts four): numbered entries indent their bodies.
+    indent: usize,
     kind: Line,
 }
 
-fn classify_all(text: &str) -> Vec<Classified> {
-    text.lines()
+fn indent_of(raw: &str) -> usize {
+    raw.chars()
+        .take_while(|c| c.is_whitespace())
+        .map(|c| if c == '\t' { 4 } else { 1 })
+        .sum()
+}
+
+/// The lines near the top of a page where a banner can end.
+const BANNER_ZONE: usize = 12;
+
+/// Desk labels that sit where a byline would (`National`): not authors.
+const DESKS: &[&str] = &[
+    "national", "international", "regional", "politics", "world", "uk", "business", "sport",
+    "news", "local", "breaking", "live", "newsdesk", "news desk", "reporter", "staff",
+];
+
+fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
+    let mut lines: Vec<Classified> = text
+        .lines()
         .enumerate()
-        .filter_map(|(i, raw)| classify(raw).map(|kind| Classified { line: i + 1, kind }))
-        .collect()
+        .filter_map(|(i, raw)| {
+            classify_with(raw, profile).map(|kind| Classified {
+                line: i + 1,
+                indent: indent_of(raw),
+                kind,
+            })
+        })
+        .collect();
+    // A licence or cookie banner above the content: everything to its last line goes.
+    let first_marker = lines
+        .iter()
+        .position(|l| l.kind == Line::Marker)
+        .unwrap_or(lines.len());
+    if let Some(end) = lines
+        .iter()
+        .take(BANNER_ZONE.min(first_marker))
+        .rposition(|l| l.kind == Line::BannerEnd)
+    {
+        lines.drain(..=end);
+    }
+    for l in &mut lines {
+        if l.kind == Line::BannerEnd {
+            l.kind = Line::Noise;
+        }
+    }
+    // The first line, when it is the only line before an empty one and reads as a label of
+    // an image or a script's left-overs, was dropped by the classifier; here a byline that is
+    // a desk name (`1. National`) goes.
+    for l in &mut lines {
+        let desk = match &l.kind {
+            Line::Byline(b) => Some(b.as_str()),
+            Line::Numbered { number: 1, text } => Some(text.as_str()),
+            _ => None,
+        };
+        if desk.is_some_and(|d| DESKS.contains(&d.to_lowercase().as_str())) {
+            l.kind = Line::Noise;
+        }
+    }
+    join_name_and_role(&mut lines);
+    lines
+}
+
+/// `Nick Eardley` above `Political correspondent` (or a `by` line above its role): one byline.
+fn join_name_and_role(lines: &mut Vec<Classified>) {
+    let mut i = 0;
+    while i + 1 < lines.len() {
+        let name = match &lines[i].kind {
+            Line::Byline(b) if !b.contains(',') => Some(b.clone()),
+            Line::Text { text, .. } if is_person_like(text) => Some(text.clone()),
+            _ => None,
+        };
+        let role = match &lines[i + 1].kind {
+            Line::Text { text, .. } => {
+                Some(text.clone()).filter(|t| is_role_like(t) && !is_person_like(t))
+            }
+            _ => None,
+        };
+        if let (Some(name), Some(role)) = (name, role) {
+            lines[i].kind = Line::Byline(format!("{name}, {role}"));
+            lines.remove(i + 1);
+        }
+        i += 1;
+    }
 }
 
 fn is_content(l: &Line) -> bool {
-    !matches!(l, Line::Marker | Line::End | Line::Noise)
+    !matches!(
+        l,
+        Line::Marker | Line::Section | Line::End | Line::Noise | Line::BannerEnd | Line::Counter
+    )
 }
 
 /// Where the live entries begin: the first marker, before any `Back to top`, that has content
-/// after it. `Latest ITV News reports` at the very end is boilerplate, not a header.
+/// after it; else the first section header (`Summary`) with content after it. `Latest ITV
+/// News reports` at the very end is boilerplate, not a header.
 fn find_header(lines: &[Classified]) -> Option<usize> {
     let end = lines
         .iter()
         .position(|l| l.kind == Line::End)
         .unwrap_or(lines.len());
-    (0..end).find(|&i| {
-        lines[i].kind == Line::Marker && lines[i + 1..end].iter().any(|l| is_content(&l.kind))
-    })
+    let with_content = |i: usize| lines[i + 1..end].iter().any(|l| is_content(&l.kind));
+    (0..end)
+        .find(|&i| lines[i].kind == Line::Marker && with_content(i))
+        .or_else(|| (0..end).find(|&i| lines[i].kind == Line::Section && with_content(i)))
+}
+
+/// Whether a numbered line opens an entry: item `n` at the margin, its body indented under it.
+fn opens_numbered_entry(lines: &[Classified], i: usize) -> bool {
+    matches!(lines[i].kind, Line::Numbered { .. })
+        && lines[i].indent <= 3
+        && lines
+            .get(i + 1)
+            .is_some_and(|n| n.indent >= lines[i].indent + 2 && n.indent >= 3 && !matches!(n.kind, Line::Numbered { .. }))
+}
+
+/// Numbered entries (`  1. Title` with the body indented under it) become an entry opening
+/// followed by the classified text of the numbered line. Only when the page has at least two.
+fn unfold_numbered_entries(lines: Vec<Classified>, profile: &Profile) -> Vec<Classified> {
+    let opens: Vec<bool> = (0..lines.len())
+        .map(|i| opens_numbered_entry(&lines, i))
+        .collect();
+    if opens.iter().filter(|&&o| o).count() < 2 {
+        return lines;
+    }
+    let mut out = Vec::with_capacity(lines.len() + 8);
+    for (l, open) in lines.into_iter().zip(opens) {
+        match (&l.kind, open) {
+            (Line::Numbered { text, .. }, true) => {
+                let inner = classify_with(text, profile).unwrap_or(Line::Noise);
+                out.push(Classified {
+                    line: l.line,
+                    indent: l.indent,
+                    kind: Line::EntryStart,
+                });
+                let kind = match inner {
+                    // A numbered entry's first line is its heading or its text, not a byline.
+                    Line::Byline(_) | Line::Numbered { .. } | Line::Attribution(_) => Line::Text {
+                        headline_like: super::lines::is_headline_like(text),
+                        text: text.clone(),
+                    },
+                    other => other,
+                };
+                out.push(Classified {
+                    line: l.line,
+                    indent: l.indent,
+                    kind,
+                });
+            }
+            _ => out.push(l),
+        }
+    }
+    out
+}
+
+/// Lines that open an entry wherever they are.
+fn is_opener(l: &Line) -> bool {
+    matches!(l, Line::Time(_) | Line::TimeLed { .. } | Line::EntryStart | Line::Untitled)
+}
+
+/// Whether a page without a manifest kind or a header is still a live page: it has an update
+/// counter, or several lines that open entries.
+fn looks_live(lines: &[Classified]) -> bool {
+    lines.iter().any(|l| l.kind == Line::Counter)
+        || lines.iter().filter(|l| is_opener(&l.kind) && !matches!(l.kind, Line::Time(_))).count() >= 2
+        || lines.iter().filter(|l| matches!(l.kind, Line::Time(_) | Line::TimeLed { .. })).count() >= 3
 }
 
 /// Parses report text. `kind` comes from the manifest when there is one; otherwise a page
 /// with a live header is a live page and anything else an article.
 /// Text that did not come through [`decode`] is cleaned the same way first.
 pub fn parse(text: &str, kind: Option<StoryKind>) -> Result<Report, ParseError> {
+    parse_with(text, kind, None)
+}
+
+/// [`parse`] with the page's template named (a [`profile`] name); `None` lets the page's
+/// content choose.
+pub fn parse_with(
+    text: &str,
+    kind: Option<StoryKind>,
+    template: Option<&str>,
+) -> Result<Report, ParseError> {
     let text = tidy(text);
     let text = text.as_ref();
-    let lines = classify_all(text);
+    let profile = profile::select(text, template);
+    let lines = unfold_numbered_entries(classify_all(text, profile), profile);
     let header = find_header(&lines);
-    let kind = kind.unwrap_or(if header.is_some() {
+    let kind = kind.unwrap_or(if header.is_some() || looks_live(&lines) {
         StoryKind::Live
     } else {
         StoryKind::Article
@@ -196,9 +354,15 @@ fn parse_live(
         .iter()
         .position(|l| matches!(l.kind, Line::Text { .. }))
         .ok_or(ParseError::NoTitle { line: last_line })?;
+    // A stream with no story header (a home page) starts with an entry: its headline is not
+    // the page's title, and nothing is a standfirst.
+    let first_opener = lines.iter().position(|l| is_opener(&l.kind));
+    let headless = header.is_none() && first_opener.is_some_and(|o| o < title_at);
     let title = squash(text_of(&lines[title_at].kind).unwrap_or_default());
-    // The standfirst: text before the header; with no header, the first paragraph.
+    // The standfirst: text before the header; with no header, the paragraphs under the title
+    // up to the first line that reads as a headline or opens an entry.
     let (standfirst, body_start) = match header {
+        _ if headless => (String::new(), 0),
         Some(h) if h > title_at => {
             let paras: Vec<&str> = lines[title_at + 1..h]
                 .iter()
@@ -207,18 +371,76 @@ fn parse_live(
             (paras.join(" "), h + 1)
         }
         Some(h) => (String::new(), h + 1),
-        None => match lines.get(title_at + 1).and_then(|l| text_of(&l.kind)) {
-            Some(p) => (p.to_string(), title_at + 2),
-            None => (String::new(), title_at + 1),
-        },
+        None => {
+            let mut end = title_at + 1;
+            let mut paras = Vec::new();
+            while let Some(Line::Text {
+                text,
+                headline_like,
+            }) = lines.get(end).map(|l| &l.kind)
+            {
+                if *headline_like && !paras.is_empty() {
+                    break;
+                }
+                paras.push(text.as_str());
+                end += 1;
+                if *headline_like {
+                    break;
+                }
+            }
+            (paras.join(" "), end)
+        }
     };
-    let entries = group_entries(&lines[body_start.min(lines.len())..], complete);
+    // Under a section header (`Summary`) that heads the page, its points are not an entry.
+    let mut body_start = body_start.min(lines.len());
+    if header.is_some_and(|h| lines[h].kind == Line::Section) {
+        while lines
+            .get(body_start)
+            .is_some_and(|l| matches!(l.kind, Line::Bullet(_) | Line::Noise))
+        {
+            body_start += 1;
+        }
+    }
+    let mut entries = group_entries(&lines[body_start..], complete);
+    if oldest_first(&entries) {
+        entries.reverse();
+    }
+    let title = if headless {
+        entries
+            .iter()
+            .find_map(|e| e.headline.clone())
+            .unwrap_or(title)
+    } else {
+        title
+    };
     Ok(Report {
         kind: StoryKind::Live,
-        title,
+        title: squash(&title),
         description: squash(&standfirst),
         entries,
     })
+}
+
+/// Whether the entries run oldest first: more of the steps between entries with times go
+/// forward in time than back.
+fn oldest_first(entries: &[RawEntry]) -> bool {
+    let times: Vec<TimeLine> = entries.iter().filter_map(|e| e.time).collect();
+    let (mut forward, mut back) = (0usize, 0usize);
+    for w in times.windows(2) {
+        let key = |t: &TimeLine| (t.date, t.time);
+        let (a, b) = (key(&w[0]), key(&w[1]));
+        let (a, b) = if a.0.is_some() && b.0.is_some() {
+            (a, b)
+        } else {
+            ((None, a.1), (None, b.1))
+        };
+        match a.cmp(&b) {
+            std::cmp::Ordering::Less => forward += 1,
+            std::cmp::Ordering::Greater => back += 1,
+            std::cmp::Ordering::Equal => {}
+        }
+    }
+    forward > back
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +456,9 @@ struct Group {
     time: Option<TimeLine>,
     blocks: Vec<Block>,
     last: Last,
+    /// The last block is a figure still waiting for its caption line (`Image caption, …`):
+    /// what stands there is alt text or a bare credit.
+    alt_pending: bool,
 }
 
 impl Group {
@@ -253,6 +478,7 @@ impl Group {
             time: None,
             blocks: Vec::new(),
             last,
+            alt_pending: false,
         }
     }
 
@@ -317,6 +543,7 @@ impl Group {
     /// A line inside an entry's body. `caption_context` says an uncredited short line here
     /// is a caption (it follows the headline or another caption).
     fn add_body_line(&mut self, line: &Line, caption_context: bool) {
+        let mut alt_pending = false;
         let next_last = match line {
             Line::Text {
                 text,
@@ -327,17 +554,37 @@ impl Group {
                         caption: text.clone(),
                         credit: None,
                     });
+                    alt_pending = true;
                     Last::Caption
                 } else {
-                    self.blocks.push(Block::Paragraph { text: text.clone() });
+                    match self.blocks.last_mut() {
+                        // A sentence the page broke in two: the second half starts in lower
+                        // case under a line that did not end one.
+                        Some(Block::Paragraph { text: above })
+                            if text.starts_with(char::is_lowercase)
+                                && !above.trim_end().ends_with([
+                                    '.', '!', '?', ':', '"', '”', '\'', '’', ')', '…',
+                                ]) =>
+                        {
+                            above.push(' ');
+                            above.push_str(text);
+                        }
+                        _ => self.blocks.push(Block::Paragraph { text: text.clone() }),
+                    }
                     Last::Body
                 }
             }
             Line::Figure { caption, credit } => {
-                self.blocks.push(Block::Figure {
-                    caption: caption.clone(),
-                    credit: Some(credit.clone()),
-                });
+                match self.blocks.last_mut() {
+                    // A credit alone on its line belongs to the caption above it.
+                    Some(Block::Figure { credit: c @ None, .. }) if caption.is_empty() => {
+                        *c = Some(credit.clone());
+                    }
+                    _ => self.blocks.push(Block::Figure {
+                        caption: caption.clone(),
+                        credit: Some(credit.clone()),
+                    }),
+                }
                 if matches!(self.last, Last::Headline | Last::Caption) {
                     Last::Caption
                 } else {
@@ -383,8 +630,59 @@ impl Group {
                 self.authors.push(a.clone());
                 self.last
             }
-            Line::Time(_) | Line::Marker | Line::End | Line::Noise => self.last,
+            Line::AltText(text) => {
+                self.blocks.push(Block::Figure {
+                    caption: text.clone(),
+                    credit: None,
+                });
+                alt_pending = true;
+                Last::Caption
+            }
+            Line::Caption(text) => {
+                // The alt text or credit above an `Image caption` line is the same figure.
+                match self.blocks.last_mut() {
+                    Some(Block::Figure { caption, .. }) if self.alt_pending => {
+                        *caption = text.clone();
+                    }
+                    _ => self.blocks.push(Block::Figure {
+                        caption: text.clone(),
+                        credit: None,
+                    }),
+                }
+                Last::Caption
+            }
+            Line::ImageSource(credit) => {
+                let credit = format!("Image source: {credit}");
+                match self.blocks.last_mut() {
+                    Some(Block::Figure { credit: c @ None, .. }) if self.alt_pending => {
+                        *c = Some(credit);
+                    }
+                    _ => self.blocks.push(Block::Figure {
+                        caption: String::new(),
+                        credit: Some(credit),
+                    }),
+                }
+                alt_pending = true;
+                Last::Caption
+            }
+            Line::TimeLed { text, .. } => {
+                self.blocks.push(Block::Paragraph { text: text.clone() });
+                Last::Body
+            }
+            Line::Time(_)
+            | Line::Marker
+            | Line::Section
+            | Line::End
+            | Line::Noise
+            | Line::BannerEnd
+            | Line::Counter
+            | Line::EntryStart
+            | Line::Untitled => {
+                alt_pending = self.alt_pending;
+                self.last
+            }
         };
+        self.alt_pending = alt_pending;
         self.last = next_last;
     }
 }
@@ -454,11 +752,15 @@ fn time_placement(lines: &[Classified]) -> TimePlacement {
 /// its footer (`Back to top`): it was cut off, so its last line may be a cut paragraph.
 fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
     let placement = time_placement(lines);
+    // Numbered entries: only an entry's number opens one, whatever reads like a headline.
+    let numbered = lines.iter().any(|l| l.kind == Line::EntryStart);
     let mut entries = Vec::new();
     let mut current: Option<Group> = None;
     let mut pending_authors: Vec<String> = Vec::new();
     let mut pending_time: Option<TimeLine> = None;
     let mut entry_due = false;
+    // `Post update`: the entry that opens next has no headline.
+    let mut untitled_due = false;
 
     for (i, l) in lines.iter().enumerate() {
         let line = match &l.kind {
@@ -467,12 +769,34 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
             {
                 Line::Byline(text.clone())
             }
+            // An image's alt text above its caption or credit line: a figure, not a headline.
+            Line::Text { text, .. }
+                if lines.get(i + 1).is_some_and(|n| {
+                    matches!(n.kind, Line::Caption(_) | Line::ImageSource(_))
+                }) =>
+            {
+                Line::AltText(text.clone())
+            }
             other => other.clone(),
         };
         match &line {
-            Line::Marker | Line::Noise | Line::End => continue,
+            Line::Marker
+            | Line::Section
+            | Line::Noise
+            | Line::End
+            | Line::BannerEnd
+            | Line::Counter => continue,
+            Line::EntryStart => entry_due = true,
+            Line::Untitled => {
+                entry_due = true;
+                untitled_due = true;
+            }
             Line::Byline(a) => match current.as_mut() {
                 Some(g) if g.last == Last::Headline && !g.has_body() && !entry_due => {
+                    g.authors.push(a.clone())
+                }
+                // Under `Post update` or a time line, before any text: the coming entry's.
+                Some(g) if !entry_due && !g.has_body() && g.entry.headline.is_none() => {
                     g.authors.push(a.clone())
                 }
                 _ => pending_authors.push(a.clone()),
@@ -486,11 +810,27 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                 {
                     g.time = Some(*t)
                 }
+                Some(g) if numbered && !entry_due => {
+                    g.time.get_or_insert(*t);
+                }
                 _ => {
                     pending_time = Some(*t);
                     entry_due = true;
                 }
             },
+            Line::TimeLed { time, .. } => {
+                if let Some(g) = current.take() {
+                    entries.push(g.finish());
+                }
+                let mut g = Group::new(l.line, None);
+                g.authors = std::mem::take(&mut pending_authors);
+                g.time = Some(*time);
+                g.add_body_line(&line, false);
+                current = Some(g);
+                pending_time = None;
+                entry_due = false;
+                untitled_due = false;
+            }
             _ => {
                 let headline_like = matches!(
                     line,
@@ -502,6 +842,7 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                 let starts = match &current {
                     None => true,
                     Some(_) if entry_due => true,
+                    Some(_) if numbered => false,
                     // A byline below the last body belongs to the entry below it: what comes
                     // next is that entry's headline, not a caption of this one.
                     Some(_) if headline_like && !pending_authors.is_empty() => true,
@@ -517,7 +858,7 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                         Line::Text {
                             text,
                             headline_like: true,
-                        } => Some(text.clone()),
+                        } if !untitled_due => Some(text.clone()),
                         _ => None,
                     };
                     let opened_by_headline = headline.is_some();
@@ -525,10 +866,11 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                     g.authors = std::mem::take(&mut pending_authors);
                     g.time = pending_time.take();
                     if !opened_by_headline {
-                        g.add_body_line(&line, false);
+                        g.add_body_line(&line, untitled_due);
                     }
                     current = Some(g);
                     entry_due = false;
+                    untitled_due = false;
                 } else if let Some(g) = current.as_mut() {
                     let caption_context = matches!(g.last, Last::Headline | Last::Caption);
                     g.add_body_line(&line, caption_context);

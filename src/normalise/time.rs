@@ -196,6 +196,50 @@ pub fn parse_time_line(line: &str) -> Option<TimeLine> {
     None
 }
 
+/// `1405`: a time written as four digits, as some live pages stamp their entries.
+fn hhmm(word: &str) -> Option<NaiveTime> {
+    if word.len() != 4 || !word.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (h, m) = (word[..2].parse().ok()?, word[2..].parse().ok()?);
+    NaiveTime::from_hms_opt(h, m, 0)
+}
+
+/// Recognises a time stamp that opens a line of text: `1405: Police…`, `8.40am: …`,
+/// `14:05 - …`. A line carrying more stamps (`10am: …, 3.30pm: …`) is a diary of the day,
+/// which is body text, not an entry.
+pub fn parse_time_prefix(line: &str) -> Option<(TimeLine, &str)> {
+    let line = line.trim();
+    for sep in [": ", " - ", " – ", " — ", " | "] {
+        let Some((head, rest)) = line.split_once(sep) else {
+            continue;
+        };
+        if head.len() > 16 || rest.trim().is_empty() {
+            continue;
+        }
+        let time = match hhmm(head.trim()) {
+            Some(time) => TimeLine {
+                date: None,
+                time,
+                offset: None,
+            },
+            None => match parse_time_line(head) {
+                Some(t) => t,
+                None => continue,
+            },
+        };
+        let more = rest.split_whitespace().any(|w| {
+            w.strip_suffix(':')
+                .is_some_and(|w| hhmm(w).is_some() || parse_time_line(w).is_some())
+        });
+        if more {
+            return None;
+        }
+        return Some((time, rest.trim()));
+    }
+    None
+}
+
 /// The instant a time line names on `date`, in its own zone or else the page's.
 fn instant_on(line: &TimeLine, date: NaiveDate, offset: FixedOffset) -> Option<DateTime<Utc>> {
     line.offset
