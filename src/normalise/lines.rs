@@ -29,6 +29,10 @@ pub enum Line {
     },
     /// `Image caption: …`, `Media caption, …`: the caption of the figure above (its alt text).
     Caption(String),
+    /// `Photograph: Jane Doe/Reuters` alone on its line: the credit of the caption above.
+    Credit(String),
+    /// `Watch: …`: a link to a clip; a headline only where an entry is due.
+    Link(String),
     /// Made by the grouping pass: an image's alt text (the line above its caption or credit).
     AltText(String),
     /// `Image source, Getty Images`: the credit of the figure whose caption follows.
@@ -73,13 +77,40 @@ const CREDIT_LABELS: &[&str] = &[
 ];
 /// Agencies whose name in brackets ends a caption: `Boris Johnson in Kent (Getty)`.
 const AGENCIES: &[&str] = &[
-    "getty", "getty images", "pa", "pa media", "pa wire", "reuters", "ap", "afp", "epa",
-    "shutterstock", "alamy", "rex", "rex features", "handout", "supplied", "bbc", "itv", "pool",
+    "getty",
+    "getty images",
+    "pa",
+    "pa media",
+    "pa wire",
+    "reuters",
+    "ap",
+    "afp",
+    "epa",
+    "shutterstock",
+    "alamy",
+    "rex",
+    "rex features",
+    "handout",
+    "supplied",
+    "bbc",
+    "itv",
+    "pool",
 ];
 /// Words that make a short line a byline's role (`Political correspondent`).
 const ROLE_WORDS: &[&str] = &[
-    "correspondent", "editor", "reporter", "presenter", "journalist", "producer", "analyst",
-    "writer", "columnist", "commentator", "reporting", "contributor", "chief",
+    "correspondent",
+    "editor",
+    "reporter",
+    "presenter",
+    "journalist",
+    "producer",
+    "analyst",
+    "writer",
+    "columnist",
+    "commentator",
+    "reporting",
+    "contributor",
+    "chief",
 ];
 /// Figure lines: the label and whether what follows is the caption (else the credit).
 const CAPTION_LABELS: &[(&str, bool)] = &[
@@ -155,8 +186,14 @@ fn split_credit(s: &str) -> Option<(String, String)> {
         return None;
     }
     // `. Credit: PA`: a figure the page gave no caption.
-    let caption = s[..at].trim().trim_matches(|c: char| c.is_ascii_punctuation() && c != '\'' && c != '"');
-    let caption = if caption.chars().any(char::is_alphanumeric) { s[..at].trim() } else { "" };
+    let caption = s[..at]
+        .trim()
+        .trim_matches(|c: char| c.is_ascii_punctuation() && c != '\'' && c != '"');
+    let caption = if caption.chars().any(char::is_alphanumeric) {
+        s[..at].trim()
+    } else {
+        ""
+    };
     Some((caption.to_string(), format!("{label} {credit}")))
 }
 
@@ -198,7 +235,7 @@ fn byline(s: &str) -> Option<String> {
     let (name, role) = (name.trim(), role.trim());
     match (name.is_empty(), role.is_empty()) {
         (true, true) => None,
-        (false, true) => Some(name.to_string()),
+        (false, true) => Some(tidy_byline(name)),
         (true, false) => Some(role.to_string()),
         (false, false) => Some(format!("{name}, {role}")),
     }
@@ -220,7 +257,9 @@ pub fn is_role_like(s: &str) -> bool {
     (1..=6).contains(&word_count(s))
         && s.starts_with(char::is_uppercase)
         && !s.ends_with(['.', '!', '?', ':', ',', '"', '\''])
-        && !["The ", "I ", "We ", "It ", "A "].iter().any(|p| s.starts_with(p))
+        && !["The ", "I ", "We ", "It ", "A "]
+            .iter()
+            .any(|p| s.starts_with(p))
         && s.split(|c: char| !c.is_alphanumeric()).any(|w| {
             // `News` only as a newsroom's name (`ITV News`), not the word in a sentence.
             w == "News" || ROLE_WORDS.contains(&w.to_lowercase().as_str())
@@ -230,7 +269,28 @@ pub fn is_role_like(s: &str) -> bool {
 /// `Name, ITV News`, `Name: Political editor`: a byline without `by`.
 fn name_and_role(s: &str) -> Option<String> {
     let (name, role) = s.split_once(", ").or_else(|| s.split_once(": "))?;
-    (is_person_like(name) && is_role_like(role)).then(|| format!("{}, {}", name.trim(), role.trim()))
+    if !is_person_like(name) || !is_role_like(role) {
+        return None;
+    }
+    Some(if is_newsroom(role) {
+        name.trim().to_string()
+    } else {
+        format!("{}, {}", name.trim(), role.trim())
+    })
+}
+
+/// A byline's text as kept: `Name, ITV News` loses the newsroom, `Name, Role` stays.
+pub fn tidy_byline(s: &str) -> String {
+    name_and_role(s).unwrap_or_else(|| s.to_string())
+}
+
+/// `ITV News`, `ITV News Central`: the publisher, not a role; in a byline slot it says nothing.
+pub fn is_newsroom(s: &str) -> bool {
+    is_role_like(s)
+        && s.split_whitespace().any(|w| w == "News")
+        && !s
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|w| ROLE_WORDS.contains(&w.to_lowercase().as_str()))
 }
 
 /// `Tyson FuryTyson Fury`: a caption the page printed twice, run together.
@@ -282,7 +342,9 @@ fn caption_line(s: &str) -> Option<Line> {
 /// bullet (`• Share`).
 fn furniture(s: &str, profile: &Profile) -> Option<Line> {
     let key = profile::key(s)?;
-    let bare = key.trim_start_matches(['•', '-', '–', '—', '|', ' ']).trim();
+    let bare = key
+        .trim_start_matches(['•', '-', '–', '—', '|', ' '])
+        .trim();
     if profile.is_marker(&key) {
         return Some(Line::Marker);
     }
@@ -323,18 +385,27 @@ fn is_counter(key: &str) -> bool {
                 "update" | "updates" | "post" | "posts" | "entries" | "comments" | "replies"
             )
         })
-        && words
-            .first()
-            .is_some_and(|w| w.starts_with(|c: char| c.is_ascii_digit()) || matches!(*w, "view" | "see" | "show" | "all" | "load"))
+        && words.first().is_some_and(|w| {
+            w.starts_with(|c: char| c.is_ascii_digit())
+                || matches!(*w, "view" | "see" | "show" | "all" | "load")
+        })
 }
 
 /// `---Wednesday, 25 March---`: a rule between days.
 fn is_day_rule(key: &str) -> bool {
     let core = key.trim_matches(['-', '–', '—', '=', ' ', '*']);
     core.len() < key.len()
-        && ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-            .iter()
-            .any(|d| core.starts_with(d))
+        && [
+            "monday",
+            "tuesday",
+            "wednesday",
+            "thursday",
+            "friday",
+            "saturday",
+            "sunday",
+        ]
+        .iter()
+        .any(|d| core.starts_with(d))
         && word_count(core) <= 5
 }
 
@@ -350,7 +421,8 @@ fn is_relative_time(key: &str) -> bool {
 
 /// A junk first line: analytics JSON, a script's left-overs.
 fn is_junk(s: &str) -> bool {
-    (s.starts_with('{') && s.ends_with('}')) || (s.starts_with('[') && s.ends_with(']') && s.contains('"'))
+    (s.starts_with('{') && s.ends_with('}'))
+        || (s.starts_with('[') && s.ends_with(']') && s.contains('"'))
 }
 
 /// Classifies one line with the generic profile. `None` for a blank line.
@@ -381,10 +453,24 @@ pub fn classify_with(raw: &str, profile: &Profile) -> Option<Line> {
         return Some(l);
     }
     if let Some((number, text)) = strip_number(s) {
+        // `3. 1405: …`: a numbered post that starts with its time.
+        if let Some((time, text)) = parse_time_prefix(text) {
+            return Some(Line::TimeLed {
+                time,
+                text: text.to_string(),
+            });
+        }
         return Some(Line::Numbered {
             number,
             text: text.to_string(),
         });
+    }
+    // `Watch: …`, `Listen: …`: a link to a video or clip (where a headline is due, a headline).
+    if ["Watch: ", "Listen: ", "Watch live: "]
+        .iter()
+        .any(|p| s.starts_with(p))
+    {
+        return Some(Line::Link(s.to_string()));
     }
     if let Some((time, text)) = parse_time_prefix(s) {
         return Some(Line::TimeLed {
@@ -415,6 +501,9 @@ pub fn classify_with(raw: &str, profile: &Profile) -> Option<Line> {
         }
     }
     if let Some((caption, credit)) = split_credit(s) {
+        if s.starts_with(|c: char| c.is_alphabetic()) && caption.is_empty() {
+            return Some(Line::Credit(credit));
+        }
         return Some(Line::Figure { caption, credit });
     }
     if let Some(b) = name_and_role(s) {

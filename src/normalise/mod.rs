@@ -82,7 +82,11 @@ pub fn story_id(authority: &str, story_published: DateTime<Utc>, slug: &str) -> 
     )
 }
 
-/// A title for an entry without a headline: the start of its first text.
+/// The longest derived title, in characters.
+const DERIVED_TITLE_CHARS: usize = 90;
+
+/// A title for an entry without a headline: the first sentence of its first text, shortened at
+/// a word boundary.
 fn derived_title(blocks: &[Block]) -> String {
     let text = blocks.iter().find_map(|b| match b {
         Block::Paragraph { text } => Some(text.clone()),
@@ -94,9 +98,39 @@ fn derived_title(blocks: &[Block]) -> String {
         Block::Figure { .. } => None,
     });
     match text {
-        Some(t) => truncate_words(&squash(&t), 80),
+        Some(t) => truncate_words(first_sentence(&squash(&t)), DERIVED_TITLE_CHARS),
         None => "Update".to_string(),
     }
+}
+
+/// The first sentence of a text, without its full stop: up to the first `.`, `!` or `?`
+/// followed by a space and a capital, not after an initial or a short abbreviation (`Mr.`).
+fn first_sentence(text: &str) -> &str {
+    let bytes = text.as_bytes();
+    for (i, c) in text.char_indices() {
+        if !matches!(c, '.' | '!' | '?') {
+            continue;
+        }
+        let after = &text[i + 1..];
+        let next_starts = after
+            .strip_prefix(' ')
+            .is_some_and(|a| a.starts_with(|c: char| c.is_uppercase() || "\"'‘“".contains(c)));
+        if !next_starts {
+            continue;
+        }
+        let word = text[..i].rsplit(' ').next().unwrap_or_default();
+        let abbreviation = c == '.'
+            && (word.chars().count() <= 2 && word.starts_with(char::is_uppercase)
+                || [
+                    "Mr", "Mrs", "Ms", "Dr", "St", "Prof", "Sir", "Rev", "Gen", "Lt", "Col",
+                ]
+                .contains(&word));
+        if abbreviation || i == 0 || bytes.get(i.wrapping_sub(1)) == Some(&b' ') {
+            continue;
+        }
+        return if c == '.' { &text[..i] } else { &text[..=i] };
+    }
+    text.strip_suffix('.').unwrap_or(text)
 }
 
 /// The anchor base for an entry: its headline's slug, else its explicit time, else its first words.
@@ -140,6 +174,7 @@ pub fn assemble(report: Report, meta: &StoryMeta) -> Story {
             None => derived_title(&r.blocks),
         })
         .collect();
+    let derived: Vec<bool> = raws.iter().map(|r| r.headline.is_none()).collect();
 
     // Times: manifest by title, then the entry's own time line; then inference.
     let lines: Vec<_> = raws.iter().map(|r| r.time).collect();
@@ -177,28 +212,32 @@ pub fn assemble(report: Report, meta: &StoryMeta) -> Story {
         .zip(titles)
         .zip(anchors)
         .zip(times)
-        .map(|(((raw, title), anchor), (published, inferred))| {
-            let manifest = by_title.get(title.as_str());
-            let updated = match (report.kind, manifest.and_then(|t| t.updated)) {
-                (_, Some(u)) => u.max(published),
-                (StoryKind::Article, None) => meta.updated.max(published),
-                (StoryKind::Live, None) => published,
-            };
-            Entry {
-                story: meta.slug.clone(),
-                id: entry_id(&authority, meta.published, &meta.slug, &anchor),
-                url: format!("{page}#{anchor}"),
-                anchor,
-                summary: body::summary(&raw.blocks, &title),
-                content_html: body::to_html(&raw.blocks),
-                title,
-                authors: raw.authors,
-                published,
-                updated,
-                time_inferred: inferred,
-                blocks: raw.blocks,
-            }
-        })
+        .zip(derived)
+        .map(
+            |((((raw, title), anchor), (published, inferred)), title_derived)| {
+                let manifest = by_title.get(title.as_str());
+                let updated = match (report.kind, manifest.and_then(|t| t.updated)) {
+                    (_, Some(u)) => u.max(published),
+                    (StoryKind::Article, None) => meta.updated.max(published),
+                    (StoryKind::Live, None) => published,
+                };
+                Entry {
+                    story: meta.slug.clone(),
+                    id: entry_id(&authority, meta.published, &meta.slug, &anchor),
+                    url: format!("{page}#{anchor}"),
+                    anchor,
+                    summary: body::summary(&raw.blocks, &title),
+                    content_html: body::to_html(&raw.blocks),
+                    title,
+                    title_derived,
+                    authors: raw.authors,
+                    published,
+                    updated,
+                    time_inferred: inferred,
+                    blocks: raw.blocks,
+                }
+            },
+        )
         .collect();
     crate::model::sort_newest_first(&mut entries);
     let updated = entries

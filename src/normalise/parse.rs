@@ -1,6 +1,9 @@
 //! Grouping classified lines into a story: title, standfirst, and entries newest first.
 
-use super::lines::{Line, classify_with, is_name_like, is_person_like, is_role_like};
+use super::lines::{
+    Line, classify_with, is_headline_like, is_name_like, is_newsroom, is_person_like, is_role_like,
+    tidy_byline,
+};
 use super::profile::{self, Profile};
 use super::time::TimeLine;
 use crate::model::{Block, StoryKind};
@@ -89,8 +92,22 @@ const BANNER_ZONE: usize = 12;
 
 /// Desk labels that sit where a byline would (`National`): not authors.
 const DESKS: &[&str] = &[
-    "national", "international", "regional", "politics", "world", "uk", "business", "sport",
-    "news", "local", "breaking", "live", "newsdesk", "news desk", "reporter", "staff",
+    "national",
+    "international",
+    "regional",
+    "politics",
+    "world",
+    "uk",
+    "business",
+    "sport",
+    "news",
+    "local",
+    "breaking",
+    "live",
+    "newsdesk",
+    "news desk",
+    "reporter",
+    "staff",
 ];
 
 fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
@@ -136,7 +153,41 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
         }
     }
     join_name_and_role(&mut lines);
+    label_value_lists(&mut lines);
     lines
+}
+
+/// `Label: value`: a line of a results or poll block (`Turnout: 61%`).
+fn label_value(s: &str) -> bool {
+    let Some((label, value)) = s.split_once(": ") else {
+        return false;
+    };
+    let (lw, vw) = (
+        label.split_whitespace().count(),
+        value.split_whitespace().count(),
+    );
+    (1..=4).contains(&lw)
+        && (1..=8).contains(&vw)
+        && label.starts_with(char::is_uppercase)
+        && !value.ends_with(['.', '!', '?', '"', '\'', '”', '’'])
+        && !value.starts_with(['"', '\'', '‘', '“'])
+}
+
+/// Two or more `Label: value` lines in a row are a list, not headlines or captions.
+fn label_value_lists(lines: &mut [Classified]) {
+    let is_lv = |l: &Classified| matches!(&l.kind, Line::Text { text, .. } if label_value(text));
+    let mut i = 0;
+    while i < lines.len() {
+        let run = lines[i..].iter().take_while(|l| is_lv(l)).count();
+        if run >= 2 {
+            for l in &mut lines[i..i + run] {
+                if let Line::Text { text, .. } = &l.kind {
+                    l.kind = Line::Bullet(text.clone());
+                }
+            }
+        }
+        i += run.max(1);
+    }
 }
 
 /// `Nick Eardley` above `Political correspondent` (or a `by` line above its role): one byline.
@@ -145,17 +196,21 @@ fn join_name_and_role(lines: &mut Vec<Classified>) {
     while i + 1 < lines.len() {
         let name = match &lines[i].kind {
             Line::Byline(b) if !b.contains(',') => Some(b.clone()),
+            Line::Numbered { number: 1, text } if is_person_like(text) => Some(text.clone()),
             Line::Text { text, .. } if is_person_like(text) => Some(text.clone()),
             _ => None,
         };
         let role = match &lines[i + 1].kind {
-            Line::Text { text, .. } => {
-                Some(text.clone()).filter(|t| is_role_like(t) && !is_person_like(t))
-            }
+            Line::Text { text, .. } => Some(text.clone())
+                .filter(|t| is_role_like(t) && (!is_person_like(t) || is_newsroom(t))),
             _ => None,
         };
         if let (Some(name), Some(role)) = (name, role) {
-            lines[i].kind = Line::Byline(format!("{name}, {role}"));
+            lines[i].kind = Line::Byline(if is_newsroom(&role) {
+                name
+            } else {
+                format!("{name}, {role}")
+            });
             lines.remove(i + 1);
         }
         i += 1;
@@ -187,9 +242,11 @@ fn find_header(lines: &[Classified]) -> Option<usize> {
 fn opens_numbered_entry(lines: &[Classified], i: usize) -> bool {
     matches!(lines[i].kind, Line::Numbered { .. })
         && lines[i].indent <= 3
-        && lines
-            .get(i + 1)
-            .is_some_and(|n| n.indent >= lines[i].indent + 2 && n.indent >= 3 && !matches!(n.kind, Line::Numbered { .. }))
+        && lines.get(i + 1).is_some_and(|n| {
+            n.indent >= lines[i].indent + 2
+                && n.indent >= 3
+                && !matches!(n.kind, Line::Numbered { .. })
+        })
 }
 
 /// Numbered entries (`  1. Title` with the body indented under it) become an entry opening
@@ -214,7 +271,7 @@ fn unfold_numbered_entries(lines: Vec<Classified>, profile: &Profile) -> Vec<Cla
                 let kind = match inner {
                     // A numbered entry's first line is its heading or its text, not a byline.
                     Line::Byline(_) | Line::Numbered { .. } | Line::Attribution(_) => Line::Text {
-                        headline_like: super::lines::is_headline_like(text),
+                        headline_like: is_headline_like(text),
                         text: text.clone(),
                     },
                     other => other,
@@ -233,15 +290,26 @@ fn unfold_numbered_entries(lines: Vec<Classified>, profile: &Profile) -> Vec<Cla
 
 /// Lines that open an entry wherever they are.
 fn is_opener(l: &Line) -> bool {
-    matches!(l, Line::Time(_) | Line::TimeLed { .. } | Line::EntryStart | Line::Untitled)
+    matches!(
+        l,
+        Line::Time(_) | Line::TimeLed { .. } | Line::EntryStart | Line::Untitled
+    )
 }
 
 /// Whether a page without a manifest kind or a header is still a live page: it has an update
 /// counter, or several lines that open entries.
 fn looks_live(lines: &[Classified]) -> bool {
     lines.iter().any(|l| l.kind == Line::Counter)
-        || lines.iter().filter(|l| is_opener(&l.kind) && !matches!(l.kind, Line::Time(_))).count() >= 2
-        || lines.iter().filter(|l| matches!(l.kind, Line::Time(_) | Line::TimeLed { .. })).count() >= 3
+        || lines
+            .iter()
+            .filter(|l| is_opener(&l.kind) && !matches!(l.kind, Line::Time(_)))
+            .count()
+            >= 2
+        || lines
+            .iter()
+            .filter(|l| matches!(l.kind, Line::Time(_) | Line::TimeLed { .. }))
+            .count()
+            >= 3
 }
 
 /// Parses report text. `kind` comes from the manifest when there is one; otherwise a page
@@ -364,9 +432,17 @@ fn parse_live(
     let (standfirst, body_start) = match header {
         _ if headless => (String::new(), 0),
         Some(h) if h > title_at => {
-            let paras: Vec<&str> = lines[title_at + 1..h]
+            // A section above the stream (`Key events`) and the page's bylines are not the
+            // standfirst.
+            let head = &lines[title_at + 1..h];
+            let head = &head[..head
+                .iter()
+                .position(|l| l.kind == Line::Section)
+                .unwrap_or(head.len())];
+            let paras: Vec<&str> = head
                 .iter()
                 .filter_map(|l| text_of(&l.kind))
+                .filter(|t| !is_person_like(t))
                 .collect();
             (paras.join(" "), h + 1)
         }
@@ -574,17 +650,24 @@ impl Group {
                     Last::Body
                 }
             }
-            Line::Figure { caption, credit } => {
+            Line::Credit(credit) => {
                 match self.blocks.last_mut() {
                     // A credit alone on its line belongs to the caption above it.
-                    Some(Block::Figure { credit: c @ None, .. }) if caption.is_empty() => {
-                        *c = Some(credit.clone());
-                    }
+                    Some(Block::Figure {
+                        credit: c @ None, ..
+                    }) => *c = Some(credit.clone()),
                     _ => self.blocks.push(Block::Figure {
-                        caption: caption.clone(),
+                        caption: String::new(),
                         credit: Some(credit.clone()),
                     }),
                 }
+                Last::Caption
+            }
+            Line::Figure { caption, credit } => {
+                self.blocks.push(Block::Figure {
+                    caption: caption.clone(),
+                    credit: Some(credit.clone()),
+                });
                 if matches!(self.last, Last::Headline | Last::Caption) {
                     Last::Caption
                 } else {
@@ -654,7 +737,9 @@ impl Group {
             Line::ImageSource(credit) => {
                 let credit = format!("Image source: {credit}");
                 match self.blocks.last_mut() {
-                    Some(Block::Figure { credit: c @ None, .. }) if self.alt_pending => {
+                    Some(Block::Figure {
+                        credit: c @ None, ..
+                    }) if self.alt_pending => {
                         *c = Some(credit);
                     }
                     _ => self.blocks.push(Block::Figure {
@@ -677,6 +762,7 @@ impl Group {
             | Line::BannerEnd
             | Line::Counter
             | Line::EntryStart
+            | Line::Link(_)
             | Line::Untitled => {
                 alt_pending = self.alt_pending;
                 self.last
@@ -767,16 +853,24 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
             Line::Numbered { number: 1, text }
                 if is_name_like(text) && !next_is_number(lines, i, 2) =>
             {
-                Line::Byline(text.clone())
+                Line::Byline(tidy_byline(text))
             }
             // An image's alt text above its caption or credit line: a figure, not a headline.
             Line::Text { text, .. }
-                if lines.get(i + 1).is_some_and(|n| {
-                    matches!(n.kind, Line::Caption(_) | Line::ImageSource(_))
+                if lines.get(i + 1).is_some_and(|n| match &n.kind {
+                    Line::Caption(_) | Line::ImageSource(_) => true,
+                    // A credit alone on the next line: this line is the caption.
+                    Line::Credit(_) => text.len() <= 200,
+                    _ => false,
                 }) =>
             {
                 Line::AltText(text.clone())
             }
+            // A link where an entry is due is that entry's headline.
+            Line::Link(text) if entry_due || current.is_none() => Line::Text {
+                text: text.clone(),
+                headline_like: is_headline_like(text),
+            },
             other => other.clone(),
         };
         match &line {
@@ -785,7 +879,17 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
             | Line::Noise
             | Line::End
             | Line::BannerEnd
-            | Line::Counter => continue,
+            | Line::Counter
+            | Line::Link(_) => continue,
+            Line::EntryStart | Line::Untitled | Line::Time(_) if current.is_none() => {
+                // Bylines above the first entry's opening are the page's, not the entry's.
+                pending_authors.clear();
+                entry_due = true;
+                untitled_due = l.kind == Line::Untitled;
+                if let Line::Time(t) = &line {
+                    pending_time = Some(*t);
+                }
+            }
             Line::EntryStart => entry_due = true,
             Line::Untitled => {
                 entry_due = true;
@@ -822,10 +926,17 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                 if let Some(g) = current.take() {
                     entries.push(g.finish());
                 }
-                let mut g = Group::new(l.line, None);
+                // `10.55am: Buses diverted`: a stamped headline; `0240: The recount…`: text.
+                let headline = match &line {
+                    Line::TimeLed { text, .. } if is_headline_like(text) => Some(text.clone()),
+                    _ => None,
+                };
+                let mut g = Group::new(l.line, headline.clone());
                 g.authors = std::mem::take(&mut pending_authors);
                 g.time = Some(*time);
-                g.add_body_line(&line, false);
+                if headline.is_none() {
+                    g.add_body_line(&line, false);
+                }
                 current = Some(g);
                 pending_time = None;
                 entry_due = false;

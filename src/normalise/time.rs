@@ -53,6 +53,22 @@ fn day(word: &str) -> Option<u32> {
     w.parse().ok().filter(|d| (1..=31).contains(d))
 }
 
+fn is_weekday(word: &str) -> bool {
+    let w = word.trim_end_matches(['.', ',']).to_ascii_lowercase();
+    w.len() >= 3
+        && [
+            "monday",
+            "tuesday",
+            "wednesday",
+            "thursday",
+            "friday",
+            "saturday",
+            "sunday",
+        ]
+        .iter()
+        .any(|d| d.starts_with(&w))
+}
+
 /// Parses `2:34pm`, `2.34 pm`, `2pm`, `14:34`, `14.34`.
 fn time_of_day(words: &[&str]) -> Option<NaiveTime> {
     let joined: String = words.concat().to_ascii_lowercase();
@@ -111,8 +127,11 @@ pub fn parse_time_line(line: &str) -> Option<TimeLine> {
         .filter(|w| !w.is_empty())
         .collect();
     if let Some(first) = words.first() {
-        let f = first.to_ascii_lowercase();
-        if matches!(f.as_str(), "updated" | "posted" | "published" | "last") {
+        let f = first.trim_end_matches(':').to_ascii_lowercase();
+        if matches!(
+            f.as_str(),
+            "updated" | "posted" | "published" | "last" | "post"
+        ) {
             words.remove(0);
             if words
                 .first()
@@ -122,7 +141,11 @@ pub fn parse_time_line(line: &str) -> Option<TimeLine> {
             }
         }
     }
-    words.retain(|w| !w.eq_ignore_ascii_case("at") && *w != "-" && *w != "|");
+    words.retain(|w| !w.eq_ignore_ascii_case("at") && !matches!(*w, "-" | "|" | ":" | "on"));
+    // `Tue 25 Mar 2025 14.22 GMT`: the day's name adds nothing to its date.
+    if words.first().is_some_and(|w| is_weekday(w)) {
+        words.remove(0);
+    }
     let mut offset = None;
     if let Some(last) = words.last() {
         if let Some(z) = zone(last) {

@@ -18,7 +18,12 @@ pub const PROFILE: Profile = Profile {
         "bbc local live",
         "posted at ",
     ],
-    markers: &["live reporting", "live text", "live commentary", "bbc local live"],
+    markers: &[
+        "live reporting",
+        "live text",
+        "live commentary",
+        "bbc local live",
+    ],
     sections: &[],
     noise: &[
         "got a tv licence?",

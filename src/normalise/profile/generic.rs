@@ -17,9 +17,16 @@ pub const PROFILE: Profile = Profile {
         "live feed",
         "as it happened",
         "latest news",
+        "latest",
         "updates",
     ],
-    sections: &["summary", "key events", "key points", "what we know", "the key points"],
+    sections: &[
+        "summary",
+        "key events",
+        "key points",
+        "what we know",
+        "the key points",
+    ],
     noise: &[
         // Adverts and loaders.
         "advertisement",

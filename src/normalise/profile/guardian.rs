@@ -20,7 +20,12 @@ pub const PROFILE: Profile = Profile {
     ],
     sections: &["key events"],
     noise: &["key events", "blocks", "filter", "live feed"],
-    noise_prefixes: &["first published on ", "updated at ", "show key events only", "please turn on javascript"],
+    noise_prefixes: &[
+        "first published on ",
+        "updated at ",
+        "show key events only",
+        "please turn on javascript",
+    ],
     untitled_headings: &[],
     banner_ends: &[],
 };

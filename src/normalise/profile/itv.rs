@@ -14,7 +14,12 @@ pub const PROFILE: Profile = Profile {
     ],
     markers: &["latest itv news reports", "latest reports"],
     sections: &[],
-    noise: &["itv news", "itv report", "watch itv news", "more from itv news"],
+    noise: &[
+        "itv news",
+        "itv report",
+        "watch itv news",
+        "more from itv news",
+    ],
     noise_prefixes: &["view all "],
     untitled_headings: &[],
     banner_ends: &[],

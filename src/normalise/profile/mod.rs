@@ -98,7 +98,6 @@ impl Profile {
     pub fn is_banner_end(&self, key: &str) -> bool {
         Self::has(self.banner_ends, key) || Self::has(GENERIC.banner_ends, key)
     }
-
 }
 
 /// Chooses the profile for a page: the named one if it exists, else the one claiming the most
@@ -131,16 +130,28 @@ mod tests {
 
     #[test]
     fn pages_choose_their_profile() {
-        assert_eq!(select("Title\n\nLive Reporting\n\nAll times stated are UK\n", None).name, "bbc-live");
-        assert_eq!(select("Title\n\nLatest ITV News reports\n", None).name, "itv");
+        assert_eq!(
+            select("Title\n\nLive Reporting\n\nAll times stated are UK\n", None).name,
+            "bbc-live"
+        );
+        assert_eq!(
+            select("Title\n\nLatest ITV News reports\n", None).name,
+            "itv"
+        );
         assert_eq!(select("Title\n\nSomething\n", None).name, "generic");
-        assert_eq!(select("Title\n\nLive Reporting\n", Some("guardian")).name, "guardian");
+        assert_eq!(
+            select("Title\n\nLive Reporting\n", Some("guardian")).name,
+            "guardian"
+        );
         assert_eq!(select("Title\n", Some("no-such")).name, "generic");
     }
 
     #[test]
     fn keys_ignore_case_and_trailing_marks() {
-        assert_eq!(key("  View all 12 updates ›").as_deref(), Some("view all 12 updates"));
+        assert_eq!(
+            key("  View all 12 updates ›").as_deref(),
+            Some("view all 12 updates")
+        );
         assert_eq!(key("Sort by:").as_deref(), Some("sort by"));
     }
 }
