@@ -1500,6 +1500,41 @@ fn furniture_links_and_headline_prefixes() {
     );
 }
 
+#[test]
+fn a_live_label_above_the_title_day_rules_and_a_cut_off_heading() {
+    let s = other("bbc-live-label-cut-off.txt");
+    // `Live` above the title is a label: `Live Reporting` below the summary is the header.
+    assert_eq!(
+        s.title,
+        "Ferry strike: Crossings cancelled for a second day"
+    );
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Talks to resume on Monday",
+            "Islanders say they have been left without deliveries of fresh food since Tuesday",
+            "Picket lines at the harbour",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, true, false]);
+    assert_eq!(
+        authors(&s),
+        vec![vec!["Callum Reid, Scotland reporter"], vec![], vec![]]
+    );
+    // `09:12 26 March`: a time with its day; `17:55` the evening before.
+    assert_eq!(inferred(&s), vec![false; 3]);
+    assert_eq!(
+        published(&s)[2],
+        published(&s)[1] - chrono::Duration::minutes(14 * 60 + 45)
+    );
+    assert_eq!(
+        html(&s, 0),
+        "<p>Both sides have agreed to meet again on Monday, the union has confirmed.</p>"
+    );
+    // The page stops under the last heading: that entry is not there yet.
+    assert!(!titles(&s).contains(&"Ferry operator issues new timetable"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Times and determinism
 
@@ -1515,6 +1550,7 @@ const FIXTURES: &[&str] = &[
     "timestamp-led-entries.txt",
     "captions-and-embeds.txt",
     "furniture-and-links.txt",
+    "bbc-live-label-cut-off.txt",
     "captions-in-a-row.txt",
     "africa-correspondent-bylines.txt",
     "tweet-only-entry.txt",

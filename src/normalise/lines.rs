@@ -2,7 +2,7 @@
 //! neighbours. The grouping into entries (in `parse`) is where context comes in.
 
 use super::profile::{self, Profile};
-use super::time::{TimeLine, parse_time_line, parse_time_prefix};
+use super::time::{TimeLine, is_date_line, parse_time_line, parse_time_prefix};
 
 /// One classified, non-blank line of a report.
 #[derive(Debug, Clone, PartialEq)]
@@ -203,6 +203,10 @@ fn strip_number(s: &str) -> Option<(u32, &str)> {
         return None;
     }
     let rest = s[digits..].strip_prefix(['.', ')'])?;
+    // `1.` alone: a numbered entry whose heading is on the lines below.
+    if rest.is_empty() {
+        return Some((s[..digits].parse().ok()?, ""));
+    }
     if !rest.starts_with(' ') {
         return None;
     }
@@ -363,7 +367,7 @@ fn furniture(s: &str, profile: &Profile) -> Option<Line> {
     if is_counter(bare) {
         return Some(Line::Counter);
     }
-    if profile.is_noise(&key) || profile.is_noise(bare) || is_day_rule(&key) {
+    if profile.is_noise(&key) || profile.is_noise(bare) || is_day_rule(&key) || is_date_line(bare) {
         return Some(Line::Noise);
     }
     if is_relative_time(bare) {

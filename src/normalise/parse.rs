@@ -233,9 +233,26 @@ fn find_header(lines: &[Classified]) -> Option<usize> {
         .position(|l| l.kind == Line::End)
         .unwrap_or(lines.len());
     let with_content = |i: usize| lines[i + 1..end].iter().any(|l| is_content(&l.kind));
-    (0..end)
-        .find(|&i| lines[i].kind == Line::Marker && with_content(i))
-        .or_else(|| (0..end).find(|&i| lines[i].kind == Line::Section && with_content(i)))
+    let markers: Vec<usize> = (0..end)
+        .filter(|&i| lines[i].kind == Line::Marker && with_content(i))
+        .collect();
+    // A label above the title (`Live`) is not the header when a marker follows the title and
+    // its standfirst or summary: at most a few paragraphs and no entry between them.
+    let mut header = markers.first().copied();
+    for &next in markers.iter().skip(1) {
+        let Some(h) = header else { break };
+        let between = &lines[h + 1..next];
+        let texts = between
+            .iter()
+            .filter(|l| matches!(l.kind, Line::Text { .. }))
+            .count();
+        if texts <= 4 && !between.iter().any(|l| is_opener(&l.kind)) {
+            header = Some(next);
+        } else {
+            break;
+        }
+    }
+    header.or_else(|| (0..end).find(|&i| lines[i].kind == Line::Section && with_content(i)))
 }
 
 /// Whether a numbered line opens an entry: item `n` at the margin, its body indented under it.
@@ -262,12 +279,14 @@ fn unfold_numbered_entries(lines: Vec<Classified>, profile: &Profile) -> Vec<Cla
     for (l, open) in lines.into_iter().zip(opens) {
         match (&l.kind, open) {
             (Line::Numbered { text, .. }, true) => {
-                let inner = classify_with(text, profile).unwrap_or(Line::Noise);
                 out.push(Classified {
                     line: l.line,
                     indent: l.indent,
                     kind: Line::EntryStart,
                 });
+                let Some(inner) = classify_with(text, profile) else {
+                    continue;
+                };
                 let kind = match inner {
                     // A numbered entry's first line is its heading or its text, not a byline.
                     Line::Byline(_) | Line::Numbered { .. } | Line::Attribution(_) => Line::Text {
@@ -678,6 +697,7 @@ impl Group {
                 self.push_list_item(false, item);
                 Last::Body
             }
+            Line::Numbered { text, .. } if text.is_empty() => self.last,
             Line::Numbered { text, .. } => {
                 self.push_list_item(true, text);
                 Last::Body
@@ -999,7 +1019,15 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
             && g.authors.is_empty()
             && g.time.is_none()
             && !entries.is_empty();
+        // A cut-off page that stops after an entry's heading and time: the heading has no
+        // body yet, so the entry is not there.
+        let cut_heading = !complete
+            && g.blocks.is_empty()
+            && g.entry.headline.is_some()
+            && g.time.is_some()
+            && !entries.is_empty();
         match (cut_paragraph, g.entry.headline.take(), entries.last_mut()) {
+            _ if cut_heading => {}
             // A cut-off page ending in a short line with nothing under it: that line is the
             // start of a paragraph of the entry above, not a new entry with no body.
             (true, Some(text), Some(prev)) => prev.blocks.push(Block::Paragraph { text }),

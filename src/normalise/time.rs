@@ -69,6 +69,30 @@ fn is_weekday(word: &str) -> bool {
         .any(|d| d.starts_with(&w))
 }
 
+/// `25 March` or `March 25`.
+fn day_month(a: &str, b: &str) -> bool {
+    (day(a).is_some() && month(b).is_some()) || (month(a).is_some() && day(b).is_some())
+}
+
+/// A line that is only a date (`Wednesday 25 March`, `25 March 2025`, `March 25, 2025`):
+/// a rule between days on a live page.
+pub fn is_date_line(line: &str) -> bool {
+    let mut words: Vec<&str> = line
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.first().is_some_and(|w| is_weekday(w)) {
+        words.remove(0);
+    }
+    let year = |w: &str| w.len() == 4 && w.bytes().all(|b| b.is_ascii_digit());
+    match words.as_slice() {
+        [] => line.split_whitespace().count() == 1 && is_weekday(line.trim()),
+        [a, b] => day_month(a, b),
+        [a, b, y] => day_month(a, b) && year(y),
+        _ => false,
+    }
+}
+
 /// Parses `2:34pm`, `2.34 pm`, `2pm`, `14:34`, `14.34`.
 fn time_of_day(words: &[&str]) -> Option<NaiveTime> {
     let joined: String = words.concat().to_ascii_lowercase();
@@ -170,6 +194,13 @@ pub fn parse_time_line(line: &str) -> Option<TimeLine> {
             }
             _ => None,
         }
+    };
+    // `14:05 25 March`, `25 Mar 14:05`: a day without its year names no date the page's
+    // times can be placed by, only the time.
+    let words: Vec<&str> = match words.as_slice() {
+        [t, d, m] | [t, m, d] if day(d).is_some() && month(m).is_some() => vec![*t],
+        [d, m, t] | [m, d, t] if day(d).is_some() && month(m).is_some() => vec![*t],
+        _ => words,
     };
     let n = words.len();
     if n == 0 || n > 5 {
