@@ -22,6 +22,7 @@ fn meta(slug: &str, url: Option<&str>, published: &str, updated: &str) -> StoryM
     StoryMeta {
         slug: slug.to_string(),
         kind: None,
+        template: None,
         url: url.map(str::to_string),
         published: utc(published),
         updated: utc(updated),

@@ -24,6 +24,8 @@ pub struct StoryMeta {
     pub slug: String,
     /// `None` lets the report decide (a live header means a live page).
     pub kind: Option<StoryKind>,
+    /// The page template's profile by name (`bbc-live`); `None` lets the page's content choose.
+    pub template: Option<String>,
     /// The page the report was saved from. Its host names the `tag:` URIs.
     pub url: Option<String>,
     pub published: DateTime<Utc>,
@@ -154,7 +156,7 @@ fn anchor_base(headline: Option<&str>, explicit: Option<DateTime<Utc>>, title: &
 
 /// Parses and normalises one report into a story.
 pub fn normalise(text: &str, meta: &StoryMeta) -> Result<Story, ParseError> {
-    let report = parse(text, meta.kind)?;
+    let report = parse::parse_with(text, meta.kind, meta.template.as_deref())?;
     Ok(assemble(report, meta))
 }
 

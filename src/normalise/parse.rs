@@ -1263,6 +1263,20 @@ mod tests {
     }
 
     #[test]
+    fn a_template_named_in_the_manifest_chooses_the_profile() {
+        let text = "Title\n\nLive Reporting\n\nAll times stated are UK\n\nResults\n\nThe scores are in.\n\nGoal\n\nA goal.\n";
+        // The page's content chooses BBC live, where `Results` is a tab of the page.
+        let chosen = parse_with(text, None, None).unwrap();
+        assert_eq!(headlines(&chosen.entries), vec![None, Some("Goal")]);
+        // Named in the manifest, the generic profile wins over the page's content.
+        let generic = parse_with(text, None, Some("generic")).unwrap();
+        assert_eq!(
+            headlines(&generic.entries),
+            vec![Some("Results"), Some("Goal")]
+        );
+    }
+
+    #[test]
     fn an_advert_inside_a_numbered_list_does_not_make_a_byline() {
         let e = live(
             "The bills\n\nThe measures:\n\n  1. Care Bill\n\nAdvertisement\n\n  2. Energy Bill\n",
