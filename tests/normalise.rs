@@ -1334,7 +1334,12 @@ fn local_breaking_news_blog_with_no_blank_lines() {
     // `By A, B and C` under the title is the story's byline, not each entry's.
     assert_eq!(authors(&s), vec![Vec::<&str>::new(); 4]);
     assert_eq!(times_of_day(&s), vec!["10:20", "09:55", "09:31", "08:48"]);
-    assert_eq!(count(html(&s, 1), "<p>"), 2);
+    // A sentence the page broke over two lines is one paragraph.
+    assert_eq!(
+        html(&s, 1),
+        "<p>Stagecoach says services 192 and 199 are being diverted via Bramhall Moor Lane.</p>\
+         <p>Delays of up to 30 minutes are expected.</p>"
+    );
     assert_eq!(
         html(&s, 0),
         "<p>Greater Manchester Police say the road is likely to remain closed until at least \
@@ -1367,6 +1372,7 @@ fn itv_home_page_stream_without_a_story_title() {
             "Ambulance workers to strike again next month",
             "WATCH: Firefighters rescue horse stuck in a ditch",
             "Bank of England expected to hold interest rates",
+            "LIVE: Prime Minister faces MPs at Question Time",
             "Special Report: Inside the hospital running out of beds",
         ]
     );
@@ -1376,6 +1382,7 @@ fn itv_home_page_stream_without_a_story_title() {
             vec!["Daniel Hewitt"],
             vec![],
             vec![],
+            vec!["Tom Ashby"],
             vec!["Emma Carlton, Health editor"],
         ]
     );
@@ -1536,6 +1543,30 @@ fn a_live_label_above_the_title_day_rules_and_a_cut_off_heading() {
     assert!(!titles(&s).contains(&"Ferry operator issues new timetable"));
 }
 
+#[test]
+fn guardian_key_events_list_without_its_end_line() {
+    let s = other("guardian-key-event-labels.txt");
+    // The key events list repeats the headlines of entries below: it is not entries.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Housing secretary insists target can be met",
+            "Building starts fall for third quarter in a row",
+        ]
+    );
+    assert_eq!(times_of_day(&s), vec!["12:15", "10:05"]);
+    assert!(
+        s.entries
+            .iter()
+            .all(|e| !e.content_html.contains("Key event"))
+    );
+    assert!(
+        s.entries
+            .iter()
+            .all(|e| !e.content_html.contains("<figure>"))
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Times and determinism
 
@@ -1552,6 +1583,7 @@ const FIXTURES: &[&str] = &[
     "captions-and-embeds.txt",
     "furniture-and-links.txt",
     "bbc-live-label-cut-off.txt",
+    "guardian-key-event-labels.txt",
     "captions-in-a-row.txt",
     "africa-correspondent-bylines.txt",
     "tweet-only-entry.txt",

@@ -154,7 +154,47 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
     }
     join_name_and_role(&mut lines);
     label_value_lists(&mut lines);
+    join_split_sentences(&mut lines);
     lines
+}
+
+/// A sentence the page broke over two lines: the second starts in lower case under a line
+/// that did not end a sentence. One line again, judged as a whole.
+fn join_split_sentences(lines: &mut Vec<Classified>) {
+    let mut dead = vec![false; lines.len()];
+    let mut i = 0;
+    while i + 1 < lines.len() {
+        let joined = match (&lines[i].kind, &lines[i + 1].kind) {
+            (Line::Text { text: a, .. }, Line::Text { text: b, .. })
+                if b.starts_with(char::is_lowercase)
+                    && !a
+                        .trim_end()
+                        .ends_with(['.', '!', '?', ':', '"', '”', '\'', '’', ')', '…']) =>
+            {
+                Some(format!("{a} {b}"))
+            }
+            _ => None,
+        };
+        if let Some(text) = joined {
+            lines[i + 1].kind = Line::Text {
+                headline_like: is_headline_like(&text),
+                text,
+            };
+            lines[i + 1].line = lines[i].line;
+            dead[i] = true;
+        }
+        i += 1;
+    }
+    remove_dead(lines, &dead);
+}
+
+/// Drops the lines a pass merged into their neighbours (in one sweep: pages can be long).
+fn remove_dead(lines: &mut Vec<Classified>, dead: &[bool]) {
+    let mut i = 0;
+    lines.retain(|_| {
+        i += 1;
+        !dead[i - 1]
+    });
 }
 
 /// `Label: value`: a line of a results or poll block (`Turnout: 61%`).
@@ -192,6 +232,7 @@ fn label_value_lists(lines: &mut [Classified]) {
 
 /// `Nick Eardley` above `Political correspondent` (or a `by` line above its role): one byline.
 fn join_name_and_role(lines: &mut Vec<Classified>) {
+    let mut dead = vec![false; lines.len()];
     let mut i = 0;
     while i + 1 < lines.len() {
         let name = match &lines[i].kind {
@@ -211,10 +252,12 @@ fn join_name_and_role(lines: &mut Vec<Classified>) {
             } else {
                 format!("{name}, {role}")
             });
-            lines.remove(i + 1);
+            dead[i + 1] = true;
+            i += 1;
         }
         i += 1;
     }
+    remove_dead(lines, &dead);
 }
 
 fn is_content(l: &Line) -> bool {
@@ -497,6 +540,7 @@ fn parse_live(
         }
     }
     let mut entries = group_entries(&lines[body_start..], complete);
+    drop_teasers(&mut entries);
     if oldest_first(&entries) {
         entries.reverse();
     }
@@ -514,6 +558,18 @@ fn parse_live(
         description: squash(&standfirst),
         entries,
     })
+}
+
+/// A list of the page's own headlines (key events, a summary of posts) reads as entries with
+/// no text: an entry with no text whose headline another entry carries is that list.
+fn drop_teasers(entries: &mut Vec<RawEntry>) {
+    let has_text = |e: &RawEntry| e.blocks.iter().any(|b| !matches!(b, Block::Figure { .. }));
+    let with_text: Vec<String> = entries
+        .iter()
+        .filter(|e| has_text(e))
+        .filter_map(|e| e.headline.clone())
+        .collect();
+    entries.retain(|e| has_text(e) || e.headline.as_ref().is_none_or(|h| !with_text.contains(h)));
 }
 
 /// Whether the entries run oldest first: more of the steps between entries with times go

@@ -20,13 +20,7 @@ pub const PROFILE: Profile = Profile {
         "latest",
         "updates",
     ],
-    sections: &[
-        "summary",
-        "key events",
-        "key points",
-        "what we know",
-        "the key points",
-    ],
+    sections: &["summary", "key events", "key points"],
     noise: &[
         // Adverts and loaders.
         "advertisement",

@@ -19,7 +19,7 @@ pub const PROFILE: Profile = Profile {
         "please turn on javascript to use this feature",
     ],
     sections: &["key events"],
-    noise: &["key events", "blocks", "filter", "live feed"],
+    noise: &["key event", "key events", "blocks", "filter", "live feed"],
     noise_prefixes: &[
         "first published on ",
         "updated at ",
