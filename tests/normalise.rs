@@ -1567,6 +1567,39 @@ fn guardian_key_events_list_without_its_end_line() {
     );
 }
 
+#[test]
+fn bbc_live_headlines_over_times_said_twice() {
+    let s = other("bbc-live-headline-then-time.txt");
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Talks to resume on Monday",
+            "Islanders say they have been left without deliveries of fresh food since Tuesday",
+            "Watch: Empty ferry terminal at Oban",
+            "Ferry operator apologises",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, true, false, false]);
+    assert_eq!(
+        authors(&s),
+        vec![
+            vec!["Callum Reid, Scotland reporter"],
+            vec![],
+            vec![],
+            vec![]
+        ]
+    );
+    // `published at 09:12 26 March` over `09:12 26 March`: one time, not two entries.
+    assert_eq!(times_of_day(&s), vec!["08:12", "07:40", "07:15", "06:50"]);
+    assert_eq!(inferred(&s), vec![false; 4]);
+    // A video post: its caption line is its body.
+    assert_eq!(
+        html(&s, 2),
+        "<figure><figcaption>The ferry terminal at Oban has been quiet all morning</figcaption>\
+         </figure>"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Times and determinism
 
@@ -1584,6 +1617,7 @@ const FIXTURES: &[&str] = &[
     "furniture-and-links.txt",
     "bbc-live-label-cut-off.txt",
     "guardian-key-event-labels.txt",
+    "bbc-live-headline-then-time.txt",
     "captions-in-a-row.txt",
     "africa-correspondent-bylines.txt",
     "tweet-only-entry.txt",

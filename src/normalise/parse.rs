@@ -155,6 +155,15 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
     join_name_and_role(&mut lines);
     label_value_lists(&mut lines);
     join_split_sentences(&mut lines);
+    // `published at 09:12` over `09:12`: the page says the time twice (once for screen
+    // readers); the second is not a new entry's.
+    let mut dead = vec![false; lines.len()];
+    for i in 1..lines.len() {
+        if let (Line::Time(a), Line::Time(b)) = (&lines[i - 1].kind, &lines[i].kind) {
+            dead[i] = a == b;
+        }
+    }
+    remove_dead(&mut lines, &dead);
     lines
 }
 
@@ -943,10 +952,19 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                 Line::AltText(text.clone())
             }
             // A link where an entry is due is that entry's headline.
-            Line::Link(text) if entry_due || current.is_none() => Line::Text {
-                text: text.clone(),
-                headline_like: is_headline_like(text),
-            },
+            Line::Link(text)
+                if entry_due
+                    || current.is_none()
+                    || lines[i + 1..]
+                        .iter()
+                        .find(|n| is_content(&n.kind))
+                        .is_some_and(|n| matches!(n.kind, Line::Time(_))) =>
+            {
+                Line::Text {
+                    text: text.clone(),
+                    headline_like: is_headline_like(text),
+                }
+            }
             other => other.clone(),
         };
         match &line {
@@ -1030,6 +1048,17 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                     None => true,
                     Some(_) if entry_due => true,
                     Some(_) if numbered => false,
+                    // Where times follow headlines, a headline-like line over a time line is
+                    // the next entry's headline, even under a caption.
+                    Some(_)
+                        if placement == TimePlacement::After
+                            && headline_like
+                            && (i + 1..lines.len())
+                                .find(|&j| is_content(&lines[j].kind) && !is_byline_at(lines, j))
+                                .is_some_and(|j| matches!(lines[j].kind, Line::Time(_))) =>
+                    {
+                        true
+                    }
                     // A byline below the last body belongs to the entry below it: what comes
                     // next is that entry's headline, not a caption of this one.
                     Some(_) if headline_like && !pending_authors.is_empty() => true,
