@@ -1600,6 +1600,31 @@ fn bbc_live_headlines_over_times_said_twice() {
     );
 }
 
+#[test]
+fn numbered_entries_saved_flush_left_without_blank_lines() {
+    let s = other("numbered-entries-flush-left.txt");
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Council approves new cycle lanes",
+            "Residents speak at the meeting",
+            "The meeting has started, about 40 minutes late",
+            "What is being proposed",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, false, true, false]);
+    // `By A and B` above the first entry is the page's byline.
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 4]);
+    assert_eq!(inferred(&s), vec![true, false, false, true]);
+    assert_eq!(times_of_day(&s)[1..3], ["16:45", "16:10"]);
+    // A numbered list inside an entry stays a list.
+    assert_eq!(
+        html(&s, 3),
+        "<p>The plans include:</p><ol><li>A protected lane on Station Road</li><li>A 20mph \
+         limit around three schools</li></ol>"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Times and determinism
 
@@ -1618,6 +1643,7 @@ const FIXTURES: &[&str] = &[
     "bbc-live-label-cut-off.txt",
     "guardian-key-event-labels.txt",
     "bbc-live-headline-then-time.txt",
+    "numbered-entries-flush-left.txt",
     "captions-in-a-row.txt",
     "africa-correspondent-bylines.txt",
     "tweet-only-entry.txt",

@@ -457,13 +457,8 @@ pub fn classify_with(raw: &str, profile: &Profile) -> Option<Line> {
         return Some(l);
     }
     if let Some((number, text)) = strip_number(s) {
-        // `3. 1405: …`: a numbered post that starts with its time.
-        if let Some((time, text)) = parse_time_prefix(text) {
-            return Some(Line::TimeLed {
-                time,
-                text: text.to_string(),
-            });
-        }
+        // `3. 1405: …` stays numbered here: the grouping pass reads it as a post that starts
+        // with its time.
         return Some(Line::Numbered {
             number,
             text: text.to_string(),

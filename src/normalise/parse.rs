@@ -5,7 +5,7 @@ use super::lines::{
     tidy_byline,
 };
 use super::profile::{self, Profile};
-use super::time::TimeLine;
+use super::time::{TimeLine, parse_time_prefix};
 use crate::model::{Block, StoryKind};
 use crate::text::{clean, squash};
 use std::borrow::Cow;
@@ -318,12 +318,65 @@ fn opens_numbered_entry(lines: &[Classified], i: usize) -> bool {
         })
 }
 
+/// Numbered entries saved without indentation: items 1, 2, 3… in order, each with text of
+/// its own between it and the next (the items of a list sit together).
+fn flush_numbered_entries(lines: &[Classified]) -> Vec<bool> {
+    let mut opens = vec![false; lines.len()];
+    let mut accepted: Vec<usize> = Vec::new();
+    let mut expected = None;
+    for (i, l) in lines.iter().enumerate() {
+        let Line::Numbered { number, text } = &l.kind else {
+            continue;
+        };
+        // A byline (`1. Carl Dinnen`) or an item of a list inside an entry is not an entry.
+        if l.indent > 3 || is_person_like(text) {
+            continue;
+        }
+        let follows = match (expected, accepted.last()) {
+            (None, _) => true,
+            (Some(e), Some(&prev)) => {
+                // `3. 1710: The meeting has started.`: an entry that is its own text.
+                let own_text = matches!(&lines[prev].kind,
+                    Line::Numbered { text, .. } if parse_time_prefix(text).is_some());
+                *number == e
+                    && (own_text
+                        || lines[prev + 1..i].iter().any(|l| {
+                            is_content(&l.kind)
+                                && !matches!(
+                                    l.kind,
+                                    Line::Byline(_) | Line::Time(_) | Line::Numbered { .. }
+                                )
+                        }))
+            }
+            (Some(_), None) => false,
+        };
+        if follows {
+            accepted.push(i);
+            expected = Some(number + 1);
+        }
+    }
+    let has_body_after = |i: usize| {
+        lines[i + 1..]
+            .iter()
+            .any(|l| is_content(&l.kind) && !matches!(l.kind, Line::Numbered { .. }))
+    };
+    if accepted.len() >= 3 || (accepted.len() == 2 && accepted.iter().all(|&i| has_body_after(i))) {
+        for i in accepted {
+            opens[i] = true;
+        }
+    }
+    opens
+}
+
 /// Numbered entries (`  1. Title` with the body indented under it) become an entry opening
 /// followed by the classified text of the numbered line. Only when the page has at least two.
 fn unfold_numbered_entries(lines: Vec<Classified>, profile: &Profile) -> Vec<Classified> {
-    let opens: Vec<bool> = (0..lines.len())
+    let mut opens: Vec<bool> = (0..lines.len())
         .map(|i| opens_numbered_entry(&lines, i))
         .collect();
+    if opens.iter().filter(|&&o| o).count() < 2 {
+        opens = flush_numbered_entries(&lines);
+    }
     if opens.iter().filter(|&&o| o).count() < 2 {
         return lines;
     }
@@ -939,6 +992,16 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                 if is_name_like(text) && !next_is_number(lines, i, 2) =>
             {
                 Line::Byline(tidy_byline(text))
+            }
+            // `3. 1405: …`: a numbered post that starts with its time.
+            Line::Numbered { text, .. } if parse_time_prefix(text).is_some() => {
+                match parse_time_prefix(text) {
+                    Some((time, text)) => Line::TimeLed {
+                        time,
+                        text: text.to_string(),
+                    },
+                    None => l.kind.clone(),
+                }
             }
             // An image's alt text above its caption or credit line: a figure, not a headline.
             Line::Text { text, .. }
