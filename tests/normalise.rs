@@ -1625,6 +1625,21 @@ fn numbered_entries_saved_flush_left_without_blank_lines() {
     );
 }
 
+#[test]
+fn a_live_label_over_the_title_with_no_header() {
+    let s = other("live-label-above-title.txt");
+    assert_eq!(s.title, "Storm Darragh: Thousands without power");
+    assert_eq!(
+        s.description,
+        "Engineers are working to reconnect homes across Wales and the west of England."
+    );
+    assert_eq!(
+        titles(&s),
+        vec!["Power restored in Swansea", "Roads closed by fallen trees"]
+    );
+    assert_eq!(inferred(&s), vec![false; 2]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Times and determinism
 
@@ -1644,6 +1659,7 @@ const FIXTURES: &[&str] = &[
     "guardian-key-event-labels.txt",
     "bbc-live-headline-then-time.txt",
     "numbered-entries-flush-left.txt",
+    "live-label-above-title.txt",
     "captions-in-a-row.txt",
     "africa-correspondent-bylines.txt",
     "tweet-only-entry.txt",

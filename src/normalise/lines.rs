@@ -10,6 +10,8 @@ pub enum Line {
     /// `Live updates`, `Latest updates`, `Latest ITV News reports`: the header of a live page's
     /// entries (or, at the end of a page, boilerplate).
     Marker,
+    /// `Live` above the title: the page is live, but its entries begin elsewhere.
+    Label,
     /// `Summary`, `Key events`: a section above the entry stream (the header when no marker
     /// follows).
     Section,
@@ -352,6 +354,9 @@ fn furniture(s: &str, profile: &Profile) -> Option<Line> {
     if profile.is_marker(&key) {
         return Some(Line::Marker);
     }
+    if profile.is_label(&key) {
+        return Some(Line::Label);
+    }
     if profile.is_section(&key) {
         return Some(Line::Section);
     }
@@ -578,6 +583,112 @@ mod tests {
         assert!(matches!(
             classify("By the end of May it will be impossible to hold the talks, he said."),
             Some(Line::Text { .. })
+        ));
+    }
+
+    #[test]
+    fn furniture_of_other_templates() {
+        for line in [
+            "- 197 updates",
+            "View all 12 updates ›",
+            "Sort by:",
+            "Latest first",
+            "Auto update: On Off",
+            "• Share",
+            "---Wednesday, 25 March---",
+            "Wednesday 25 March",
+            "2h ago",
+            "READ MORE: The full list of roadworks",
+            "Read: Which services are running today?",
+            "Click here for the full report.",
+            "View more on twitter",
+            "This content is currently not available",
+            "Skip twitter post by Someone",
+            "All times stated are UK",
+            "{\"pageType\":\"liveblog\"}",
+        ] {
+            assert!(
+                matches!(classify(line), Some(Line::Noise | Line::Counter)),
+                "{line:?}: {:?}",
+                classify(line)
+            );
+        }
+        assert_eq!(classify("Live Reporting"), Some(Line::Marker));
+        assert_eq!(classify("Live"), Some(Line::Label));
+        assert_eq!(classify("Summary"), Some(Line::Section));
+        assert_eq!(classify("Post update"), Some(Line::Untitled));
+        assert_eq!(classify("Find out more"), Some(Line::BannerEnd));
+    }
+
+    #[test]
+    fn time_stamps_bylines_and_captions_of_other_templates() {
+        assert!(matches!(
+            classify("1405: The road is closed."),
+            Some(Line::TimeLed { text, .. }) if text == "The road is closed."
+        ));
+        assert!(matches!(
+            classify("8.40am: Runners gather"),
+            Some(Line::TimeLed { .. })
+        ));
+        // A diary of the day is text.
+        assert!(matches!(
+            classify("10am: boxes checked, 3.30pm: tables set out"),
+            Some(Line::Text { .. })
+        ));
+        assert!(matches!(classify("09:12 26 March"), Some(Line::Time(_))));
+        assert!(matches!(classify("Updated : 12:54"), Some(Line::Time(_))));
+        assert_eq!(
+            classify("Daniel Hewitt, ITV News"),
+            Some(Line::Byline("Daniel Hewitt".into()))
+        );
+        assert_eq!(
+            classify("Emma Carlton: Health editor"),
+            Some(Line::Byline("Emma Carlton, Health editor".into()))
+        );
+        assert!(matches!(
+            classify("Theresa May: The news is bad"),
+            Some(Line::Text { .. })
+        ));
+        assert_eq!(
+            classify("Image caption, Shoppers in London"),
+            Some(Line::Caption("Shoppers in London".into()))
+        );
+        assert_eq!(
+            classify("Image source, Getty Images"),
+            Some(Line::ImageSource("Getty Images".into()))
+        );
+        assert_eq!(
+            classify("Photograph: Jordan Ellis/PA"),
+            Some(Line::Credit("Photograph: Jordan Ellis/PA".into()))
+        );
+        assert_eq!(
+            classify(". Credit: PA Images"),
+            Some(Line::Figure {
+                caption: String::new(),
+                credit: "Credit: PA Images".into()
+            })
+        );
+        assert_eq!(
+            classify("Fans at the stadium (Getty)"),
+            Some(Line::Figure {
+                caption: "Fans at the stadium".into(),
+                credit: "Getty".into()
+            })
+        );
+        assert!(matches!(
+            classify("Tyson FuryTyson Fury"),
+            Some(Line::Text { text, .. }) if text == "Tyson Fury"
+        ));
+        assert!(matches!(
+            classify("Watch: The union leader speaking"),
+            Some(Line::Link(_))
+        ));
+        assert!(matches!(
+            classify("WATCH: Passengers stranded"),
+            Some(Line::Text {
+                headline_like: true,
+                ..
+            })
         ));
     }
 

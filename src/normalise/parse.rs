@@ -272,7 +272,13 @@ fn join_name_and_role(lines: &mut Vec<Classified>) {
 fn is_content(l: &Line) -> bool {
     !matches!(
         l,
-        Line::Marker | Line::Section | Line::End | Line::Noise | Line::BannerEnd | Line::Counter
+        Line::Marker
+            | Line::Label
+            | Line::Section
+            | Line::End
+            | Line::Noise
+            | Line::BannerEnd
+            | Line::Counter
     )
 }
 
@@ -423,7 +429,9 @@ fn is_opener(l: &Line) -> bool {
 /// Whether a page without a manifest kind or a header is still a live page: it has an update
 /// counter, or several lines that open entries.
 fn looks_live(lines: &[Classified]) -> bool {
-    lines.iter().any(|l| l.kind == Line::Counter)
+    lines
+        .iter()
+        .any(|l| matches!(l.kind, Line::Counter | Line::Label))
         || lines
             .iter()
             .filter(|l| is_opener(&l.kind) && !matches!(l.kind, Line::Time(_)))
@@ -894,6 +902,7 @@ impl Group {
             }
             Line::Time(_)
             | Line::Marker
+            | Line::Label
             | Line::Section
             | Line::End
             | Line::Noise
@@ -937,7 +946,10 @@ fn is_byline_at(lines: &[Classified], i: usize) -> bool {
 /// whose newest entry has no time is still read right. A tie means `Before`.
 fn time_placement(lines: &[Classified]) -> TimePlacement {
     let skip = |i: usize| {
-        matches!(lines[i].kind, Line::Noise | Line::Marker | Line::End) || is_byline_at(lines, i)
+        matches!(
+            lines[i].kind,
+            Line::Noise | Line::Marker | Line::Label | Line::End
+        ) || is_byline_at(lines, i)
     };
     let headline = |i: Option<usize>| {
         i.is_some_and(|i| {
@@ -1032,6 +1044,7 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
         };
         match &line {
             Line::Marker
+            | Line::Label
             | Line::Section
             | Line::Noise
             | Line::End

@@ -24,6 +24,7 @@ pub const PROFILE: Profile = Profile {
         "live commentary",
         "bbc local live",
     ],
+    labels: &[],
     sections: &[],
     noise: &[
         "got a tv licence?",

@@ -9,7 +9,6 @@ pub const PROFILE: Profile = Profile {
         "live updates",
         "latest updates",
         "latest itv news reports",
-        "live",
         "live reporting",
         "live news stream",
         "live coverage",
@@ -20,6 +19,7 @@ pub const PROFILE: Profile = Profile {
         "latest",
         "updates",
     ],
+    labels: &["live", "live now", "live updates:", "breaking live"],
     sections: &["summary", "key events", "key points"],
     noise: &[
         // Adverts and loaders.

@@ -18,6 +18,7 @@ pub const PROFILE: Profile = Profile {
         "show key events only",
         "please turn on javascript to use this feature",
     ],
+    labels: &[],
     sections: &["key events"],
     noise: &["key event", "key events", "blocks", "filter", "live feed"],
     noise_prefixes: &[

@@ -13,6 +13,7 @@ pub const PROFILE: Profile = Profile {
         "itv news london",
     ],
     markers: &["latest itv news reports", "latest reports"],
+    labels: &[],
     sections: &[],
     noise: &[
         "itv news",

@@ -14,6 +14,7 @@ pub const PROFILE: Profile = Profile {
         "sign up to our",
     ],
     markers: &["live news stream", "breaking news live", "live blog"],
+    labels: &[],
     sections: &["key updates"],
     noise: &["breaking news", "live news stream"],
     noise_prefixes: &[

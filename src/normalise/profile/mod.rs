@@ -22,6 +22,8 @@ pub struct Profile {
     pub claims: &'static [&'static str],
     /// Headers of the entry stream (`Live updates`, `Live Reporting`).
     pub markers: &'static [&'static str],
+    /// Labels saying the page is live (`Live` above the title): not where the stream begins.
+    pub labels: &'static [&'static str],
     /// Headers of a section above the stream (`Summary`, `Key events`): page furniture when a
     /// stream header follows, the header itself when none does.
     pub sections: &'static [&'static str],
@@ -78,6 +80,10 @@ impl Profile {
 
     pub fn is_marker(&self, key: &str) -> bool {
         Self::has(self.markers, key) || Self::has(GENERIC.markers, key)
+    }
+
+    pub fn is_label(&self, key: &str) -> bool {
+        Self::has(self.labels, key) || Self::has(GENERIC.labels, key)
     }
 
     pub fn is_section(&self, key: &str) -> bool {
