@@ -310,7 +310,17 @@ fn find_header(lines: &[Classified]) -> Option<usize> {
             break;
         }
     }
-    header.or_else(|| (0..end).find(|&i| lines[i].kind == Line::Section && with_content(i)))
+    // `Live` under the title and standfirst heads the stream like a marker; above the title
+    // it is only a label.
+    let title = lines[..end]
+        .iter()
+        .position(|l| matches!(l.kind, Line::Text { .. }));
+    header
+        .or_else(|| {
+            let title = title?;
+            (title + 1..end).find(|&i| lines[i].kind == Line::Label && with_content(i))
+        })
+        .or_else(|| (0..end).find(|&i| lines[i].kind == Line::Section && with_content(i)))
 }
 
 /// Whether a numbered line opens an entry: item `n` at the margin, its body indented under it.
@@ -1421,6 +1431,19 @@ mod tests {
                 text: "Body text.".into()
             }]
         );
+    }
+
+    #[test]
+    fn live_under_the_title_heads_the_stream_and_above_it_labels_the_page() {
+        let under = "Title\n\nA photo of the scene\n\nThe standfirst.\n\nLive\n\nFirst\n\nBody one.\n\nSecond\n\nBody two.\n";
+        let r = parse(under, None).unwrap();
+        assert_eq!(headlines(&r.entries), vec![Some("First"), Some("Second")]);
+        assert_eq!(r.description, "A photo of the scene The standfirst.");
+        let above = "Live\n\nTitle\n\nThe standfirst.\n\n14:05\n\nFirst\n\nBody one.\n\n13:05\n\nSecond\n\nBody two.\n";
+        let r = parse(above, None).unwrap();
+        assert_eq!(r.kind, StoryKind::Live);
+        assert_eq!(r.title, "Title");
+        assert_eq!(headlines(&r.entries), vec![Some("First"), Some("Second")]);
     }
 
     #[test]
