@@ -1257,6 +1257,12 @@ fn bbc_live_post_updates_with_bylines_and_roles() {
         "<figure><figcaption>The chancellor: &quot;We have made the right choices for the \
          country&quot;</figcaption></figure>"
     ));
+    // The footer's links (`More on this story`, `Top Stories`) are not entries or body.
+    assert_eq!(
+        html(&s, 4),
+        "<p>The chancellor confirms that the personal allowance will stay at £12,570 until \
+         April 2030.</p>"
+    );
 }
 
 #[test]

@@ -360,7 +360,7 @@ fn furniture(s: &str, profile: &Profile) -> Option<Line> {
     if profile.is_section(&key) {
         return Some(Line::Section);
     }
-    if key == "back to top" {
+    if profile.is_end(&key) {
         return Some(Line::End);
     }
     if profile.is_banner_end(&key) {

@@ -139,6 +139,17 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
             l.kind = Line::Noise;
         }
     }
+    // A footer begins below the content: above the stream's header (or the title), a line
+    // such as `Top stories` is the site's navigation.
+    let content_from = lines
+        .iter()
+        .position(|l| matches!(l.kind, Line::Marker | Line::Text { .. }))
+        .unwrap_or(lines.len());
+    for l in lines.iter_mut().take(content_from) {
+        if l.kind == Line::End {
+            l.kind = Line::Noise;
+        }
+    }
     // The first line, when it is the only line before an empty one and reads as a label of
     // an image or a script's left-overs, was dropped by the classifier; here a byline that is
     // a desk name (`1. National`) goes.

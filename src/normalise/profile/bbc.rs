@@ -64,6 +64,7 @@ pub const PROFILE: Profile = Profile {
         "twitter: ",
         "sms: ",
     ],
+    ends: &[],
     untitled_headings: &["post update", "posted"],
     banner_ends: &["find out more", "i don't have a tv licence"],
 };

@@ -27,6 +27,7 @@ pub const PROFILE: Profile = Profile {
         "show key events only",
         "please turn on javascript",
     ],
+    ends: &[],
     untitled_headings: &[],
     banner_ends: &[],
 };

@@ -22,6 +22,7 @@ pub const PROFILE: Profile = Profile {
         "more from itv news",
     ],
     noise_prefixes: &["view all "],
+    ends: &[],
     untitled_headings: &[],
     banner_ends: &[],
 };

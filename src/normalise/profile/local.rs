@@ -26,6 +26,7 @@ pub const PROFILE: Profile = Profile {
         "don't miss",
         "for the latest",
     ],
+    ends: &[],
     untitled_headings: &[],
     banner_ends: &[],
 };

@@ -31,6 +31,9 @@ pub struct Profile {
     pub noise: &'static [&'static str],
     /// Starts of lines that are furniture.
     pub noise_prefixes: &'static [&'static str],
+    /// Lines that begin the page's footer (`Back to top`, `More on this story`): everything from
+    /// there on is furniture. Only below the stream's header (or the title).
+    pub ends: &'static [&'static str],
     /// Headings that say nothing about the entry (`Post update`): the entry is untitled.
     pub untitled_headings: &'static [&'static str],
     /// The last line of a banner at the top of the page (`Find out more`): it and everything
@@ -84,6 +87,10 @@ impl Profile {
 
     pub fn is_label(&self, key: &str) -> bool {
         Self::has(self.labels, key) || Self::has(GENERIC.labels, key)
+    }
+
+    pub fn is_end(&self, key: &str) -> bool {
+        Self::has(self.ends, key) || Self::has(GENERIC.ends, key) || key.starts_with("copyright ©")
     }
 
     pub fn is_section(&self, key: &str) -> bool {
