@@ -375,7 +375,7 @@ fn furniture(s: &str, profile: &Profile) -> Option<Line> {
     if profile.is_noise(&key) || profile.is_noise(bare) || is_day_rule(&key) || is_date_line(bare) {
         return Some(Line::Noise);
     }
-    if is_relative_time(bare) {
+    if is_relative_time(bare) || is_hashtag(bare) {
         return Some(Line::Noise);
     }
     None
@@ -423,9 +423,20 @@ fn is_relative_time(key: &str) -> bool {
     let Some(rest) = key.strip_suffix(" ago").or_else(|| key.strip_suffix("ago")) else {
         return false;
     };
-    let rest = rest.trim();
-    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    digits > 0 && rest.len() <= 12
+    // `2h ago`, `36 mins ago`, `Updated 5 minutes ago`, `an hour ago`.
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let amount =
+        |w: &&str| w.starts_with(|c: char| c.is_ascii_digit()) || matches!(*w, "an" | "a" | "one");
+    let words = match words.as_slice() {
+        ["updated" | "posted" | "published", rest @ ..] => rest,
+        all => all,
+    };
+    (1..=3).contains(&words.len()) && words.first().is_some_and(amount)
+}
+
+/// `#BBCElection`: a hashtag alone on its line (a prompt to get involved).
+fn is_hashtag(key: &str) -> bool {
+    key.starts_with('#') && key.len() > 1 && !key.contains(' ')
 }
 
 /// A junk first line: analytics JSON, a script's left-overs.
@@ -598,6 +609,8 @@ mod tests {
             "---Wednesday, 25 March---",
             "Wednesday 25 March",
             "2h ago",
+            "Updated 5 minutes ago",
+            "#BBCBudget",
             "READ MORE: The full list of roadworks",
             "Read: Which services are running today?",
             "Click here for the full report.",
@@ -637,6 +650,11 @@ mod tests {
         ));
         assert!(matches!(classify("09:12 26 March"), Some(Line::Time(_))));
         assert!(matches!(classify("Updated : 12:54"), Some(Line::Time(_))));
+        assert!(matches!(classify("2:05 p.m. ET"), Some(Line::Time(_))));
+        assert!(matches!(
+            classify("March 25, 2025 2:05 PM EDT"),
+            Some(Line::Time(_))
+        ));
         assert_eq!(
             classify("Daniel Hewitt, ITV News"),
             Some(Line::Byline("Daniel Hewitt".into()))

@@ -95,7 +95,12 @@ pub fn is_date_line(line: &str) -> bool {
 
 /// Parses `2:34pm`, `2.34 pm`, `2pm`, `14:34`, `14.34`.
 fn time_of_day(words: &[&str]) -> Option<NaiveTime> {
-    let joined: String = words.concat().to_ascii_lowercase();
+    // `2:05 p.m.`: the meridiem with its full stops.
+    let joined: String = words
+        .concat()
+        .to_ascii_lowercase()
+        .replace("a.m.", "am")
+        .replace("p.m.", "pm");
     let (digits, meridiem) = if let Some(d) = joined.strip_suffix("am") {
         (d, Some(false))
     } else if let Some(d) = joined.strip_suffix("pm") {
@@ -134,6 +139,14 @@ fn zone(word: &str) -> Option<FixedOffset> {
         "BST" => FixedOffset::east_opt(3600),
         "CET" => FixedOffset::east_opt(3600),
         "CEST" => FixedOffset::east_opt(7200),
+        "EST" => FixedOffset::east_opt(-5 * 3600),
+        "EDT" => FixedOffset::east_opt(-4 * 3600),
+        "CST" => FixedOffset::east_opt(-6 * 3600),
+        "CDT" => FixedOffset::east_opt(-5 * 3600),
+        "MST" => FixedOffset::east_opt(-7 * 3600),
+        "MDT" => FixedOffset::east_opt(-6 * 3600),
+        "PST" => FixedOffset::east_opt(-8 * 3600),
+        "PDT" => FixedOffset::east_opt(-7 * 3600),
         _ => None,
     }
 }
@@ -174,6 +187,9 @@ pub fn parse_time_line(line: &str) -> Option<TimeLine> {
     if let Some(last) = words.last() {
         if let Some(z) = zone(last) {
             offset = Some(z);
+            words.pop();
+        } else if matches!(*last, "ET" | "CT" | "MT" | "PT") {
+            // `2:05 p.m. ET`: a US zone without its season; the page's offset stands.
             words.pop();
         }
     }
