@@ -1646,6 +1646,28 @@ fn a_live_label_over_the_title_with_no_header() {
     assert_eq!(inferred(&s), vec![false; 2]);
 }
 
+#[test]
+fn relative_times_open_entries_on_a_markets_blog() {
+    let s = other("relative-times-market-blog.txt");
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Pound slips after inflation data",
+            // Shortened at a word boundary, without the comma it was cut on.
+            "Traders now expect two more rate cuts this year, according to pricing in swaps \
+             markets…",
+            "UK inflation falls to 2.3% in April",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, true, false]);
+    // `2 min ago` gives no time: the times are inferred.
+    assert_eq!(inferred(&s), vec![true; 3]);
+    assert_eq!(
+        html(&s, 0),
+        "<p>Sterling fell 0.4 per cent against the dollar in the minutes after the release.</p>"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Times and determinism
 
@@ -1666,6 +1688,7 @@ const FIXTURES: &[&str] = &[
     "bbc-live-headline-then-time.txt",
     "numbered-entries-flush-left.txt",
     "live-label-above-title.txt",
+    "relative-times-market-blog.txt",
     "captions-in-a-row.txt",
     "africa-correspondent-bylines.txt",
     "tweet-only-entry.txt",

@@ -10,6 +10,9 @@ pub enum Line {
     /// `Live updates`, `Latest updates`, `Latest ITV News reports`: the header of a live page's
     /// entries (or, at the end of a page, boilerplate).
     Marker,
+    /// `2h ago`, `15 min ago`: a relative time, which some templates put at the top of each
+    /// entry; it opens one but gives no time.
+    Ago,
     /// `Live` above the title: the page is live, but its entries begin elsewhere.
     Label,
     /// `Summary`, `Key events`: a section above the entry stream (the header when no marker
@@ -375,7 +378,10 @@ fn furniture(s: &str, profile: &Profile) -> Option<Line> {
     if profile.is_noise(&key) || profile.is_noise(bare) || is_day_rule(&key) || is_date_line(bare) {
         return Some(Line::Noise);
     }
-    if is_relative_time(bare) || is_hashtag(bare) {
+    if is_relative_time(bare) {
+        return Some(Line::Ago);
+    }
+    if is_hashtag(bare) {
         return Some(Line::Noise);
     }
     None
@@ -621,7 +627,10 @@ mod tests {
             "{\"pageType\":\"liveblog\"}",
         ] {
             assert!(
-                matches!(classify(line), Some(Line::Noise | Line::Counter)),
+                matches!(
+                    classify(line),
+                    Some(Line::Noise | Line::Counter | Line::Ago)
+                ),
                 "{line:?}: {:?}",
                 classify(line)
             );

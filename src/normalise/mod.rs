@@ -100,7 +100,14 @@ fn derived_title(blocks: &[Block]) -> String {
         Block::Figure { .. } => None,
     });
     match text {
-        Some(t) => truncate_words(first_sentence(&squash(&t)), DERIVED_TITLE_CHARS),
+        Some(t) => {
+            let title = truncate_words(first_sentence(&squash(&t)), DERIVED_TITLE_CHARS);
+            // `…markets,…` reads badly: the cut drops the punctuation it fell on.
+            match title.strip_suffix('…') {
+                Some(cut) => format!("{}…", cut.trim_end_matches([',', ';', ':', '-', '–', '—'])),
+                None => title,
+            }
+        }
         None => "Update".to_string(),
     }
 }

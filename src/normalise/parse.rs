@@ -287,6 +287,7 @@ fn is_content(l: &Line) -> bool {
             | Line::Label
             | Line::Section
             | Line::End
+            | Line::Ago
             | Line::Noise
             | Line::BannerEnd
             | Line::Counter
@@ -930,6 +931,7 @@ impl Group {
             | Line::BannerEnd
             | Line::Counter
             | Line::EntryStart
+            | Line::Ago
             | Line::Link(_)
             | Line::Untitled => {
                 alt_pending = self.alt_pending;
@@ -961,6 +963,21 @@ fn is_byline_at(lines: &[Classified], i: usize) -> bool {
     }
 }
 
+/// Whether the next line that is not furniture or a byline reads as a headline.
+fn next_is_headline(lines: &[Classified], i: usize) -> bool {
+    (i + 1..lines.len())
+        .find(|&j| is_content(&lines[j].kind) && !is_byline_at(lines, j))
+        .is_some_and(|j| {
+            matches!(
+                lines[j].kind,
+                Line::Text {
+                    headline_like: true,
+                    ..
+                }
+            )
+        })
+}
+
 /// Decides by a vote over every time line: one followed by a headline opens its entry
 /// (`Before`); one preceded by a headline follows it (`After`). Page furniture and bylines are
 /// looked through. Entries without a time line of their own do not sway the vote, so a page
@@ -969,7 +986,7 @@ fn time_placement(lines: &[Classified]) -> TimePlacement {
     let skip = |i: usize| {
         matches!(
             lines[i].kind,
-            Line::Noise | Line::Marker | Line::Label | Line::End
+            Line::Noise | Line::Marker | Line::Label | Line::End | Line::Ago
         ) || is_byline_at(lines, i)
     };
     let headline = |i: Option<usize>| {
@@ -1081,7 +1098,7 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                     pending_time = Some(*t);
                 }
             }
-            Line::EntryStart => entry_due = true,
+            Line::EntryStart | Line::Ago => entry_due = true,
             Line::Untitled => {
                 entry_due = true;
                 untitled_due = true;
@@ -1101,7 +1118,9 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                     if g.time.is_none()
                         && !entry_due
                         && (placement == TimePlacement::After
-                            || (g.last == Last::Headline && !g.has_body())) =>
+                            || (g.last == Last::Headline
+                                && !g.has_body()
+                                && !next_is_headline(lines, i))) =>
                 {
                     g.time = Some(*t)
                 }
