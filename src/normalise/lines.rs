@@ -38,7 +38,8 @@ pub enum Line {
     Credit(String),
     /// `Watch: …`: a link to a clip; a headline only where an entry is due.
     Link(String),
-    /// Made by the grouping pass: an image's alt text (the line above its caption or credit).
+    /// A caption standing alone: an image's alt text (the grouping pass finds it above its
+    /// caption or credit line), or the line under a video (`Video report by …`).
     AltText(String),
     /// `Image source, Getty Images`: the credit of the figure whose caption follows.
     ImageSource(String),
@@ -328,8 +329,28 @@ fn bracketed_credit(s: &str) -> Option<(String, String)> {
     Some((body[..open].trim().to_string(), agency.to_string()))
 }
 
-/// `Image caption, …`, `Image source: …`.
+/// Starts of the line ITV and others put under an embedded video: a caption, not a headline.
+const VIDEO_CAPTIONS: &[&str] = &[
+    "video report by ",
+    "video by ",
+    "report by ",
+    "watch the report",
+    "watch his report",
+    "watch her report",
+    "watch their report",
+    "watch the full report",
+    "watch the full interview",
+    "watch the video",
+];
+
+/// `Image caption, …`, `Image source: …`, `Video report by …`.
 fn caption_line(s: &str) -> Option<Line> {
+    if s.len() <= 160 {
+        let lower = s.to_lowercase();
+        if VIDEO_CAPTIONS.iter().any(|p| lower.starts_with(p)) {
+            return Some(Line::AltText(s.to_string()));
+        }
+    }
     let lower = s.get(..16.min(s.len()))?.to_lowercase();
     for (label, is_caption) in CAPTION_LABELS {
         if !lower.starts_with(label) {
@@ -706,6 +727,12 @@ mod tests {
             classify("Tyson FuryTyson Fury"),
             Some(Line::Text { text, .. }) if text == "Tyson Fury"
         ));
+        assert_eq!(
+            classify("Video report by ITV News Correspondent Carl Dinnen"),
+            Some(Line::AltText(
+                "Video report by ITV News Correspondent Carl Dinnen".into()
+            ))
+        );
         assert!(matches!(
             classify("Watch: The union leader speaking"),
             Some(Line::Link(_))

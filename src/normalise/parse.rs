@@ -963,6 +963,51 @@ fn is_byline_at(lines: &[Classified], i: usize) -> bool {
     }
 }
 
+/// Whether line `i` is in a numbered list of two or more names (`1. Carl Dinnen`,
+/// `2. Emily Morgan, ITV News`) that stands over a headline or a time: a list of authors.
+fn numbered_names_over_headline(lines: &[Classified], i: usize) -> bool {
+    let skip = |l: &Classified| matches!(l.kind, Line::Noise);
+    let is_name = |l: &Classified| {
+        matches!(&l.kind, Line::Numbered { text, .. }
+            if is_person_like(tidy_byline(text).split(", ").next().unwrap_or_default()))
+    };
+    if !is_name(&lines[i]) {
+        return false;
+    }
+    let mut start = i;
+    while let Some(j) = (0..start).rev().find(|&j| !skip(&lines[j])) {
+        if !is_name(&lines[j]) {
+            break;
+        }
+        start = j;
+    }
+    let mut end = i;
+    let after = loop {
+        match (end + 1..lines.len()).find(|&j| !skip(&lines[j])) {
+            Some(j) if is_name(&lines[j]) => end = j,
+            other => break other,
+        }
+    };
+    let run = lines[start..=end].iter().filter(|l| !skip(l)).count();
+    // `The measures:` over `1. Care Bill`, `2. Energy Bill`: a list it introduces.
+    let introduced = (0..start)
+        .rev()
+        .find(|&j| !skip(&lines[j]))
+        .is_some_and(|j| matches!(&lines[j].kind, Line::Text { text, .. } if text.ends_with(':')));
+    run >= 2
+        && !introduced
+        && after.is_some_and(|j| {
+            matches!(
+                lines[j].kind,
+                Line::Time(_)
+                    | Line::Text {
+                        headline_like: true,
+                        ..
+                    }
+            )
+        })
+}
+
 /// Whether the next line that is not furniture or a byline reads as a headline.
 fn next_is_headline(lines: &[Classified], i: usize) -> bool {
     (i + 1..lines.len())
@@ -1041,6 +1086,10 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
             Line::Numbered { number: 1, text }
                 if is_name_like(text) && !next_is_number(lines, i, 2) =>
             {
+                Line::Byline(tidy_byline(text))
+            }
+            // `1. Carl Dinnen`, `2. Emily Morgan` over a headline: the entry's authors.
+            Line::Numbered { text, .. } if numbered_names_over_headline(lines, i) => {
                 Line::Byline(tidy_byline(text))
             }
             // `3. 1405: …`: a numbered post that starts with its time.
@@ -1474,6 +1523,45 @@ mod tests {
         assert_eq!(r.kind, StoryKind::Live);
         assert_eq!(r.title, "Title");
         assert_eq!(headlines(&r.entries), vec![Some("First"), Some("Second")]);
+    }
+
+    #[test]
+    fn two_numbered_names_over_a_headline_are_its_authors_and_a_list_stays_a_list() {
+        let e = live(
+            "  1. Carl Dinnen\n  2. Emily Morgan, ITV News\n\nTwo reporters at the summit\n\nThey both reported.\n\nThe bills\n\nThe measures:\n\n  1. Care Bill\n  2. Energy Bill\n\nNext headline here\n\nMore text.\n",
+        );
+        assert_eq!(
+            headlines(&e),
+            vec![
+                Some("Two reporters at the summit"),
+                Some("The bills"),
+                Some("Next headline here")
+            ]
+        );
+        assert_eq!(e[0].authors, vec!["Carl Dinnen", "Emily Morgan"]);
+        assert!(e[1].authors.is_empty() && e[2].authors.is_empty());
+        assert_eq!(
+            e[1].blocks[1],
+            Block::List {
+                ordered: true,
+                items: vec!["Care Bill".into(), "Energy Bill".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn a_video_report_line_is_a_caption_not_a_headline() {
+        let e = live(
+            "Minister resigns\n\nThe minister has resigned.\n\nVideo report by ITV News Correspondent Carl Dinnen\n\nHe said he was proud of his work.\n",
+        );
+        assert_eq!(headlines(&e), vec![Some("Minister resigns")]);
+        assert_eq!(
+            e[0].blocks[1],
+            Block::Figure {
+                caption: "Video report by ITV News Correspondent Carl Dinnen".into(),
+                credit: None
+            }
+        );
     }
 
     #[test]
