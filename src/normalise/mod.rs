@@ -101,7 +101,15 @@ fn derived_title(blocks: &[Block]) -> String {
     });
     match text {
         Some(t) => {
-            let title = truncate_words(first_sentence(&squash(&t)), DERIVED_TITLE_CHARS);
+            let text = squash(&t);
+            let sentence = match first_sentence(&text) {
+                "" => text.as_str(),
+                s => s,
+            };
+            if sentence.is_empty() {
+                return "Update".to_string();
+            }
+            let title = truncate_words(sentence, DERIVED_TITLE_CHARS);
             // `…markets,…` reads badly: the cut drops the punctuation it fell on.
             match title.strip_suffix('…') {
                 Some(cut) => format!("{}…", cut.trim_end_matches([',', ';', ':', '-', '–', '—'])),
