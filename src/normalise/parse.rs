@@ -150,9 +150,7 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
             l.kind = Line::Noise;
         }
     }
-    // The first line, when it is the only line before an empty one and reads as a label of
-    // an image or a script's left-overs, was dropped by the classifier; here a byline that is
-    // a desk name (`1. National`) goes.
+    // A desk's name where a byline would be (`1. National`) names no author.
     for l in &mut lines {
         let desk = match &l.kind {
             Line::Byline(b) => Some(b.as_str()),
@@ -1147,7 +1145,13 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                     pending_time = Some(*t);
                 }
             }
-            Line::EntryStart | Line::Ago => entry_due = true,
+            Line::EntryStart => entry_due = true,
+            // `2 min ago` under a headline dates that entry; below a body, it opens the next.
+            Line::Ago => {
+                if !numbered && current.as_ref().is_none_or(Group::has_body) {
+                    entry_due = true;
+                }
+            }
             Line::Untitled => {
                 entry_due = true;
                 untitled_due = true;
@@ -1562,6 +1566,18 @@ mod tests {
                 credit: None
             }
         );
+    }
+
+    #[test]
+    fn a_relative_time_under_a_headline_dates_it_and_below_a_body_opens_an_entry() {
+        let e = live(
+            "Pound slips\n\n2 min ago\n\nSterling fell.\n\nGilts rally\n\n5 min ago\n\nYields fell.\n\n9 min ago\n\nTraders expect cuts.\n",
+        );
+        assert_eq!(
+            headlines(&e),
+            vec![Some("Pound slips"), Some("Gilts rally"), None]
+        );
+        assert_eq!(e[2].blocks.len(), 1);
     }
 
     #[test]
