@@ -1156,6 +1156,8 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                 entry_due = true;
                 untitled_due = true;
             }
+            // `By A, B and C` above the first entry: the whole page's reporters.
+            Line::Byline(a) if current.is_none() && (a.contains(" and ") || a.contains(" & ")) => {}
             Line::Byline(a) => match current.as_mut() {
                 Some(g) if g.last == Last::Headline && !g.has_body() && !entry_due => {
                     g.authors.push(a.clone())
@@ -1578,6 +1580,15 @@ mod tests {
             vec![Some("Pound slips"), Some("Gilts rally"), None]
         );
         assert_eq!(e[2].blocks.len(), 1);
+    }
+
+    #[test]
+    fn reporters_of_the_whole_page_are_not_the_first_entry_s() {
+        let e = live(
+            "By Imogen Hart and Lewis Bray\n\nFirst headline\n\nBody one.\n\n  1. Carl Dinnen\n\nSecond headline\n\nBody two.\n",
+        );
+        assert!(e[0].authors.is_empty());
+        assert_eq!(e[1].authors, vec!["Carl Dinnen"]);
     }
 
     #[test]
