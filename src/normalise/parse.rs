@@ -1111,14 +1111,23 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
             {
                 Line::AltText(text.clone())
             }
-            // A link where an entry is due is that entry's headline.
+            // A link where an entry is due, over a time line, or between one entry's body and
+            // a paragraph (on a page where headlines open entries) is a headline.
             Line::Link(text)
                 if entry_due
                     || current.is_none()
                     || lines[i + 1..]
                         .iter()
                         .find(|n| is_content(&n.kind))
-                        .is_some_and(|n| matches!(n.kind, Line::Time(_))) =>
+                        .is_some_and(|n| match n.kind {
+                            Line::Time(_) => true,
+                            Line::Text { headline_like, .. } => {
+                                !headline_like
+                                    && placement != TimePlacement::Before
+                                    && current.as_ref().is_some_and(|g| g.last == Last::Body)
+                            }
+                            _ => false,
+                        }) =>
             {
                 Line::Text {
                     text: text.clone(),
@@ -1589,6 +1598,22 @@ mod tests {
         );
         assert!(e[0].authors.is_empty());
         assert_eq!(e[1].authors, vec!["Carl Dinnen"]);
+    }
+
+    #[test]
+    fn a_watch_line_is_a_headline_over_a_body_and_a_link_under_a_headline() {
+        let e = live(
+            "First headline\n\nBody one.\n\nWatch: Cameron statement in full\n\nHe spoke for ten minutes.\n\nThird headline\n\nWatch: The clip of the day\n\nBody three.\n",
+        );
+        assert_eq!(
+            headlines(&e),
+            vec![
+                Some("First headline"),
+                Some("Watch: Cameron statement in full"),
+                Some("Third headline")
+            ]
+        );
+        assert_eq!(e[2].blocks.len(), 1);
     }
 
     #[test]
