@@ -184,10 +184,7 @@ fn join_split_sentences(lines: &mut Vec<Classified>) {
     while i + 1 < lines.len() {
         let joined = match (&lines[i].kind, &lines[i + 1].kind) {
             (Line::Text { text: a, .. }, Line::Text { text: b, .. })
-                if b.starts_with(char::is_lowercase)
-                    && !a
-                        .trim_end()
-                        .ends_with(['.', '!', '?', ':', '"', '”', '\'', '’', ')', '…']) =>
+                if continues_sentence(a, b) =>
             {
                 Some(format!("{a} {b}"))
             }
@@ -204,6 +201,17 @@ fn join_split_sentences(lines: &mut Vec<Classified>) {
         i += 1;
     }
     remove_dead(lines, &dead);
+}
+
+/// Whether `b` carries on the sentence `a` left open: `a` does not end one and `b` starts
+/// with a word in lower case (`iPhone` or `eBay` is a name, not the rest of a sentence).
+fn continues_sentence(a: &str, b: &str) -> bool {
+    b.split_whitespace()
+        .next()
+        .is_some_and(|w| w.starts_with(char::is_lowercase) && !w.chars().any(char::is_uppercase))
+        && !a
+            .trim_end()
+            .ends_with(['.', '!', '?', ':', '"', '”', '\'', '’', ')', '…'])
 }
 
 /// Drops the lines a pass merged into their neighbours (in one sweep: pages can be long).
@@ -799,13 +807,9 @@ impl Group {
                     Last::Caption
                 } else {
                     match self.blocks.last_mut() {
-                        // A sentence the page broke in two: the second half starts in lower
-                        // case under a line that did not end one.
+                        // A sentence the page broke in two, with furniture between the halves.
                         Some(Block::Paragraph { text: above })
-                            if text.starts_with(char::is_lowercase)
-                                && !above.trim_end().ends_with([
-                                    '.', '!', '?', ':', '"', '”', '\'', '’', ')', '…',
-                                ]) =>
+                            if continues_sentence(above, text) =>
                         {
                             above.push(' ');
                             above.push_str(text);
