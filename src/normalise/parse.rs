@@ -662,7 +662,7 @@ fn parse_live(
 /// no text: an entry with no text whose headline another entry carries is that list.
 fn drop_teasers(entries: &mut Vec<RawEntry>) {
     let has_text = |e: &RawEntry| e.blocks.iter().any(|b| !matches!(b, Block::Figure { .. }));
-    let with_text: Vec<String> = entries
+    let with_text: std::collections::HashSet<String> = entries
         .iter()
         .filter(|e| has_text(e))
         .filter_map(|e| e.headline.clone())

@@ -119,17 +119,26 @@ pub fn select(text: &str, named: Option<&str>) -> &'static Profile {
     if let Some(p) = named.and_then(by_name) {
         return p;
     }
-    let mut best: Option<(&'static Profile, usize)> = None;
-    for p in ALL.iter().copied().filter(|p| !p.claims.is_empty()) {
-        let mut claimed = vec![false; p.claims.len()];
-        for k in text.lines().filter_map(key) {
-            for (i, c) in p.claims.iter().enumerate() {
-                if k.starts_with(c) {
-                    claimed[i] = true;
-                }
+    let candidates: Vec<&'static Profile> = ALL
+        .iter()
+        .copied()
+        .filter(|p| !p.claims.is_empty())
+        .collect();
+    let mut claimed: Vec<Vec<bool>> = candidates
+        .iter()
+        .map(|p| vec![false; p.claims.len()])
+        .collect();
+    // Claims are short lines: a long line is body text and claims nothing.
+    for k in text.lines().filter(|l| l.len() <= 80).filter_map(key) {
+        for (p, seen) in candidates.iter().zip(claimed.iter_mut()) {
+            for (c, s) in p.claims.iter().zip(seen.iter_mut()) {
+                *s |= k.starts_with(c);
             }
         }
-        let score = claimed.iter().filter(|&&c| c).count();
+    }
+    let mut best: Option<(&'static Profile, usize)> = None;
+    for (p, seen) in candidates.iter().zip(&claimed) {
+        let score = seen.iter().filter(|&&c| c).count();
         if score > 0 && best.is_none_or(|(_, s)| score > s) {
             best = Some((p, score));
         }
