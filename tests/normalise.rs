@@ -1668,6 +1668,56 @@ fn relative_times_open_entries_on_a_markets_blog() {
     );
 }
 
+#[test]
+fn derived_titles_are_marked_in_items_and_json_feed() {
+    let path = format!(
+        "{}/tests/fixtures/timestamp-led-entries.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    // `livefeed items FILE`: one JSON line per item, with `title_derived`.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_livefeed"))
+        .args(["items", &path])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let items: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let flags: Vec<bool> = items
+        .iter()
+        .map(|i| i["title_derived"].as_bool().unwrap())
+        .collect();
+    assert_eq!(flags, vec![true, true, true, true, false]);
+    // JSON Feed: a `_livefeed` extension says so, and only where it is true.
+    let site = livefeed::site::Site::from_files(&[path.into()], "http://127.0.0.1:8080").unwrap();
+    let feed = livefeed::render::story_feed(&site, &site.stories[0]);
+    let json: serde_json::Value = serde_json::from_slice(&livefeed::render::render_feed(
+        &feed,
+        livefeed::render::Format::Json,
+    ))
+    .unwrap();
+    let items = json["items"].as_array().unwrap();
+    assert_eq!(items[0]["_livefeed"]["title_derived"], true);
+    assert!(items[4]["_livefeed"].get("title_derived").is_none());
+}
+
+#[test]
+fn entries_logged_before_title_derived_existed_still_load() {
+    let s = other("timestamp-led-entries.txt");
+    let mut logged = serde_json::to_value(&s.entries[4]).unwrap();
+    // Entries with a headline are written as before: no new field.
+    assert!(logged.get("title_derived").is_none());
+    logged.as_object_mut().unwrap().remove("title_derived");
+    let back: livefeed::model::Entry = serde_json::from_value(logged).unwrap();
+    assert!(!back.title_derived);
+    let derived = serde_json::to_value(&s.entries[0]).unwrap();
+    assert_eq!(derived["title_derived"], true);
+    let back: livefeed::model::Entry = serde_json::from_value(derived).unwrap();
+    assert!(back.title_derived);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Times and determinism
 
