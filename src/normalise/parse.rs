@@ -150,11 +150,12 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
             l.kind = Line::Noise;
         }
     }
-    // A desk's name where a byline would be (`1. National`) names no author.
+    // A desk's name where a byline would be (`1. National`, `National`) names no author and
+    // is no headline.
     for l in &mut lines {
         let desk = match &l.kind {
             Line::Byline(b) => Some(b.as_str()),
-            Line::Numbered { number: 1, text } => Some(text.as_str()),
+            Line::Numbered { number: 1, text } | Line::Text { text, .. } => Some(text.as_str()),
             _ => None,
         };
         if desk.is_some_and(|d| DESKS.contains(&d.to_lowercase().as_str())) {
@@ -1618,6 +1619,21 @@ mod tests {
             ]
         );
         assert_eq!(e[2].blocks.len(), 1);
+    }
+
+    #[test]
+    fn a_desk_in_the_byline_slot_is_neither_author_nor_caption() {
+        let e = live(
+            "Rates held\n\nNational\n\nThe Bank held rates.\n\n  1. Politics\n\nVote passes\n\nMPs voted.\n",
+        );
+        assert_eq!(headlines(&e), vec![Some("Rates held"), Some("Vote passes")]);
+        assert!(e.iter().all(|e| e.authors.is_empty()));
+        assert_eq!(
+            e[0].blocks,
+            vec![Block::Paragraph {
+                text: "The Bank held rates.".into()
+            }]
+        );
     }
 
     #[test]
