@@ -679,6 +679,18 @@ mod tests {
             Some(Line::Text { .. })
         ));
         assert!(matches!(classify("09:12 26 March"), Some(Line::Time(_))));
+        assert!(matches!(
+            classify("15:00 Kick-off at Northfield Park"),
+            Some(Line::TimeLed { text, .. }) if text == "Kick-off at Northfield Park"
+        ));
+        assert!(matches!(
+            classify("10am Boxes checked, 3.30pm tables set out"),
+            Some(Line::Text { .. })
+        ));
+        assert!(matches!(
+            classify("1.50 Pounds a litre"),
+            Some(Line::Text { .. })
+        ));
         assert!(matches!(classify("Updated : 12:54"), Some(Line::Time(_))));
         assert!(matches!(classify("2:05 p.m. ET"), Some(Line::Time(_))));
         assert!(matches!(

@@ -307,7 +307,32 @@ pub fn parse_time_prefix(line: &str) -> Option<(TimeLine, &str)> {
         }
         return Some((time, rest.trim()));
     }
-    None
+    // `14:05 Kick-off at Northfield`: a clock time (with a colon or am/pm) and a capital.
+    let (head, rest) = line.split_once(' ')?;
+    let lower = head.to_ascii_lowercase();
+    let clock = head.contains(':') || lower.ends_with("am") || lower.ends_with("pm");
+    if !clock
+        || !rest.starts_with(|c: char| c.is_uppercase())
+        || rest.split_whitespace().count() < 2
+    {
+        return None;
+    }
+    let time = time_of_day(&[head])?;
+    let more = rest.split_whitespace().any(|w| {
+        let w = w.trim_end_matches([',', ';', ':']);
+        (w.contains(':') || w.ends_with("am") || w.ends_with("pm")) && time_of_day(&[w]).is_some()
+    });
+    if more {
+        return None;
+    }
+    Some((
+        TimeLine {
+            date: None,
+            time,
+            offset: None,
+        },
+        rest.trim(),
+    ))
 }
 
 /// The instant a time line names on `date`, in its own zone or else the page's.
