@@ -9,9 +9,6 @@ pub const PROFILE: Profile = Profile {
         "show key events only",
         "photograph: ",
         "first published on ",
-        "updated at ",
-        "blocks",
-        "view more on twitter",
     ],
     // The key events list ends where the blog proper begins.
     markers: &[
