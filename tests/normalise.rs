@@ -1135,6 +1135,8 @@ const FURNITURE: &[&str] = &[
     "Live scores",
     "Line-ups",
     "Wednesday, 25 March",
+    "#bbcfootball",
+    "published at",
     "View all",
     "Latest ITV News reports",
 ];
@@ -1669,6 +1671,33 @@ fn relative_times_open_entries_on_a_markets_blog() {
 }
 
 #[test]
+fn bbc_sport_posts_with_a_reporter_at_the_ground() {
+    let s = other("bbc-sport-post-update.txt");
+    assert_eq!(s.title, "Premier League: Northfield v Easton Rovers");
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Full-time: Northfield 2-1 Easton Rovers",
+            "The noise here is deafening as the board goes up for five added minutes",
+            "Goal! Northfield 2-1 Easton Rovers",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, true, false]);
+    // `Emma Sanders` over `BBC Sport at Northfield Park`: the reporter, not a caption.
+    assert_eq!(authors(&s), vec![vec![], vec!["Emma Sanders"], vec![]]);
+    assert_eq!(
+        html(&s, 1),
+        "<p>The noise here is deafening as the board goes up for five added minutes.</p>"
+    );
+    assert_eq!(
+        html(&s, 2),
+        "<figure><figcaption>Ojo celebrates his second <small class=\"credit\">Image source: \
+         Getty Images</small></figcaption></figure><p>Sam Ojo heads in from a corner.</p>"
+    );
+    assert_eq!(times_of_day(&s), vec!["18:24", "18:20", "17:58"]);
+}
+
+#[test]
 fn derived_titles_are_marked_in_items_and_json_feed() {
     let path = format!(
         "{}/tests/fixtures/timestamp-led-entries.txt",
@@ -1739,6 +1768,7 @@ const FIXTURES: &[&str] = &[
     "numbered-entries-flush-left.txt",
     "live-label-above-title.txt",
     "relative-times-market-blog.txt",
+    "bbc-sport-post-update.txt",
     "captions-in-a-row.txt",
     "africa-correspondent-bylines.txt",
     "tweet-only-entry.txt",

@@ -102,6 +102,8 @@ const AGENCIES: &[&str] = &[
     "itv",
     "pool",
 ];
+/// Capitalised words that make a short line a newsroom's name (`ITV News`, `BBC Sport`).
+const NEWSROOM_WORDS: &[&str] = &["News", "Sport", "Sports"];
 /// Words that make a short line a byline's role (`Political correspondent`).
 const ROLE_WORDS: &[&str] = &[
     "correspondent",
@@ -272,7 +274,7 @@ pub fn is_role_like(s: &str) -> bool {
             .any(|p| s.starts_with(p))
         && s.split(|c: char| !c.is_alphanumeric()).any(|w| {
             // `News` only as a newsroom's name (`ITV News`), not the word in a sentence.
-            w == "News" || ROLE_WORDS.contains(&w.to_lowercase().as_str())
+            NEWSROOM_WORDS.contains(&w) || ROLE_WORDS.contains(&w.to_lowercase().as_str())
         })
 }
 
@@ -297,7 +299,7 @@ pub fn tidy_byline(s: &str) -> String {
 /// `ITV News`, `ITV News Central`: the publisher, not a role; in a byline slot it says nothing.
 pub fn is_newsroom(s: &str) -> bool {
     is_role_like(s)
-        && s.split_whitespace().any(|w| w == "News")
+        && s.split_whitespace().any(|w| NEWSROOM_WORDS.contains(&w))
         && !s
             .split(|c: char| !c.is_alphanumeric())
             .any(|w| ROLE_WORDS.contains(&w.to_lowercase().as_str()))

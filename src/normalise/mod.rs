@@ -90,15 +90,23 @@ const DERIVED_TITLE_CHARS: usize = 90;
 /// A title for an entry without a headline: the first sentence of its first text, shortened at
 /// a word boundary.
 fn derived_title(blocks: &[Block]) -> String {
-    let text = blocks.iter().find_map(|b| match b {
-        Block::Paragraph { text } => Some(text.clone()),
-        Block::Embed { paragraphs, .. } | Block::Quote { paragraphs, .. } => {
-            paragraphs.first().cloned()
-        }
-        Block::List { items, .. } => items.first().cloned(),
-        Block::Figure { caption, .. } if !caption.is_empty() => Some(caption.clone()),
-        Block::Figure { .. } => None,
-    });
+    // The text comes first; a caption only when there is nothing else.
+    let text = blocks
+        .iter()
+        .find_map(|b| match b {
+            Block::Paragraph { text } => Some(text.clone()),
+            Block::Embed { paragraphs, .. } | Block::Quote { paragraphs, .. } => {
+                paragraphs.first().cloned()
+            }
+            Block::List { items, .. } => items.first().cloned(),
+            Block::Figure { .. } => None,
+        })
+        .or_else(|| {
+            blocks.iter().find_map(|b| match b {
+                Block::Figure { caption, .. } if !caption.is_empty() => Some(caption.clone()),
+                _ => None,
+            })
+        });
     match text {
         Some(t) => {
             let text = squash(&t);

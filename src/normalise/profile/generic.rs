@@ -142,6 +142,7 @@ pub const PROFILE: Profile = Profile {
         "all times stated are",
         "all times are",
         "all times uk",
+        "get involved",
         "read more: ",
         "read more here",
         "read more about",
