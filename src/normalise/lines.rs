@@ -690,6 +690,10 @@ mod tests {
             Some(Line::Text { .. })
         ));
         assert!(matches!(
+            classify("11:20Road expected to stay shut"),
+            Some(Line::TimeLed { text, .. }) if text == "Road expected to stay shut"
+        ));
+        assert!(matches!(
             classify("1.50 Pounds a litre"),
             Some(Line::Text { .. })
         ));

@@ -307,6 +307,25 @@ pub fn parse_time_prefix(line: &str) -> Option<(TimeLine, &str)> {
         }
         return Some((time, rest.trim()));
     }
+    // `11:20Road closed`: a page that set its time stamp right against the headline.
+    let b = line.as_bytes();
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    let glued = Some(digits + 3)
+        .filter(|_| (1..=2).contains(&digits))
+        .filter(|&n| matches!(b.get(digits), Some(b':' | b'.')) && b.len() > n)
+        .filter(|&n| b[digits + 1..n].iter().all(u8::is_ascii_digit))
+        .filter(|&n| line[n..].starts_with(|c: char| c.is_ascii_uppercase()));
+    if let Some(n) = glued {
+        let time = time_of_day(&[&line[..n]])?;
+        return Some((
+            TimeLine {
+                date: None,
+                time,
+                offset: None,
+            },
+            line[n..].trim(),
+        ));
+    }
     // `14:05 Kick-off at Northfield`: a clock time (with a colon or am/pm) and a capital.
     let (head, rest) = line.split_once(' ')?;
     let lower = head.to_ascii_lowercase();
