@@ -31,6 +31,8 @@ pub enum Line {
     TimeLed {
         time: TimeLine,
         text: String,
+        /// The whole line, stamp included: an item of a timeline inside an entry's body.
+        full: String,
     },
     /// `Image caption: …`, `Media caption, …`: the caption of the figure above (its alt text).
     Caption(String),
@@ -520,6 +522,7 @@ pub fn classify_with(raw: &str, profile: &Profile) -> Option<Line> {
         return Some(Line::TimeLed {
             time,
             text: text.to_string(),
+            full: s.to_string(),
         });
     }
     for bullet in ['•', '◦', '▪', '●', '·', '*'] {

@@ -1083,6 +1083,8 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
     let mut entry_due = false;
     // `Post update`: the entry that opens next has no headline.
     let mut untitled_due = false;
+    // The body's last block is a timeline (`2pm: …` lines under `Timeline:`).
+    let mut in_timeline = false;
 
     for (i, l) in lines.iter().enumerate() {
         let line = match &l.kind {
@@ -1098,9 +1100,10 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
             // `3. 1405: …`: a numbered post that starts with its time.
             Line::Numbered { text, .. } if parse_time_prefix(text).is_some() => {
                 match parse_time_prefix(text) {
-                    Some((time, text)) => Line::TimeLed {
+                    Some((time, rest)) => Line::TimeLed {
                         time,
-                        text: text.to_string(),
+                        text: rest.to_string(),
+                        full: text.clone(),
                     },
                     None => l.kind.clone(),
                 }
@@ -1201,6 +1204,23 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                     entry_due = true;
                 }
             },
+            // `Timeline:` over `2pm: …`, `3pm: …`: the stamps are items of the body's list.
+            Line::TimeLed { full, .. }
+                if current.as_ref().is_some_and(|g| {
+                    !entry_due
+                        && match g.blocks.last() {
+                            Some(Block::Paragraph { text }) => text.ends_with(':'),
+                            Some(Block::List { .. }) => in_timeline,
+                            _ => false,
+                        }
+                }) =>
+            {
+                if let Some(g) = current.as_mut() {
+                    g.add_body_line(&Line::Bullet(full.clone()), false);
+                }
+                in_timeline = true;
+                continue;
+            }
             Line::TimeLed { time, .. } => {
                 if let Some(g) = current.take() {
                     entries.push(g.finish());
@@ -1278,6 +1298,7 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                 }
             }
         }
+        in_timeline = false;
     }
     if let Some(mut g) = current.take() {
         // Bylines or a time after the last entry have nothing below them to belong to.
@@ -1633,6 +1654,27 @@ mod tests {
             vec![Block::Paragraph {
                 text: "The Bank held rates.".into()
             }]
+        );
+    }
+
+    #[test]
+    fn a_timeline_inside_an_entry_is_its_list_not_entries() {
+        let e = live(
+            "How the day unfolded\n\nThe minister's day was busy.\n\nTimeline:\n\n9am: Arrives at Downing Street\n\nAdvertisement\n\n2.30pm: Meets the president\n\nNext entry here\n\nMore text.\n",
+        );
+        assert_eq!(
+            headlines(&e),
+            vec![Some("How the day unfolded"), Some("Next entry here")]
+        );
+        assert_eq!(
+            e[0].blocks[2],
+            Block::List {
+                ordered: false,
+                items: vec![
+                    "9am: Arrives at Downing Street".into(),
+                    "2.30pm: Meets the president".into()
+                ]
+            }
         );
     }
 
