@@ -131,7 +131,6 @@ fn derived_title(blocks: &[Block]) -> String {
 /// The first sentence of a text, without its full stop: up to the first `.`, `!` or `?`
 /// followed by a space and a capital, not after an initial or a short abbreviation (`Mr.`).
 fn first_sentence(text: &str) -> &str {
-    let bytes = text.as_bytes();
     for (i, c) in text.char_indices() {
         if !matches!(c, '.' | '!' | '?') {
             continue;
@@ -150,7 +149,7 @@ fn first_sentence(text: &str) -> &str {
                     "Mr", "Mrs", "Ms", "Dr", "St", "Prof", "Sir", "Rev", "Gen", "Lt", "Col",
                 ]
                 .contains(&word));
-        if abbreviation || i == 0 || bytes.get(i.wrapping_sub(1)) == Some(&b' ') {
+        if abbreviation || i == 0 || text[..i].ends_with(' ') {
             continue;
         }
         return if c == '.' { &text[..i] } else { &text[..=i] };
@@ -199,7 +198,6 @@ pub fn assemble(report: Report, meta: &StoryMeta) -> Story {
             None => derived_title(&r.blocks),
         })
         .collect();
-    let derived: Vec<bool> = raws.iter().map(|r| r.headline.is_none()).collect();
 
     // Times: manifest by title, then the entry's own time line; then inference.
     let lines: Vec<_> = raws.iter().map(|r| r.time).collect();
@@ -237,32 +235,29 @@ pub fn assemble(report: Report, meta: &StoryMeta) -> Story {
         .zip(titles)
         .zip(anchors)
         .zip(times)
-        .zip(derived)
-        .map(
-            |((((raw, title), anchor), (published, inferred)), title_derived)| {
-                let manifest = by_title.get(title.as_str());
-                let updated = match (report.kind, manifest.and_then(|t| t.updated)) {
-                    (_, Some(u)) => u.max(published),
-                    (StoryKind::Article, None) => meta.updated.max(published),
-                    (StoryKind::Live, None) => published,
-                };
-                Entry {
-                    story: meta.slug.clone(),
-                    id: entry_id(&authority, meta.published, &meta.slug, &anchor),
-                    url: format!("{page}#{anchor}"),
-                    anchor,
-                    summary: body::summary(&raw.blocks, &title),
-                    content_html: body::to_html(&raw.blocks),
-                    title,
-                    title_derived,
-                    authors: raw.authors,
-                    published,
-                    updated,
-                    time_inferred: inferred,
-                    blocks: raw.blocks,
-                }
-            },
-        )
+        .map(|(((raw, title), anchor), (published, inferred))| {
+            let manifest = by_title.get(title.as_str());
+            let updated = match (report.kind, manifest.and_then(|t| t.updated)) {
+                (_, Some(u)) => u.max(published),
+                (StoryKind::Article, None) => meta.updated.max(published),
+                (StoryKind::Live, None) => published,
+            };
+            Entry {
+                story: meta.slug.clone(),
+                id: entry_id(&authority, meta.published, &meta.slug, &anchor),
+                url: format!("{page}#{anchor}"),
+                anchor,
+                summary: body::summary(&raw.blocks, &title),
+                content_html: body::to_html(&raw.blocks),
+                title,
+                title_derived: raw.headline.is_none(),
+                authors: raw.authors,
+                published,
+                updated,
+                time_inferred: inferred,
+                blocks: raw.blocks,
+            }
+        })
         .collect();
     crate::model::sort_newest_first(&mut entries);
     let updated = entries
