@@ -51,6 +51,7 @@ fn main() {
     let meta = StoryMeta {
         slug: "big".into(),
         kind: None,
+        template: None,
         url: Some("https://www.itv.com/news/big/".into()),
         published: t("2013-05-01T00:00:00Z"),
         updated: t("2013-05-30T00:00:00Z"),

@@ -64,6 +64,9 @@ pub struct StoryEntry {
     pub time_of_day_known: bool,
     /// The zone of time lines without one, e.g. `+01:00`; defaults to `published`'s offset.
     pub utc_offset: Option<String>,
+    /// The page template's profile (`bbc-live`, `guardian`, `itv`, `local`, `generic`);
+    /// by default the page's content chooses.
+    pub template: Option<String>,
     #[serde(default, rename = "entry")]
     pub entries: Vec<EntryTimeEntry>,
 }
@@ -146,6 +149,22 @@ impl Manifest {
                     format!("story {:?}: url must be http(s)", s.slug),
                 ));
             }
+            if let Some(t) = &s.template {
+                if crate::normalise::profile::by_name(t).is_none() {
+                    let names: Vec<&str> = crate::normalise::profile::ALL
+                        .iter()
+                        .map(|p| p.name)
+                        .collect();
+                    return Err(err(
+                        line,
+                        format!(
+                            "story {:?}: unknown template {t:?} (one of {})",
+                            s.slug,
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
             if s.updated < s.published {
                 return Err(err(
                     line,
@@ -210,6 +229,7 @@ impl StoryEntry {
         StoryMeta {
             slug: self.slug.clone(),
             kind: Some(self.kind),
+            template: self.template.clone(),
             url: Some(self.url.clone()),
             published: self.published.with_timezone(&Utc),
             updated: self.updated.with_timezone(&Utc),
@@ -266,6 +286,18 @@ updated = "2013-05-11T12:00:00+01:00"
 
     #[test]
     fn errors_name_file_and_line() {
+        let bad = GOOD.replace("kind = \"live\"", "kind = \"live\"\ntemplate = \"bbc\"");
+        let e = Manifest::parse(&bad, Path::new("m.toml")).unwrap_err();
+        assert!(e.to_string().contains("unknown template \"bbc\""), "{e}");
+        let ok = GOOD.replace(
+            "kind = \"live\"",
+            "kind = \"live\"\ntemplate = \"bbc-live\"",
+        );
+        let m = Manifest::parse(&ok, Path::new("m.toml")).unwrap();
+        assert_eq!(
+            m.stories[0].meta("https://x.org").template.as_deref(),
+            Some("bbc-live")
+        );
         let bad = GOOD.replace("kind = \"live\"", "kind = \"blog\"");
         let e = Manifest::parse(&bad, Path::new("data/stories.toml")).unwrap_err();
         assert_eq!(e.line, Some(9));

@@ -53,6 +53,10 @@ pub struct Entry {
     /// The fragment identifying the entry within its story page.
     pub anchor: String,
     pub title: String,
+    /// True when the entry had no headline and `title` was made from its first sentence.
+    /// Absent in event logs written before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub title_derived: bool,
     pub authors: Vec<String>,
     pub published: DateTime<Utc>,
     pub updated: DateTime<Utc>,

@@ -101,6 +101,7 @@ impl Site {
                 };
                 let meta = StoryMeta {
                     kind: None,
+                    template: None,
                     url: None,
                     published: epoch,
                     updated: epoch,

@@ -22,6 +22,7 @@ fn meta(slug: &str, url: Option<&str>, published: &str, updated: &str) -> StoryM
     StoryMeta {
         slug: slug.to_string(),
         kind: None,
+        template: None,
         url: url.map(str::to_string),
         published: utc(published),
         updated: utc(updated),
@@ -1097,9 +1098,677 @@ fn ids_survive_another_base_url() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Other publishers and templates (issue 14)
+
+/// Page furniture other templates carry: none of it may become a title or body text.
+const FURNITURE: &[&str] = &[
+    "Live Reporting",
+    "All times stated are UK",
+    "Get involved",
+    "TV Licence",
+    "Find out more",
+    "Edited by",
+    "Summary",
+    "Key events",
+    "Show key events only",
+    "JavaScript",
+    "Updated at",
+    "First published",
+    "Sort by",
+    "Latest first",
+    "Oldest first",
+    "Auto update",
+    "updates",
+    "Share",
+    "close panel",
+    "View more on twitter",
+    "Video content",
+    "Media content",
+    "currently not available",
+    "twitter post",
+    "READ MORE",
+    "Read: ",
+    "Click here",
+    "We use cookies",
+    "pageType",
+    "Live news stream",
+    "Live scores",
+    "Line-ups",
+    "Wednesday, 25 March",
+    "#bbcfootball",
+    "published at",
+    "View all",
+    "Latest ITV News reports",
+];
+
+fn other_meta(slug: &str) -> StoryMeta {
+    meta(
+        slug,
+        None,
+        "2025-03-25T08:00:00+00:00",
+        "2025-03-25T18:00:00+00:00",
+    )
+}
+
+/// A fixture read as `livefeed items FILE` reads it: no manifest, no kind.
+fn other(name: &str) -> Story {
+    let s = story(name, &other_meta(name.trim_end_matches(".txt")));
+    assert_eq!(s.kind, StoryKind::Live, "{name}");
+    for e in &s.entries {
+        for f in FURNITURE {
+            assert!(!e.title.contains(f), "{name}: {f:?} in title {:?}", e.title);
+            assert!(
+                !e.content_html.contains(f),
+                "{name}: {f:?} in the body of {:?}",
+                e.title
+            );
+        }
+    }
+    s
+}
+
+fn derived(s: &Story) -> Vec<bool> {
+    s.entries.iter().map(|e| e.title_derived).collect()
+}
+
+fn times_of_day(s: &Story) -> Vec<String> {
+    s.entries
+        .iter()
+        .map(|e| e.published.format("%H:%M").to_string())
+        .collect()
+}
+
+#[test]
+fn bbc_live_numbered_entries_under_a_licence_banner() {
+    let s = other("bbc-live-numbered.txt");
+    assert_eq!(
+        s.title,
+        "Storm Ellen: Trains cancelled as gales sweep the south west"
+    );
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Our live coverage is ending",
+            "Power restored to most homes",
+            "Coastguard warns people to stay away from the seafront",
+            "Your pictures of the storm",
+            "Trains cancelled across the region",
+        ]
+    );
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 5]);
+    assert_eq!(derived(&s), vec![false; 5]);
+    // `3. 1405: …`: the stamp is the entry's time, not part of its title.
+    assert!(!s.entries[2].time_inferred);
+    assert_eq!(s.entries[2].published, utc("2025-03-25T14:05:00+01:00"));
+    // The first body line under the heading is the image's alt text: a figure.
+    assert!(html(&s, 0).starts_with(
+        "<figure><figcaption>A fallen tree on a road in Cornwall</figcaption></figure>\
+         <p>That&#39;s where we leave"
+    ));
+    assert_eq!(count(html(&s, 0), "<li>"), 3);
+    // Alt text then `Image caption: …`: one figure, with the caption.
+    assert_eq!(
+        html(&s, 3),
+        "<figure><figcaption>Waves break over the harbour wall in Porthleven</figcaption>\
+         </figure><p>Waves have been crashing over the harbour wall at Porthleven since high \
+         tide.</p><p>You can send us your pictures by email.</p>"
+    );
+}
+
+#[test]
+fn bbc_live_post_updates_with_bylines_and_roles() {
+    let s = other("bbc-live-post-update.txt");
+    assert_eq!(s.title, "Budget 2025: Chancellor sets out tax plans");
+    assert_eq!(
+        titles(&s),
+        vec![
+            "The mood among backbenchers this afternoon is one of relief rather than celebration",
+            "What the Budget means for your pay",
+            "Opposition leader: \"This Budget breaks promises\"",
+            "The chancellor has sat down after speaking for 72 minutes",
+            "Income tax thresholds frozen until 2030",
+        ]
+    );
+    assert_eq!(derived(&s), vec![true, false, false, true, false]);
+    assert_eq!(
+        authors(&s),
+        vec![
+            vec!["Nick Lawson, Political correspondent"],
+            vec!["Alice Moreno, Business reporter"],
+            vec![],
+            vec![],
+            vec![],
+        ]
+    );
+    assert_eq!(
+        times_of_day(&s),
+        vec!["15:42", "15:20", "14:58", "14:31", "14:05"]
+    );
+    // The summary's points are not an entry; the role line is not body text.
+    assert!(!html(&s, 0).contains("correspondent"));
+    assert_eq!(
+        html(&s, 1),
+        "<figure><figcaption>Shoppers on Oxford Street in London <small class=\"credit\">\
+         Image source: Getty Images</small></figcaption></figure><p>If you earn £30,000 a \
+         year, you will pay about £250 more in income tax by 2030 than if thresholds had risen \
+         with inflation.</p><p>That is because more of your pay will be taxed as wages rise.</p>"
+    );
+    // A tweet saved without its author's name is body text.
+    assert_eq!(count(html(&s, 2), "<p>"), 3);
+    assert!(html(&s, 3).ends_with(
+        "<figure><figcaption>The chancellor: &quot;We have made the right choices for the \
+         country&quot;</figcaption></figure>"
+    ));
+    // The footer's links (`More on this story`, `Top Stories`) are not entries or body.
+    assert_eq!(
+        html(&s, 4),
+        "<p>The chancellor confirms that the personal allowance will stay at £12,570 until \
+         April 2030.</p>"
+    );
+}
+
+#[test]
+fn bbc_sport_as_it_happened_with_a_page_byline() {
+    let s = other("bbc-sport-as-it-happened.txt");
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Full-time: Northfield 2-1 Easton Rovers",
+            "GOAL - Northfield 2-1 Easton Rovers",
+            "Rovers level",
+            "Half-time: Northfield 1-0 Easton Rovers",
+            "GOAL - Northfield 1-0 Easton Rovers",
+            "Kick-off",
+        ]
+    );
+    // `By Owen Taylor` reports the whole page: no entry is his alone.
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 6]);
+    assert_eq!(
+        times_of_day(&s),
+        vec!["16:02", "15:51", "15:20", "14:47", "14:12", "14:00"]
+    );
+    assert!(s.entries.iter().all(|e| count(&e.content_html, "<p>") == 1));
+}
+
+#[test]
+fn guardian_live_blog_with_key_events_and_untitled_blocks() {
+    let s = other("guardian-live-blog.txt");
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Here is the afternoon summary of the day's main political news",
+            "Tories call for inquiry into planning reforms",
+            "Housing secretary insists target can be met",
+            "Building starts fall for third quarter in a row",
+        ]
+    );
+    assert_eq!(derived(&s), vec![true, false, false, false]);
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 4]);
+    // `14.22 GMT`: explicit, in its own zone.
+    assert_eq!(times_of_day(&s), vec!["14:22", "13:40", "12:15", "10:05"]);
+    assert!(
+        s.description
+            .starts_with("Housing secretary says 1.5m homes target")
+    );
+    assert!(!s.description.contains("Mark Fenwick"));
+    assert!(html(&s, 1).ends_with(
+        "<figure><figcaption>Protesters outside parliament this morning. <small \
+         class=\"credit\">Photograph: Jordan Ellis/PA</small></figcaption></figure>"
+    ));
+    assert_eq!(count(html(&s, 2), "<p>"), 3);
+}
+
+#[test]
+fn local_breaking_news_blog_with_no_blank_lines() {
+    let s = other("local-breaking-news.txt");
+    assert_eq!(
+        s.title,
+        "Stockport breaking news: Road closed after crash on the A6 - live updates"
+    );
+    assert_eq!(
+        s.description,
+        "Police have closed a stretch of the A6 in Hazel Grove after a collision this morning. \
+         Drivers are being told to avoid the area."
+    );
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Road expected to stay shut until mid-afternoon",
+            "Buses diverted",
+            "One person taken to hospital",
+            "Police at the scene of the crash",
+        ]
+    );
+    // `By A, B and C` under the title is the story's byline, not each entry's.
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 4]);
+    assert_eq!(times_of_day(&s), vec!["10:20", "09:55", "09:31", "08:48"]);
+    // A sentence the page broke over two lines is one paragraph.
+    assert_eq!(
+        html(&s, 1),
+        "<p>Stagecoach says services 192 and 199 are being diverted via Bramhall Moor Lane.</p>\
+         <p>Delays of up to 30 minutes are expected.</p>"
+    );
+    assert_eq!(
+        html(&s, 0),
+        "<p>Greater Manchester Police say the road is likely to remain closed until at least \
+         3pm while collision investigators work at the scene.</p>"
+    );
+}
+
+#[test]
+fn itv_single_update_page() {
+    let s = other("itv-single-update.txt");
+    assert_eq!(
+        s.title,
+        "Flooding: Severe warnings in place along the River Severn"
+    );
+    assert_eq!(titles(&s), vec!["Barriers go up in Bewdley"]);
+    // `ITV News Central` in the byline slot is the newsroom, not a second author.
+    assert_eq!(authors(&s), vec![vec!["Sarah Whitcombe"]]);
+    assert!(!s.entries[0].time_inferred);
+    assert_eq!(times_of_day(&s), vec!["11:54"]);
+    assert!(html(&s, 0).starts_with("<p>Environment Agency teams"));
+    assert_eq!(count(html(&s, 0), "<figure>"), 1);
+}
+
+#[test]
+fn itv_home_page_stream_without_a_story_title() {
+    let s = other("itv-home-stream.txt");
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Ambulance workers to strike again next month",
+            "WATCH: Firefighters rescue horse stuck in a ditch",
+            "Bank of England expected to hold interest rates",
+            "LIVE: Prime Minister faces MPs at Question Time",
+            "Special Report: Inside the hospital running out of beds",
+        ]
+    );
+    assert_eq!(
+        authors(&s),
+        vec![
+            vec!["Daniel Hewitt"],
+            vec![],
+            vec![],
+            vec!["Tom Ashby"],
+            vec!["Emma Carlton, Health editor"],
+        ]
+    );
+    assert_eq!(s.title, "Ambulance workers to strike again next month");
+    assert!(html(&s, 0).starts_with("<p>Unions say"));
+    assert!(!html(&s, 2).contains("National"));
+}
+
+#[test]
+fn an_oldest_first_page_is_read_newest_first() {
+    let s = other("oldest-first.txt");
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Winner crosses the line",
+            "Leader passes halfway",
+            "The race is under way",
+            "Runners gather at the start line on the Promenade, where the temperature is \
+             already 14C",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, false, false, true]);
+    assert_eq!(times_of_day(&s), vec!["10:05", "09:12", "08:00", "07:40"]);
+    assert_eq!(inferred(&s), vec![false; 4]);
+}
+
+#[test]
+fn time_stamps_that_open_untitled_entries() {
+    let s = other("timestamp-led-entries.txt");
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Turnout in Ashworth West was 61%, the highest in the county",
+            "The recount in Millbrook has been completed and the candidates are being briefed",
+            "Labour have held Eastgate with a majority of 412",
+            "Counting staff at the leisure centre have been at work since the morning",
+            "Ballot boxes arrive",
+        ]
+    );
+    assert_eq!(derived(&s), vec![true, true, true, true, false]);
+    assert_eq!(inferred(&s), vec![false; 5]);
+    // The stamp is the time, not text; the whole paragraph is the body.
+    assert_eq!(
+        html(&s, 0),
+        "<p>Turnout in Ashworth West was 61%, the highest in the county. The result is expected \
+         within the hour.</p>"
+    );
+    // Stamps inside a paragraph (a diary of the day) are body text.
+    assert!(html(&s, 3).ends_with(
+        "<p>10am: ballot boxes checked, 3.30pm: tables set out, 10pm: polls closed, 11.15pm: \
+         first boxes arrive.</p>"
+    ));
+}
+
+#[test]
+fn captions_credits_and_embed_placeholders() {
+    let s = other("captions-and-embeds.txt");
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Champion arrives at the stadium",
+            "Challenger's message to the crowd",
+            "Weigh-in results",
+        ]
+    );
+    // A caption the page doubled, and a credit in brackets.
+    assert_eq!(
+        html(&s, 0),
+        "<figure><figcaption>Tyson Fury</figcaption></figure><p>The champion arrived at the \
+         stadium just after 8pm, waving to fans from the team bus.</p><figure><figcaption>Fans \
+         outside the stadium before the fight <small class=\"credit\">Getty</small>\
+         </figcaption></figure><p>Thousands of fans have been queuing at the turnstiles since \
+         the early evening.</p>"
+    );
+    // Embed placeholders go; the tweet's text, saved without a name, stays as body.
+    assert!(html(&s, 1).contains("<p>Let&#39;s go Wembley. Tonight is the night.</p>"));
+    // An empty caption; a credit alone on the line under its caption; `Label: value` lines.
+    assert_eq!(
+        html(&s, 2),
+        "<figure><figcaption><small class=\"credit\">Credit: PA Images</small></figcaption>\
+         </figure><p>Both fighters made the weight at yesterday&#39;s weigh-in.</p><figure>\
+         <figcaption>The challenger on the scales at the weigh-in <small class=\"credit\">\
+         Photograph: Hollie Adams/Reuters</small></figcaption></figure><ul><li>Champion: 18st \
+         2lb</li><li>Challenger: 16st 9lb</li></ul>"
+    );
+}
+
+#[test]
+fn furniture_links_and_headline_prefixes() {
+    let s = other("furniture-and-links.txt");
+    assert_eq!(s.title, "Strikes: Train drivers walk out in pay dispute");
+    // A standfirst of two paragraphs, without the page's byline or its update time.
+    assert_eq!(
+        s.description,
+        "Train drivers at 14 rail companies are on strike today in a long-running dispute over \
+         pay. The union says the offer on the table is \"nowhere near\" what its members need."
+    );
+    assert_eq!(
+        titles(&s),
+        vec![
+            "WATCH: Passengers stranded at Leeds station",
+            "Union leader: 'We have been left with no choice'",
+            "Which operators are affected",
+        ]
+    );
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 3]);
+    // An inline `Read more:` stays in its paragraph; a `Watch:` link line goes.
+    assert!(html(&s, 0).ends_with(
+        "<p>One commuter said: &quot;It&#39;s chaos. Read more: nobody told us \
+         anything.&quot;</p>"
+    ));
+    assert_eq!(
+        html(&s, 1),
+        "<p>The union&#39;s general secretary said members &quot;did not take this decision \
+         lightly&quot;.</p>"
+    );
+    // Flush-left bullets and a `Label: value` block are lists.
+    assert_eq!(
+        html(&s, 2),
+        "<p>The operators with strikes today:</p><ul><li>Avanti West Coast</li><li>CrossCountry\
+         </li><li>LNER</li><li>Northern</li><li>Services running: 40%</li><li>Services \
+         cancelled: 60%</li></ul>"
+    );
+}
+
+#[test]
+fn a_live_label_above_the_title_day_rules_and_a_cut_off_heading() {
+    let s = other("bbc-live-label-cut-off.txt");
+    // `Live` above the title is a label: `Live Reporting` below the summary is the header.
+    assert_eq!(
+        s.title,
+        "Ferry strike: Crossings cancelled for a second day"
+    );
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Talks to resume on Monday",
+            "Islanders say they have been left without deliveries of fresh food since Tuesday",
+            "Picket lines at the harbour",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, true, false]);
+    assert_eq!(
+        authors(&s),
+        vec![vec!["Callum Reid, Scotland reporter"], vec![], vec![]]
+    );
+    // `09:12 26 March`: a time with its day; `17:55` the evening before.
+    assert_eq!(inferred(&s), vec![false; 3]);
+    assert_eq!(
+        published(&s)[2],
+        published(&s)[1] - chrono::Duration::minutes(14 * 60 + 45)
+    );
+    assert_eq!(
+        html(&s, 0),
+        "<p>Both sides have agreed to meet again on Monday, the union has confirmed.</p>"
+    );
+    // The page stops under the last heading: that entry is not there yet.
+    assert!(!titles(&s).contains(&"Ferry operator issues new timetable"));
+}
+
+#[test]
+fn guardian_key_events_list_without_its_end_line() {
+    let s = other("guardian-key-event-labels.txt");
+    // The key events list repeats the headlines of entries below: it is not entries.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Housing secretary insists target can be met",
+            "Building starts fall for third quarter in a row",
+        ]
+    );
+    assert_eq!(times_of_day(&s), vec!["12:15", "10:05"]);
+    assert!(
+        s.entries
+            .iter()
+            .all(|e| !e.content_html.contains("Key event"))
+    );
+    assert!(
+        s.entries
+            .iter()
+            .all(|e| !e.content_html.contains("<figure>"))
+    );
+}
+
+#[test]
+fn bbc_live_headlines_over_times_said_twice() {
+    let s = other("bbc-live-headline-then-time.txt");
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Talks to resume on Monday",
+            "Islanders say they have been left without deliveries of fresh food since Tuesday",
+            "Watch: Empty ferry terminal at Oban",
+            "Ferry operator apologises",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, true, false, false]);
+    assert_eq!(
+        authors(&s),
+        vec![
+            vec!["Callum Reid, Scotland reporter"],
+            vec![],
+            vec![],
+            vec![]
+        ]
+    );
+    // `published at 09:12 26 March` over `09:12 26 March`: one time, not two entries.
+    assert_eq!(times_of_day(&s), vec!["08:12", "07:40", "07:15", "06:50"]);
+    assert_eq!(inferred(&s), vec![false; 4]);
+    // A video post: its caption line is its body.
+    assert_eq!(
+        html(&s, 2),
+        "<figure><figcaption>The ferry terminal at Oban has been quiet all morning</figcaption>\
+         </figure>"
+    );
+}
+
+#[test]
+fn numbered_entries_saved_flush_left_without_blank_lines() {
+    let s = other("numbered-entries-flush-left.txt");
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Council approves new cycle lanes",
+            "Residents speak at the meeting",
+            "The meeting has started, about 40 minutes late",
+            "What is being proposed",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, false, true, false]);
+    // `By A and B` above the first entry is the page's byline.
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 4]);
+    assert_eq!(inferred(&s), vec![true, false, false, true]);
+    assert_eq!(times_of_day(&s)[1..3], ["16:45", "16:10"]);
+    // A numbered list inside an entry stays a list.
+    assert_eq!(
+        html(&s, 3),
+        "<p>The plans include:</p><ol><li>A protected lane on Station Road</li><li>A 20mph \
+         limit around three schools</li></ol>"
+    );
+}
+
+#[test]
+fn a_live_label_over_the_title_with_no_header() {
+    let s = other("live-label-above-title.txt");
+    assert_eq!(s.title, "Storm Darragh: Thousands without power");
+    assert_eq!(
+        s.description,
+        "Engineers are working to reconnect homes across Wales and the west of England."
+    );
+    assert_eq!(
+        titles(&s),
+        vec!["Power restored in Swansea", "Roads closed by fallen trees"]
+    );
+    assert_eq!(inferred(&s), vec![false; 2]);
+}
+
+#[test]
+fn relative_times_open_entries_on_a_markets_blog() {
+    let s = other("relative-times-market-blog.txt");
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Pound slips after inflation data",
+            // Shortened at a word boundary, without the comma it was cut on.
+            "Traders now expect two more rate cuts this year, according to pricing in swaps \
+             markets…",
+            "UK inflation falls to 2.3% in April",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, true, false]);
+    // `2 min ago` gives no time: the times are inferred.
+    assert_eq!(inferred(&s), vec![true; 3]);
+    assert_eq!(
+        html(&s, 0),
+        "<p>Sterling fell 0.4 per cent against the dollar in the minutes after the release.</p>"
+    );
+}
+
+#[test]
+fn bbc_sport_posts_with_a_reporter_at_the_ground() {
+    let s = other("bbc-sport-post-update.txt");
+    assert_eq!(s.title, "Premier League: Northfield v Easton Rovers");
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Full-time: Northfield 2-1 Easton Rovers",
+            "The noise here is deafening as the board goes up for five added minutes",
+            "Goal! Northfield 2-1 Easton Rovers",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, true, false]);
+    // `Emma Sanders` over `BBC Sport at Northfield Park`: the reporter, not a caption.
+    assert_eq!(authors(&s), vec![vec![], vec!["Emma Sanders"], vec![]]);
+    assert_eq!(
+        html(&s, 1),
+        "<p>The noise here is deafening as the board goes up for five added minutes.</p>"
+    );
+    assert_eq!(
+        html(&s, 2),
+        "<figure><figcaption>Ojo celebrates his second <small class=\"credit\">Image source: \
+         Getty Images</small></figcaption></figure><p>Sam Ojo heads in from a corner.</p>"
+    );
+    assert_eq!(times_of_day(&s), vec!["18:24", "18:20", "17:58"]);
+}
+
+#[test]
+fn derived_titles_are_marked_in_items_and_json_feed() {
+    let path = format!(
+        "{}/tests/fixtures/timestamp-led-entries.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    // `livefeed items FILE`: one JSON line per item, with `title_derived`.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_livefeed"))
+        .args(["items", &path])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let items: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let flags: Vec<bool> = items
+        .iter()
+        .map(|i| i["title_derived"].as_bool().unwrap())
+        .collect();
+    assert_eq!(flags, vec![true, true, true, true, false]);
+    // JSON Feed: a `_livefeed` extension says so, and only where it is true.
+    let site = livefeed::site::Site::from_files(&[path.into()], "http://127.0.0.1:8080").unwrap();
+    let feed = livefeed::render::story_feed(&site, &site.stories[0]);
+    let json: serde_json::Value = serde_json::from_slice(&livefeed::render::render_feed(
+        &feed,
+        livefeed::render::Format::Json,
+    ))
+    .unwrap();
+    let items = json["items"].as_array().unwrap();
+    assert_eq!(items[0]["_livefeed"]["title_derived"], true);
+    assert!(items[4]["_livefeed"].get("title_derived").is_none());
+}
+
+#[test]
+fn entries_logged_before_title_derived_existed_still_load() {
+    let s = other("timestamp-led-entries.txt");
+    let mut logged = serde_json::to_value(&s.entries[4]).unwrap();
+    // Entries with a headline are written as before: no new field.
+    assert!(logged.get("title_derived").is_none());
+    logged.as_object_mut().unwrap().remove("title_derived");
+    let back: livefeed::model::Entry = serde_json::from_value(logged).unwrap();
+    assert!(!back.title_derived);
+    let derived = serde_json::to_value(&s.entries[0]).unwrap();
+    assert_eq!(derived["title_derived"], true);
+    let back: livefeed::model::Entry = serde_json::from_value(derived).unwrap();
+    assert!(back.title_derived);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Times and determinism
 
 const FIXTURES: &[&str] = &[
+    "bbc-live-numbered.txt",
+    "bbc-live-post-update.txt",
+    "bbc-sport-as-it-happened.txt",
+    "guardian-live-blog.txt",
+    "local-breaking-news.txt",
+    "itv-single-update.txt",
+    "itv-home-stream.txt",
+    "oldest-first.txt",
+    "timestamp-led-entries.txt",
+    "captions-and-embeds.txt",
+    "furniture-and-links.txt",
+    "bbc-live-label-cut-off.txt",
+    "guardian-key-event-labels.txt",
+    "bbc-live-headline-then-time.txt",
+    "numbered-entries-flush-left.txt",
+    "live-label-above-title.txt",
+    "relative-times-market-blog.txt",
+    "bbc-sport-post-update.txt",
     "captions-in-a-row.txt",
     "africa-correspondent-bylines.txt",
     "tweet-only-entry.txt",

@@ -18,6 +18,7 @@ fn meta(kind: Option<StoryKind>) -> StoryMeta {
     StoryMeta {
         slug: "prop-story".into(),
         kind,
+        template: None,
         url: Some("https://www.itv.com/news/story/2013-05-10/prop/".into()),
         published,
         updated: published + chrono::Duration::hours(26),

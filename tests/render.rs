@@ -572,6 +572,7 @@ fn entry(n: u32, title: &str, body: &str) -> Entry {
         id: format!("tag:example.org,2013-05-10:built/e{n}"),
         anchor: format!("e{n}"),
         title: title.into(),
+        title_derived: false,
         authors: vec!["A \u{1}uthor\u{0}".into()],
         published: t,
         updated: t,

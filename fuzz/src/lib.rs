@@ -23,6 +23,7 @@ fn meta(kind: Option<StoryKind>) -> StoryMeta {
     StoryMeta {
         slug: "fuzz-story".into(),
         kind,
+        template: None,
         url: Some("https://www.itv.com/news/story/2013-05-10/fuzz/".into()),
         published,
         updated: published + chrono::Duration::hours(26),

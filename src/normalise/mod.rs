@@ -7,6 +7,7 @@
 pub mod body;
 pub mod lines;
 pub mod parse;
+pub mod profile;
 pub mod time;
 
 pub use parse::{ParseError, RawEntry, Report, decode, parse};
@@ -23,6 +24,8 @@ pub struct StoryMeta {
     pub slug: String,
     /// `None` lets the report decide (a live header means a live page).
     pub kind: Option<StoryKind>,
+    /// The page template's profile by name (`bbc-live`); `None` lets the page's content choose.
+    pub template: Option<String>,
     /// The page the report was saved from. Its host names the `tag:` URIs.
     pub url: Option<String>,
     pub published: DateTime<Utc>,
@@ -81,21 +84,77 @@ pub fn story_id(authority: &str, story_published: DateTime<Utc>, slug: &str) -> 
     )
 }
 
-/// A title for an entry without a headline: the start of its first text.
+/// The longest derived title, in characters.
+const DERIVED_TITLE_CHARS: usize = 90;
+
+/// A title for an entry without a headline: the first sentence of its first text, shortened at
+/// a word boundary.
 fn derived_title(blocks: &[Block]) -> String {
-    let text = blocks.iter().find_map(|b| match b {
-        Block::Paragraph { text } => Some(text.clone()),
-        Block::Embed { paragraphs, .. } | Block::Quote { paragraphs, .. } => {
-            paragraphs.first().cloned()
-        }
-        Block::List { items, .. } => items.first().cloned(),
-        Block::Figure { caption, .. } if !caption.is_empty() => Some(caption.clone()),
-        Block::Figure { .. } => None,
-    });
+    // The text comes first; a caption only when there is nothing else.
+    let text = blocks
+        .iter()
+        .find_map(|b| match b {
+            Block::Paragraph { text } => Some(text.clone()),
+            Block::Embed { paragraphs, .. } | Block::Quote { paragraphs, .. } => {
+                paragraphs.first().cloned()
+            }
+            Block::List { items, .. } => items.first().cloned(),
+            Block::Figure { .. } => None,
+        })
+        .or_else(|| {
+            blocks.iter().find_map(|b| match b {
+                Block::Figure { caption, .. } if !caption.is_empty() => Some(caption.clone()),
+                _ => None,
+            })
+        });
     match text {
-        Some(t) => truncate_words(&squash(&t), 80),
+        Some(t) => {
+            let text = squash(&t);
+            let sentence = match first_sentence(&text) {
+                "" => text.as_str(),
+                s => s,
+            };
+            if sentence.is_empty() {
+                return "Update".to_string();
+            }
+            let title = truncate_words(sentence, DERIVED_TITLE_CHARS);
+            // `…markets,…` reads badly: the cut drops the punctuation it fell on.
+            match title.strip_suffix('…') {
+                Some(cut) => format!("{}…", cut.trim_end_matches([',', ';', ':', '-', '–', '—'])),
+                None => title,
+            }
+        }
         None => "Update".to_string(),
     }
+}
+
+/// The first sentence of a text, without its full stop: up to the first `.`, `!` or `?`
+/// followed by a space and a capital, not after an initial or a short abbreviation (`Mr.`).
+fn first_sentence(text: &str) -> &str {
+    for (i, c) in text.char_indices() {
+        if !matches!(c, '.' | '!' | '?') {
+            continue;
+        }
+        let after = &text[i + 1..];
+        let next_starts = after
+            .strip_prefix(' ')
+            .is_some_and(|a| a.starts_with(|c: char| c.is_uppercase() || "\"'‘“".contains(c)));
+        if !next_starts {
+            continue;
+        }
+        let word = text[..i].rsplit(' ').next().unwrap_or_default();
+        let abbreviation = c == '.'
+            && (word.chars().count() <= 2 && word.starts_with(char::is_uppercase)
+                || [
+                    "Mr", "Mrs", "Ms", "Dr", "St", "Prof", "Sir", "Rev", "Gen", "Lt", "Col",
+                ]
+                .contains(&word));
+        if abbreviation || i == 0 || text[..i].ends_with(' ') {
+            continue;
+        }
+        return if c == '.' { &text[..i] } else { &text[..=i] };
+    }
+    text.strip_suffix('.').unwrap_or(text)
 }
 
 /// The anchor base for an entry: its headline's slug, else its explicit time, else its first words.
@@ -119,7 +178,7 @@ fn anchor_base(headline: Option<&str>, explicit: Option<DateTime<Utc>>, title: &
 
 /// Parses and normalises one report into a story.
 pub fn normalise(text: &str, meta: &StoryMeta) -> Result<Story, ParseError> {
-    let report = parse(text, meta.kind)?;
+    let report = parse::parse_with(text, meta.kind, meta.template.as_deref())?;
     Ok(assemble(report, meta))
 }
 
@@ -200,6 +259,7 @@ pub fn assemble(report: Report, meta: &StoryMeta) -> Story {
                 summary: body::summary(&raw.blocks, &title),
                 content_html: body::to_html(&raw.blocks),
                 title,
+                title_derived: raw.headline.is_none(),
                 authors: raw.authors,
                 published,
                 updated,

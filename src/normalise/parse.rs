@@ -1,7 +1,11 @@
 //! Grouping classified lines into a story: title, standfirst, and entries newest first.
 
-use super::lines::{Line, classify, is_name_like};
-use super::time::TimeLine;
+use super::lines::{
+    Line, classify_with, is_headline_like, is_name_like, is_newsroom, is_person_like, is_role_like,
+    tidy_byline,
+};
+use super::profile::{self, Profile};
+use super::time::{TimeLine, parse_time_prefix};
 use crate::model::{Block, StoryKind};
 use crate::text::{clean, squash};
 use std::borrow::Cow;
@@ -71,41 +75,424 @@ fn tidy(text: &str) -> Cow<'_, str> {
 
 struct Classified {
     line: usize,
+    /// Leading spaces (a tab counts four): numbered entries indent their bodies.
+    indent: usize,
     kind: Line,
 }
 
-fn classify_all(text: &str) -> Vec<Classified> {
-    text.lines()
+fn indent_of(raw: &str) -> usize {
+    raw.chars()
+        .take_while(|c| c.is_whitespace())
+        .map(|c| if c == '\t' { 4 } else { 1 })
+        .sum()
+}
+
+/// The lines near the top of a page where a banner can end.
+const BANNER_ZONE: usize = 12;
+
+/// Desk labels that sit where a byline would (`National`): not authors.
+const DESKS: &[&str] = &[
+    "national",
+    "international",
+    "regional",
+    "politics",
+    "world",
+    "uk",
+    "business",
+    "sport",
+    "news",
+    "local",
+    "breaking",
+    "live",
+    "newsdesk",
+    "news desk",
+    "reporter",
+    "staff",
+];
+
+fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
+    let mut lines: Vec<Classified> = text
+        .lines()
         .enumerate()
-        .filter_map(|(i, raw)| classify(raw).map(|kind| Classified { line: i + 1, kind }))
-        .collect()
+        .filter_map(|(i, raw)| {
+            classify_with(raw, profile).map(|kind| Classified {
+                line: i + 1,
+                indent: indent_of(raw),
+                kind,
+            })
+        })
+        .collect();
+    // A licence or cookie banner above the content: everything to its last line goes.
+    let first_marker = lines
+        .iter()
+        .position(|l| l.kind == Line::Marker)
+        .unwrap_or(lines.len());
+    if let Some(end) = lines
+        .iter()
+        .take(BANNER_ZONE.min(first_marker))
+        .rposition(|l| l.kind == Line::BannerEnd)
+    {
+        lines.drain(..=end);
+    }
+    for l in &mut lines {
+        if l.kind == Line::BannerEnd {
+            l.kind = Line::Noise;
+        }
+    }
+    // A footer begins below the content: above the stream's header (or the title), a line
+    // such as `Top stories` is the site's navigation.
+    let content_from = lines
+        .iter()
+        .position(|l| matches!(l.kind, Line::Marker | Line::Text { .. }))
+        .unwrap_or(lines.len());
+    for l in lines.iter_mut().take(content_from) {
+        if l.kind == Line::End {
+            l.kind = Line::Noise;
+        }
+    }
+    // A desk's name where a byline would be (`1. National`, `National`) names no author and
+    // is no headline.
+    for l in &mut lines {
+        let desk = match &l.kind {
+            Line::Byline(b) => Some(b.as_str()),
+            Line::Numbered { number: 1, text } | Line::Text { text, .. } => Some(text.as_str()),
+            _ => None,
+        };
+        if desk.is_some_and(|d| DESKS.contains(&d.to_lowercase().as_str())) {
+            l.kind = Line::Noise;
+        }
+    }
+    join_name_and_role(&mut lines);
+    label_value_lists(&mut lines);
+    join_split_sentences(&mut lines);
+    // `published at 09:12` over `09:12`: the page says the time twice (once for screen
+    // readers); the second is not a new entry's.
+    let mut dead = vec![false; lines.len()];
+    for i in 1..lines.len() {
+        if let (Line::Time(a), Line::Time(b)) = (&lines[i - 1].kind, &lines[i].kind) {
+            dead[i] = a == b;
+        }
+    }
+    remove_dead(&mut lines, &dead);
+    lines
+}
+
+/// A sentence the page broke over two lines: the second starts in lower case under a line
+/// that did not end a sentence. One line again, judged as a whole.
+fn join_split_sentences(lines: &mut Vec<Classified>) {
+    let mut dead = vec![false; lines.len()];
+    let mut i = 0;
+    while i + 1 < lines.len() {
+        let joined = match (&lines[i].kind, &lines[i + 1].kind) {
+            (Line::Text { text: a, .. }, Line::Text { text: b, .. })
+                if continues_sentence(a, b) =>
+            {
+                Some(format!("{a} {b}"))
+            }
+            _ => None,
+        };
+        if let Some(text) = joined {
+            lines[i + 1].kind = Line::Text {
+                headline_like: is_headline_like(&text),
+                text,
+            };
+            lines[i + 1].line = lines[i].line;
+            dead[i] = true;
+        }
+        i += 1;
+    }
+    remove_dead(lines, &dead);
+}
+
+/// Whether `b` carries on the sentence `a` left open: `a` does not end one and `b` starts
+/// with a word in lower case (`iPhone` or `eBay` is a name, not the rest of a sentence).
+fn continues_sentence(a: &str, b: &str) -> bool {
+    b.split_whitespace()
+        .next()
+        .is_some_and(|w| w.starts_with(char::is_lowercase) && !w.chars().any(char::is_uppercase))
+        && !a
+            .trim_end()
+            .ends_with(['.', '!', '?', ':', '"', '”', '\'', '’', ')', '…'])
+}
+
+/// Drops the lines a pass merged into their neighbours (in one sweep: pages can be long).
+fn remove_dead(lines: &mut Vec<Classified>, dead: &[bool]) {
+    let mut i = 0;
+    lines.retain(|_| {
+        i += 1;
+        !dead[i - 1]
+    });
+}
+
+/// `Label: value`: a line of a results or poll block (`Turnout: 61%`).
+fn label_value(s: &str) -> bool {
+    let Some((label, value)) = s.split_once(": ") else {
+        return false;
+    };
+    let (lw, vw) = (
+        label.split_whitespace().count(),
+        value.split_whitespace().count(),
+    );
+    (1..=4).contains(&lw)
+        && (1..=8).contains(&vw)
+        && label.starts_with(char::is_uppercase)
+        && !value.ends_with(['.', '!', '?', '"', '\'', '”', '’'])
+        && !value.starts_with(['"', '\'', '‘', '“'])
+}
+
+/// Two or more `Label: value` lines in a row are a list, not headlines or captions.
+fn label_value_lists(lines: &mut [Classified]) {
+    let is_lv = |l: &Classified| matches!(&l.kind, Line::Text { text, .. } if label_value(text));
+    let mut i = 0;
+    while i < lines.len() {
+        let run = lines[i..].iter().take_while(|l| is_lv(l)).count();
+        if run >= 2 {
+            for l in &mut lines[i..i + run] {
+                if let Line::Text { text, .. } = &l.kind {
+                    l.kind = Line::Bullet(text.clone());
+                }
+            }
+        }
+        i += run.max(1);
+    }
+}
+
+/// `Nick Eardley` above `Political correspondent` (or a `by` line above its role): one byline.
+fn join_name_and_role(lines: &mut Vec<Classified>) {
+    let mut dead = vec![false; lines.len()];
+    let mut i = 0;
+    while i + 1 < lines.len() {
+        let name = match &lines[i].kind {
+            Line::Byline(b) if !b.contains(',') => Some(b.clone()),
+            Line::Numbered { number: 1, text } if is_person_like(text) => Some(text.clone()),
+            Line::Text { text, .. } if is_person_like(text) => Some(text.clone()),
+            _ => None,
+        };
+        let role = match &lines[i + 1].kind {
+            Line::Text { text, .. } => Some(text.clone())
+                .filter(|t| is_role_like(t) && (!is_person_like(t) || is_newsroom(t))),
+            _ => None,
+        };
+        if let (Some(name), Some(role)) = (name, role) {
+            lines[i].kind = Line::Byline(if is_newsroom(&role) {
+                name
+            } else {
+                format!("{name}, {role}")
+            });
+            dead[i + 1] = true;
+            i += 1;
+        }
+        i += 1;
+    }
+    remove_dead(lines, &dead);
 }
 
 fn is_content(l: &Line) -> bool {
-    !matches!(l, Line::Marker | Line::End | Line::Noise)
+    !matches!(
+        l,
+        Line::Marker
+            | Line::Label
+            | Line::Section
+            | Line::End
+            | Line::Ago
+            | Line::Noise
+            | Line::BannerEnd
+            | Line::Counter
+    )
 }
 
 /// Where the live entries begin: the first marker, before any `Back to top`, that has content
-/// after it. `Latest ITV News reports` at the very end is boilerplate, not a header.
+/// after it; else the first section header (`Summary`) with content after it. `Latest ITV
+/// News reports` at the very end is boilerplate, not a header.
 fn find_header(lines: &[Classified]) -> Option<usize> {
     let end = lines
         .iter()
         .position(|l| l.kind == Line::End)
         .unwrap_or(lines.len());
-    (0..end).find(|&i| {
-        lines[i].kind == Line::Marker && lines[i + 1..end].iter().any(|l| is_content(&l.kind))
-    })
+    let with_content = |i: usize| lines[i + 1..end].iter().any(|l| is_content(&l.kind));
+    let markers: Vec<usize> = (0..end)
+        .filter(|&i| lines[i].kind == Line::Marker && with_content(i))
+        .collect();
+    // A label above the title (`Live`) is not the header when a marker follows the title and
+    // its standfirst or summary: at most a few paragraphs and no entry between them.
+    let mut header = markers.first().copied();
+    for &next in markers.iter().skip(1) {
+        let Some(h) = header else { break };
+        let between = &lines[h + 1..next];
+        let texts = between
+            .iter()
+            .filter(|l| matches!(l.kind, Line::Text { .. }))
+            .count();
+        if texts <= 4 && !between.iter().any(|l| is_opener(&l.kind)) {
+            header = Some(next);
+        } else {
+            break;
+        }
+    }
+    // `Live` under the title and standfirst heads the stream like a marker; above the title
+    // it is only a label.
+    let title = lines[..end]
+        .iter()
+        .position(|l| matches!(l.kind, Line::Text { .. }));
+    header
+        .or_else(|| {
+            let title = title?;
+            (title + 1..end).find(|&i| lines[i].kind == Line::Label && with_content(i))
+        })
+        .or_else(|| (0..end).find(|&i| lines[i].kind == Line::Section && with_content(i)))
+}
+
+/// Whether a numbered line opens an entry: item `n` at the margin, its body indented under it.
+fn opens_numbered_entry(lines: &[Classified], i: usize) -> bool {
+    matches!(lines[i].kind, Line::Numbered { .. })
+        && lines[i].indent <= 3
+        && lines.get(i + 1).is_some_and(|n| {
+            n.indent >= lines[i].indent + 2
+                && n.indent >= 3
+                && !matches!(n.kind, Line::Numbered { .. })
+        })
+}
+
+/// Numbered entries saved without indentation: items 1, 2, 3… in order, each with text of
+/// its own between it and the next (the items of a list sit together).
+fn flush_numbered_entries(lines: &[Classified]) -> Vec<bool> {
+    let mut opens = vec![false; lines.len()];
+    let mut accepted: Vec<usize> = Vec::new();
+    let mut expected = None;
+    for (i, l) in lines.iter().enumerate() {
+        let Line::Numbered { number, text } = &l.kind else {
+            continue;
+        };
+        // A byline (`1. Carl Dinnen`) or an item of a list inside an entry is not an entry.
+        if l.indent > 3 || is_person_like(text) {
+            continue;
+        }
+        let follows = match (expected, accepted.last()) {
+            (None, _) => true,
+            (Some(e), Some(&prev)) => {
+                // `3. 1710: The meeting has started.`: an entry that is its own text.
+                let own_text = matches!(&lines[prev].kind,
+                    Line::Numbered { text, .. } if parse_time_prefix(text).is_some());
+                *number == e
+                    && (own_text
+                        || lines[prev + 1..i].iter().any(|l| {
+                            is_content(&l.kind)
+                                && !matches!(
+                                    l.kind,
+                                    Line::Byline(_) | Line::Time(_) | Line::Numbered { .. }
+                                )
+                        }))
+            }
+            (Some(_), None) => false,
+        };
+        if follows {
+            accepted.push(i);
+            expected = Some(number + 1);
+        }
+    }
+    let has_body_after = |i: usize| {
+        lines[i + 1..]
+            .iter()
+            .any(|l| is_content(&l.kind) && !matches!(l.kind, Line::Numbered { .. }))
+    };
+    if accepted.len() >= 3 || (accepted.len() == 2 && accepted.iter().all(|&i| has_body_after(i))) {
+        for i in accepted {
+            opens[i] = true;
+        }
+    }
+    opens
+}
+
+/// Numbered entries (`  1. Title` with the body indented under it) become an entry opening
+/// followed by the classified text of the numbered line. Only when the page has at least two.
+fn unfold_numbered_entries(lines: Vec<Classified>, profile: &Profile) -> Vec<Classified> {
+    let mut opens: Vec<bool> = (0..lines.len())
+        .map(|i| opens_numbered_entry(&lines, i))
+        .collect();
+    if opens.iter().filter(|&&o| o).count() < 2 {
+        opens = flush_numbered_entries(&lines);
+    }
+    if opens.iter().filter(|&&o| o).count() < 2 {
+        return lines;
+    }
+    let mut out = Vec::with_capacity(lines.len() + 8);
+    for (l, open) in lines.into_iter().zip(opens) {
+        match (&l.kind, open) {
+            (Line::Numbered { text, .. }, true) => {
+                out.push(Classified {
+                    line: l.line,
+                    indent: l.indent,
+                    kind: Line::EntryStart,
+                });
+                let Some(inner) = classify_with(text, profile) else {
+                    continue;
+                };
+                let kind = match inner {
+                    // A numbered entry's first line is its heading or its text, not a byline.
+                    Line::Byline(_) | Line::Numbered { .. } | Line::Attribution(_) => Line::Text {
+                        headline_like: is_headline_like(text),
+                        text: text.clone(),
+                    },
+                    other => other,
+                };
+                out.push(Classified {
+                    line: l.line,
+                    indent: l.indent,
+                    kind,
+                });
+            }
+            _ => out.push(l),
+        }
+    }
+    out
+}
+
+/// Lines that open an entry wherever they are.
+fn is_opener(l: &Line) -> bool {
+    matches!(
+        l,
+        Line::Time(_) | Line::TimeLed { .. } | Line::EntryStart | Line::Untitled
+    )
+}
+
+/// Whether a page without a manifest kind or a header is still a live page: it has an update
+/// counter, or several lines that open entries.
+fn looks_live(lines: &[Classified]) -> bool {
+    lines
+        .iter()
+        .any(|l| matches!(l.kind, Line::Counter | Line::Label))
+        || lines
+            .iter()
+            .filter(|l| is_opener(&l.kind) && !matches!(l.kind, Line::Time(_)))
+            .count()
+            >= 2
+        || lines
+            .iter()
+            .filter(|l| matches!(l.kind, Line::Time(_) | Line::TimeLed { .. }))
+            .count()
+            >= 3
 }
 
 /// Parses report text. `kind` comes from the manifest when there is one; otherwise a page
 /// with a live header is a live page and anything else an article.
 /// Text that did not come through [`decode`] is cleaned the same way first.
 pub fn parse(text: &str, kind: Option<StoryKind>) -> Result<Report, ParseError> {
+    parse_with(text, kind, None)
+}
+
+/// [`parse`] with the page's template named (a [`profile`] name); `None` lets the page's
+/// content choose.
+pub fn parse_with(
+    text: &str,
+    kind: Option<StoryKind>,
+    template: Option<&str>,
+) -> Result<Report, ParseError> {
     let text = tidy(text);
     let text = text.as_ref();
-    let lines = classify_all(text);
+    let profile = profile::select(text, template);
+    let lines = unfold_numbered_entries(classify_all(text, profile), profile);
     let header = find_header(&lines);
-    let kind = kind.unwrap_or(if header.is_some() {
+    let kind = kind.unwrap_or(if header.is_some() || looks_live(&lines) {
         StoryKind::Live
     } else {
         StoryKind::Article
@@ -196,29 +583,114 @@ fn parse_live(
         .iter()
         .position(|l| matches!(l.kind, Line::Text { .. }))
         .ok_or(ParseError::NoTitle { line: last_line })?;
+    // A stream with no story header (a home page) starts with an entry: its headline is not
+    // the page's title, and nothing is a standfirst.
+    let first_opener = lines.iter().position(|l| is_opener(&l.kind));
+    let headless = header.is_none() && first_opener.is_some_and(|o| o < title_at);
     let title = squash(text_of(&lines[title_at].kind).unwrap_or_default());
-    // The standfirst: text before the header; with no header, the first paragraph.
+    // The standfirst: text before the header; with no header, the paragraphs under the title
+    // up to the first line that reads as a headline or opens an entry.
     let (standfirst, body_start) = match header {
+        _ if headless => (String::new(), 0),
         Some(h) if h > title_at => {
-            let paras: Vec<&str> = lines[title_at + 1..h]
+            // A section above the stream (`Key events`) and the page's bylines are not the
+            // standfirst.
+            let head = &lines[title_at + 1..h];
+            let head = &head[..head
+                .iter()
+                .position(|l| l.kind == Line::Section)
+                .unwrap_or(head.len())];
+            let paras: Vec<&str> = head
                 .iter()
                 .filter_map(|l| text_of(&l.kind))
+                .filter(|t| !is_person_like(t))
                 .collect();
             (paras.join(" "), h + 1)
         }
         Some(h) => (String::new(), h + 1),
-        None => match lines.get(title_at + 1).and_then(|l| text_of(&l.kind)) {
-            Some(p) => (p.to_string(), title_at + 2),
-            None => (String::new(), title_at + 1),
-        },
+        None => {
+            let mut end = title_at + 1;
+            let mut paras = Vec::new();
+            while let Some(Line::Text {
+                text,
+                headline_like,
+            }) = lines.get(end).map(|l| &l.kind)
+            {
+                if *headline_like && !paras.is_empty() {
+                    break;
+                }
+                paras.push(text.as_str());
+                end += 1;
+                if *headline_like {
+                    break;
+                }
+            }
+            (paras.join(" "), end)
+        }
     };
-    let entries = group_entries(&lines[body_start.min(lines.len())..], complete);
+    // Under a section header (`Summary`) that heads the page, its points are not an entry.
+    let mut body_start = body_start.min(lines.len());
+    if header.is_some_and(|h| lines[h].kind == Line::Section) {
+        while lines
+            .get(body_start)
+            .is_some_and(|l| matches!(l.kind, Line::Bullet(_) | Line::Noise))
+        {
+            body_start += 1;
+        }
+    }
+    let mut entries = group_entries(&lines[body_start..], complete);
+    drop_teasers(&mut entries);
+    if oldest_first(&entries) {
+        entries.reverse();
+    }
+    let title = if headless {
+        entries
+            .iter()
+            .find_map(|e| e.headline.clone())
+            .unwrap_or(title)
+    } else {
+        title
+    };
     Ok(Report {
         kind: StoryKind::Live,
-        title,
+        title: squash(&title),
         description: squash(&standfirst),
         entries,
     })
+}
+
+/// A list of the page's own headlines (key events, a summary of posts) reads as entries with
+/// no text: an entry with no text whose headline another entry carries is that list.
+fn drop_teasers(entries: &mut Vec<RawEntry>) {
+    let has_text = |e: &RawEntry| e.blocks.iter().any(|b| !matches!(b, Block::Figure { .. }));
+    let with_text: std::collections::HashSet<String> = entries
+        .iter()
+        .filter(|e| has_text(e))
+        .filter_map(|e| e.headline.clone())
+        .collect();
+    entries.retain(|e| has_text(e) || e.headline.as_ref().is_none_or(|h| !with_text.contains(h)));
+}
+
+/// Whether the entries run oldest first: more of the steps between entries with times go
+/// forward in time than back.
+fn oldest_first(entries: &[RawEntry]) -> bool {
+    let times: Vec<TimeLine> = entries.iter().filter_map(|e| e.time).collect();
+    let (mut forward, mut back) = (0usize, 0usize);
+    for w in times.windows(2) {
+        let key = |t: &TimeLine| (t.date, t.time);
+        let (a, b) = (key(&w[0]), key(&w[1]));
+        let (a, b) = if a.0.is_some() && b.0.is_some() {
+            (a, b)
+        } else {
+            ((None, a.1), (None, b.1))
+        };
+        match a.cmp(&b) {
+            std::cmp::Ordering::Less => forward += 1,
+            std::cmp::Ordering::Greater => back += 1,
+            std::cmp::Ordering::Equal => {}
+        }
+    }
+    forward > back
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +706,9 @@ struct Group {
     time: Option<TimeLine>,
     blocks: Vec<Block>,
     last: Last,
+    /// The last block is a figure still waiting for its caption line (`Image caption, …`):
+    /// what stands there is alt text or a bare credit.
+    alt_pending: bool,
 }
 
 impl Group {
@@ -253,6 +728,7 @@ impl Group {
             time: None,
             blocks: Vec::new(),
             last,
+            alt_pending: false,
         }
     }
 
@@ -317,6 +793,7 @@ impl Group {
     /// A line inside an entry's body. `caption_context` says an uncredited short line here
     /// is a caption (it follows the headline or another caption).
     fn add_body_line(&mut self, line: &Line, caption_context: bool) {
+        let mut alt_pending = false;
         let next_last = match line {
             Line::Text {
                 text,
@@ -327,11 +804,34 @@ impl Group {
                         caption: text.clone(),
                         credit: None,
                     });
+                    alt_pending = true;
                     Last::Caption
                 } else {
-                    self.blocks.push(Block::Paragraph { text: text.clone() });
+                    match self.blocks.last_mut() {
+                        // A sentence the page broke in two, with furniture between the halves.
+                        Some(Block::Paragraph { text: above })
+                            if continues_sentence(above, text) =>
+                        {
+                            above.push(' ');
+                            above.push_str(text);
+                        }
+                        _ => self.blocks.push(Block::Paragraph { text: text.clone() }),
+                    }
                     Last::Body
                 }
+            }
+            Line::Credit(credit) => {
+                match self.blocks.last_mut() {
+                    // A credit alone on its line belongs to the caption above it.
+                    Some(Block::Figure {
+                        credit: c @ None, ..
+                    }) => *c = Some(credit.clone()),
+                    _ => self.blocks.push(Block::Figure {
+                        caption: String::new(),
+                        credit: Some(credit.clone()),
+                    }),
+                }
+                Last::Caption
             }
             Line::Figure { caption, credit } => {
                 self.blocks.push(Block::Figure {
@@ -348,6 +848,7 @@ impl Group {
                 self.push_list_item(false, item);
                 Last::Body
             }
+            Line::Numbered { text, .. } if text.is_empty() => self.last,
             Line::Numbered { text, .. } => {
                 self.push_list_item(true, text);
                 Last::Body
@@ -383,8 +884,64 @@ impl Group {
                 self.authors.push(a.clone());
                 self.last
             }
-            Line::Time(_) | Line::Marker | Line::End | Line::Noise => self.last,
+            Line::AltText(text) => {
+                self.blocks.push(Block::Figure {
+                    caption: text.clone(),
+                    credit: None,
+                });
+                alt_pending = true;
+                Last::Caption
+            }
+            Line::Caption(text) => {
+                // The alt text or credit above an `Image caption` line is the same figure.
+                match self.blocks.last_mut() {
+                    Some(Block::Figure { caption, .. }) if self.alt_pending => {
+                        *caption = text.clone();
+                    }
+                    _ => self.blocks.push(Block::Figure {
+                        caption: text.clone(),
+                        credit: None,
+                    }),
+                }
+                Last::Caption
+            }
+            Line::ImageSource(credit) => {
+                let credit = format!("Image source: {credit}");
+                match self.blocks.last_mut() {
+                    Some(Block::Figure {
+                        credit: c @ None, ..
+                    }) if self.alt_pending => {
+                        *c = Some(credit);
+                    }
+                    _ => self.blocks.push(Block::Figure {
+                        caption: String::new(),
+                        credit: Some(credit),
+                    }),
+                }
+                alt_pending = true;
+                Last::Caption
+            }
+            Line::TimeLed { text, .. } => {
+                self.blocks.push(Block::Paragraph { text: text.clone() });
+                Last::Body
+            }
+            Line::Time(_)
+            | Line::Marker
+            | Line::Label
+            | Line::Section
+            | Line::End
+            | Line::Noise
+            | Line::BannerEnd
+            | Line::Counter
+            | Line::EntryStart
+            | Line::Ago
+            | Line::Link(_)
+            | Line::Untitled => {
+                alt_pending = self.alt_pending;
+                self.last
+            }
         };
+        self.alt_pending = alt_pending;
         self.last = next_last;
     }
 }
@@ -409,13 +966,76 @@ fn is_byline_at(lines: &[Classified], i: usize) -> bool {
     }
 }
 
+/// Whether line `i` is in a numbered list of two or more names (`1. Carl Dinnen`,
+/// `2. Emily Morgan, ITV News`) that stands over a headline or a time: a list of authors.
+fn numbered_names_over_headline(lines: &[Classified], i: usize) -> bool {
+    let skip = |l: &Classified| matches!(l.kind, Line::Noise);
+    let is_name = |l: &Classified| {
+        matches!(&l.kind, Line::Numbered { text, .. }
+            if is_person_like(tidy_byline(text).split(", ").next().unwrap_or_default()))
+    };
+    if !is_name(&lines[i]) {
+        return false;
+    }
+    let mut start = i;
+    while let Some(j) = (0..start).rev().find(|&j| !skip(&lines[j])) {
+        if !is_name(&lines[j]) {
+            break;
+        }
+        start = j;
+    }
+    let mut end = i;
+    let after = loop {
+        match (end + 1..lines.len()).find(|&j| !skip(&lines[j])) {
+            Some(j) if is_name(&lines[j]) => end = j,
+            other => break other,
+        }
+    };
+    let run = lines[start..=end].iter().filter(|l| !skip(l)).count();
+    // `The measures:` over `1. Care Bill`, `2. Energy Bill`: a list it introduces.
+    let introduced = (0..start)
+        .rev()
+        .find(|&j| !skip(&lines[j]))
+        .is_some_and(|j| matches!(&lines[j].kind, Line::Text { text, .. } if text.ends_with(':')));
+    run >= 2
+        && !introduced
+        && after.is_some_and(|j| {
+            matches!(
+                lines[j].kind,
+                Line::Time(_)
+                    | Line::Text {
+                        headline_like: true,
+                        ..
+                    }
+            )
+        })
+}
+
+/// Whether the next line that is not furniture or a byline reads as a headline.
+fn next_is_headline(lines: &[Classified], i: usize) -> bool {
+    (i + 1..lines.len())
+        .find(|&j| is_content(&lines[j].kind) && !is_byline_at(lines, j))
+        .is_some_and(|j| {
+            matches!(
+                lines[j].kind,
+                Line::Text {
+                    headline_like: true,
+                    ..
+                }
+            )
+        })
+}
+
 /// Decides by a vote over every time line: one followed by a headline opens its entry
 /// (`Before`); one preceded by a headline follows it (`After`). Page furniture and bylines are
 /// looked through. Entries without a time line of their own do not sway the vote, so a page
 /// whose newest entry has no time is still read right. A tie means `Before`.
 fn time_placement(lines: &[Classified]) -> TimePlacement {
     let skip = |i: usize| {
-        matches!(lines[i].kind, Line::Noise | Line::Marker | Line::End) || is_byline_at(lines, i)
+        matches!(
+            lines[i].kind,
+            Line::Noise | Line::Marker | Line::Label | Line::End | Line::Ago
+        ) || is_byline_at(lines, i)
     };
     let headline = |i: Option<usize>| {
         i.is_some_and(|i| {
@@ -454,25 +1074,113 @@ fn time_placement(lines: &[Classified]) -> TimePlacement {
 /// its footer (`Back to top`): it was cut off, so its last line may be a cut paragraph.
 fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
     let placement = time_placement(lines);
+    // Numbered entries: only an entry's number opens one, whatever reads like a headline.
+    let numbered = lines.iter().any(|l| l.kind == Line::EntryStart);
     let mut entries = Vec::new();
     let mut current: Option<Group> = None;
     let mut pending_authors: Vec<String> = Vec::new();
     let mut pending_time: Option<TimeLine> = None;
     let mut entry_due = false;
+    // `Post update`: the entry that opens next has no headline.
+    let mut untitled_due = false;
+    // The body's last block is a timeline (`2pm: …` lines under `Timeline:`).
+    let mut in_timeline = false;
 
     for (i, l) in lines.iter().enumerate() {
         let line = match &l.kind {
             Line::Numbered { number: 1, text }
                 if is_name_like(text) && !next_is_number(lines, i, 2) =>
             {
-                Line::Byline(text.clone())
+                Line::Byline(tidy_byline(text))
+            }
+            // `1. Carl Dinnen`, `2. Emily Morgan` over a headline: the entry's authors.
+            Line::Numbered { text, .. } if numbered_names_over_headline(lines, i) => {
+                Line::Byline(tidy_byline(text))
+            }
+            // `3. 1405: …`: a numbered post that starts with its time.
+            Line::Numbered { text, .. } if parse_time_prefix(text).is_some() => {
+                match parse_time_prefix(text) {
+                    Some((time, rest)) => Line::TimeLed {
+                        time,
+                        text: rest.to_string(),
+                        full: text.clone(),
+                    },
+                    None => l.kind.clone(),
+                }
+            }
+            // An image's alt text above its caption or credit line: a figure, not a headline.
+            Line::Text { text, .. }
+                if lines.get(i + 1).is_some_and(|n| match &n.kind {
+                    Line::Caption(_) | Line::ImageSource(_) => true,
+                    // A credit alone on the next line: this line is the caption.
+                    Line::Credit(_) => text.len() <= 200,
+                    _ => false,
+                }) =>
+            {
+                Line::AltText(text.clone())
+            }
+            // A link where an entry is due, over a time line, or between one entry's body and
+            // a paragraph (on a page where headlines open entries) is a headline.
+            Line::Link(text)
+                if entry_due
+                    || current.is_none()
+                    || lines[i + 1..]
+                        .iter()
+                        .find(|n| is_content(&n.kind))
+                        .is_some_and(|n| match n.kind {
+                            Line::Time(_) => true,
+                            Line::Text { headline_like, .. } => {
+                                !headline_like
+                                    && placement != TimePlacement::Before
+                                    && current.as_ref().is_some_and(|g| g.last == Last::Body)
+                            }
+                            _ => false,
+                        }) =>
+            {
+                Line::Text {
+                    text: text.clone(),
+                    headline_like: is_headline_like(text),
+                }
             }
             other => other.clone(),
         };
         match &line {
-            Line::Marker | Line::Noise | Line::End => continue,
+            Line::Marker
+            | Line::Label
+            | Line::Section
+            | Line::Noise
+            | Line::End
+            | Line::BannerEnd
+            | Line::Counter
+            | Line::Link(_) => continue,
+            Line::EntryStart | Line::Untitled | Line::Time(_) if current.is_none() => {
+                // Bylines above the first entry's opening are the page's, not the entry's.
+                pending_authors.clear();
+                entry_due = true;
+                untitled_due = l.kind == Line::Untitled;
+                if let Line::Time(t) = &line {
+                    pending_time = Some(*t);
+                }
+            }
+            Line::EntryStart => entry_due = true,
+            // `2 min ago` under a headline dates that entry; below a body, it opens the next.
+            Line::Ago => {
+                if !numbered && current.as_ref().is_none_or(Group::has_body) {
+                    entry_due = true;
+                }
+            }
+            Line::Untitled => {
+                entry_due = true;
+                untitled_due = true;
+            }
+            // `By A, B and C` above the first entry: the whole page's reporters.
+            Line::Byline(a) if current.is_none() && (a.contains(" and ") || a.contains(" & ")) => {}
             Line::Byline(a) => match current.as_mut() {
                 Some(g) if g.last == Last::Headline && !g.has_body() && !entry_due => {
+                    g.authors.push(a.clone())
+                }
+                // Under `Post update` or a time line, before any text: the coming entry's.
+                Some(g) if !entry_due && !g.has_body() && g.entry.headline.is_none() => {
                     g.authors.push(a.clone())
                 }
                 _ => pending_authors.push(a.clone()),
@@ -482,15 +1190,57 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                     if g.time.is_none()
                         && !entry_due
                         && (placement == TimePlacement::After
-                            || (g.last == Last::Headline && !g.has_body())) =>
+                            || (g.last == Last::Headline
+                                && !g.has_body()
+                                && !next_is_headline(lines, i))) =>
                 {
                     g.time = Some(*t)
+                }
+                Some(g) if numbered && !entry_due => {
+                    g.time.get_or_insert(*t);
                 }
                 _ => {
                     pending_time = Some(*t);
                     entry_due = true;
                 }
             },
+            // `Timeline:` over `2pm: …`, `3pm: …`: the stamps are items of the body's list.
+            Line::TimeLed { full, .. }
+                if current.as_ref().is_some_and(|g| {
+                    !entry_due
+                        && match g.blocks.last() {
+                            Some(Block::Paragraph { text }) => text.ends_with(':'),
+                            Some(Block::List { .. }) => in_timeline,
+                            _ => false,
+                        }
+                }) =>
+            {
+                if let Some(g) = current.as_mut() {
+                    g.add_body_line(&Line::Bullet(full.clone()), false);
+                }
+                in_timeline = true;
+                continue;
+            }
+            Line::TimeLed { time, .. } => {
+                if let Some(g) = current.take() {
+                    entries.push(g.finish());
+                }
+                // `10.55am: Buses diverted`: a stamped headline; `0240: The recount…`: text.
+                let headline = match &line {
+                    Line::TimeLed { text, .. } if is_headline_like(text) => Some(text.clone()),
+                    _ => None,
+                };
+                let mut g = Group::new(l.line, headline.clone());
+                g.authors = std::mem::take(&mut pending_authors);
+                g.time = Some(*time);
+                if headline.is_none() {
+                    g.add_body_line(&line, false);
+                }
+                current = Some(g);
+                pending_time = None;
+                entry_due = false;
+                untitled_due = false;
+            }
             _ => {
                 let headline_like = matches!(
                     line,
@@ -502,6 +1252,18 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                 let starts = match &current {
                     None => true,
                     Some(_) if entry_due => true,
+                    Some(_) if numbered => false,
+                    // Where times follow headlines, a headline-like line over a time line is
+                    // the next entry's headline, even under a caption.
+                    Some(_)
+                        if placement == TimePlacement::After
+                            && headline_like
+                            && (i + 1..lines.len())
+                                .find(|&j| is_content(&lines[j].kind) && !is_byline_at(lines, j))
+                                .is_some_and(|j| matches!(lines[j].kind, Line::Time(_))) =>
+                    {
+                        true
+                    }
                     // A byline below the last body belongs to the entry below it: what comes
                     // next is that entry's headline, not a caption of this one.
                     Some(_) if headline_like && !pending_authors.is_empty() => true,
@@ -517,7 +1279,7 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                         Line::Text {
                             text,
                             headline_like: true,
-                        } => Some(text.clone()),
+                        } if !untitled_due => Some(text.clone()),
                         _ => None,
                     };
                     let opened_by_headline = headline.is_some();
@@ -525,16 +1287,18 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                     g.authors = std::mem::take(&mut pending_authors);
                     g.time = pending_time.take();
                     if !opened_by_headline {
-                        g.add_body_line(&line, false);
+                        g.add_body_line(&line, untitled_due);
                     }
                     current = Some(g);
                     entry_due = false;
+                    untitled_due = false;
                 } else if let Some(g) = current.as_mut() {
                     let caption_context = matches!(g.last, Last::Headline | Last::Caption);
                     g.add_body_line(&line, caption_context);
                 }
             }
         }
+        in_timeline = false;
     }
     if let Some(mut g) = current.take() {
         // Bylines or a time after the last entry have nothing below them to belong to.
@@ -546,7 +1310,15 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
             && g.authors.is_empty()
             && g.time.is_none()
             && !entries.is_empty();
+        // A cut-off page that stops after an entry's heading and time: the heading has no
+        // body yet, so the entry is not there.
+        let cut_heading = !complete
+            && g.blocks.is_empty()
+            && g.entry.headline.is_some()
+            && g.time.is_some()
+            && !entries.is_empty();
         match (cut_paragraph, g.entry.headline.take(), entries.last_mut()) {
+            _ if cut_heading => {}
             // A cut-off page ending in a short line with nothing under it: that line is the
             // start of a paragraph of the entry above, not a new entry with no body.
             (true, Some(text), Some(prev)) => prev.blocks.push(Block::Paragraph { text }),
@@ -778,6 +1550,145 @@ mod tests {
             vec![Block::Paragraph {
                 text: "Body text.".into()
             }]
+        );
+    }
+
+    #[test]
+    fn live_under_the_title_heads_the_stream_and_above_it_labels_the_page() {
+        let under = "Title\n\nA photo of the scene\n\nThe standfirst.\n\nLive\n\nFirst\n\nBody one.\n\nSecond\n\nBody two.\n";
+        let r = parse(under, None).unwrap();
+        assert_eq!(headlines(&r.entries), vec![Some("First"), Some("Second")]);
+        assert_eq!(r.description, "A photo of the scene The standfirst.");
+        let above = "Live\n\nTitle\n\nThe standfirst.\n\n14:05\n\nFirst\n\nBody one.\n\n13:05\n\nSecond\n\nBody two.\n";
+        let r = parse(above, None).unwrap();
+        assert_eq!(r.kind, StoryKind::Live);
+        assert_eq!(r.title, "Title");
+        assert_eq!(headlines(&r.entries), vec![Some("First"), Some("Second")]);
+    }
+
+    #[test]
+    fn two_numbered_names_over_a_headline_are_its_authors_and_a_list_stays_a_list() {
+        let e = live(
+            "  1. Carl Dinnen\n  2. Emily Morgan, ITV News\n\nTwo reporters at the summit\n\nThey both reported.\n\nThe bills\n\nThe measures:\n\n  1. Care Bill\n  2. Energy Bill\n\nNext headline here\n\nMore text.\n",
+        );
+        assert_eq!(
+            headlines(&e),
+            vec![
+                Some("Two reporters at the summit"),
+                Some("The bills"),
+                Some("Next headline here")
+            ]
+        );
+        assert_eq!(e[0].authors, vec!["Carl Dinnen", "Emily Morgan"]);
+        assert!(e[1].authors.is_empty() && e[2].authors.is_empty());
+        assert_eq!(
+            e[1].blocks[1],
+            Block::List {
+                ordered: true,
+                items: vec!["Care Bill".into(), "Energy Bill".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn a_video_report_line_is_a_caption_not_a_headline() {
+        let e = live(
+            "Minister resigns\n\nThe minister has resigned.\n\nVideo report by ITV News Correspondent Carl Dinnen\n\nHe said he was proud of his work.\n",
+        );
+        assert_eq!(headlines(&e), vec![Some("Minister resigns")]);
+        assert_eq!(
+            e[0].blocks[1],
+            Block::Figure {
+                caption: "Video report by ITV News Correspondent Carl Dinnen".into(),
+                credit: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_relative_time_under_a_headline_dates_it_and_below_a_body_opens_an_entry() {
+        let e = live(
+            "Pound slips\n\n2 min ago\n\nSterling fell.\n\nGilts rally\n\n5 min ago\n\nYields fell.\n\n9 min ago\n\nTraders expect cuts.\n",
+        );
+        assert_eq!(
+            headlines(&e),
+            vec![Some("Pound slips"), Some("Gilts rally"), None]
+        );
+        assert_eq!(e[2].blocks.len(), 1);
+    }
+
+    #[test]
+    fn reporters_of_the_whole_page_are_not_the_first_entry_s() {
+        let e = live(
+            "By Imogen Hart and Lewis Bray\n\nFirst headline\n\nBody one.\n\n  1. Carl Dinnen\n\nSecond headline\n\nBody two.\n",
+        );
+        assert!(e[0].authors.is_empty());
+        assert_eq!(e[1].authors, vec!["Carl Dinnen"]);
+    }
+
+    #[test]
+    fn a_watch_line_is_a_headline_over_a_body_and_a_link_under_a_headline() {
+        let e = live(
+            "First headline\n\nBody one.\n\nWatch: Cameron statement in full\n\nHe spoke for ten minutes.\n\nThird headline\n\nWatch: The clip of the day\n\nBody three.\n",
+        );
+        assert_eq!(
+            headlines(&e),
+            vec![
+                Some("First headline"),
+                Some("Watch: Cameron statement in full"),
+                Some("Third headline")
+            ]
+        );
+        assert_eq!(e[2].blocks.len(), 1);
+    }
+
+    #[test]
+    fn a_desk_in_the_byline_slot_is_neither_author_nor_caption() {
+        let e = live(
+            "Rates held\n\nNational\n\nThe Bank held rates.\n\n  1. Politics\n\nVote passes\n\nMPs voted.\n",
+        );
+        assert_eq!(headlines(&e), vec![Some("Rates held"), Some("Vote passes")]);
+        assert!(e.iter().all(|e| e.authors.is_empty()));
+        assert_eq!(
+            e[0].blocks,
+            vec![Block::Paragraph {
+                text: "The Bank held rates.".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_timeline_inside_an_entry_is_its_list_not_entries() {
+        let e = live(
+            "How the day unfolded\n\nThe minister's day was busy.\n\nTimeline:\n\n9am: Arrives at Downing Street\n\nAdvertisement\n\n2.30pm: Meets the president\n\nNext entry here\n\nMore text.\n",
+        );
+        assert_eq!(
+            headlines(&e),
+            vec![Some("How the day unfolded"), Some("Next entry here")]
+        );
+        assert_eq!(
+            e[0].blocks[2],
+            Block::List {
+                ordered: false,
+                items: vec![
+                    "9am: Arrives at Downing Street".into(),
+                    "2.30pm: Meets the president".into()
+                ]
+            }
+        );
+    }
+
+    #[test]
+    fn a_template_named_in_the_manifest_chooses_the_profile() {
+        let text = "Title\n\nLive Reporting\n\nAll times stated are UK\n\nResults\n\nThe scores are in.\n\nGoal\n\nA goal.\n";
+        // The page's content chooses BBC live, where `Results` is a tab of the page.
+        let chosen = parse_with(text, None, None).unwrap();
+        assert_eq!(headlines(&chosen.entries), vec![None, Some("Goal")]);
+        // Named in the manifest, the generic profile wins over the page's content.
+        let generic = parse_with(text, None, Some("generic")).unwrap();
+        assert_eq!(
+            headlines(&generic.entries),
+            vec![Some("Results"), Some("Goal")]
         );
     }
 

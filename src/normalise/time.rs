@@ -53,9 +53,54 @@ fn day(word: &str) -> Option<u32> {
     w.parse().ok().filter(|d| (1..=31).contains(d))
 }
 
+fn is_weekday(word: &str) -> bool {
+    let w = word.trim_end_matches(['.', ',']).to_ascii_lowercase();
+    w.len() >= 3
+        && [
+            "monday",
+            "tuesday",
+            "wednesday",
+            "thursday",
+            "friday",
+            "saturday",
+            "sunday",
+        ]
+        .iter()
+        .any(|d| d.starts_with(&w))
+}
+
+/// `25 March` or `March 25`.
+fn day_month(a: &str, b: &str) -> bool {
+    (day(a).is_some() && month(b).is_some()) || (month(a).is_some() && day(b).is_some())
+}
+
+/// A line that is only a date (`Wednesday 25 March`, `25 March 2025`, `March 25, 2025`):
+/// a rule between days on a live page.
+pub fn is_date_line(line: &str) -> bool {
+    let mut words: Vec<&str> = line
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.first().is_some_and(|w| is_weekday(w)) {
+        words.remove(0);
+    }
+    let year = |w: &str| w.len() == 4 && w.bytes().all(|b| b.is_ascii_digit());
+    match words.as_slice() {
+        [] => line.split_whitespace().count() == 1 && is_weekday(line.trim()),
+        [a, b] => day_month(a, b),
+        [a, b, y] => day_month(a, b) && year(y),
+        _ => false,
+    }
+}
+
 /// Parses `2:34pm`, `2.34 pm`, `2pm`, `14:34`, `14.34`.
 fn time_of_day(words: &[&str]) -> Option<NaiveTime> {
-    let joined: String = words.concat().to_ascii_lowercase();
+    // `2:05 p.m.`: the meridiem with its full stops.
+    let joined: String = words
+        .concat()
+        .to_ascii_lowercase()
+        .replace("a.m.", "am")
+        .replace("p.m.", "pm");
     let (digits, meridiem) = if let Some(d) = joined.strip_suffix("am") {
         (d, Some(false))
     } else if let Some(d) = joined.strip_suffix("pm") {
@@ -94,6 +139,14 @@ fn zone(word: &str) -> Option<FixedOffset> {
         "BST" => FixedOffset::east_opt(3600),
         "CET" => FixedOffset::east_opt(3600),
         "CEST" => FixedOffset::east_opt(7200),
+        "EST" => FixedOffset::east_opt(-5 * 3600),
+        "EDT" => FixedOffset::east_opt(-4 * 3600),
+        "CST" => FixedOffset::east_opt(-6 * 3600),
+        "CDT" => FixedOffset::east_opt(-5 * 3600),
+        "MST" => FixedOffset::east_opt(-7 * 3600),
+        "MDT" => FixedOffset::east_opt(-6 * 3600),
+        "PST" => FixedOffset::east_opt(-8 * 3600),
+        "PDT" => FixedOffset::east_opt(-7 * 3600),
         _ => None,
     }
 }
@@ -111,8 +164,11 @@ pub fn parse_time_line(line: &str) -> Option<TimeLine> {
         .filter(|w| !w.is_empty())
         .collect();
     if let Some(first) = words.first() {
-        let f = first.to_ascii_lowercase();
-        if matches!(f.as_str(), "updated" | "posted" | "published" | "last") {
+        let f = first.trim_end_matches(':').to_ascii_lowercase();
+        if matches!(
+            f.as_str(),
+            "updated" | "posted" | "published" | "last" | "post"
+        ) {
             words.remove(0);
             if words
                 .first()
@@ -122,11 +178,18 @@ pub fn parse_time_line(line: &str) -> Option<TimeLine> {
             }
         }
     }
-    words.retain(|w| !w.eq_ignore_ascii_case("at") && *w != "-" && *w != "|");
+    words.retain(|w| !w.eq_ignore_ascii_case("at") && !matches!(*w, "-" | "|" | ":" | "on"));
+    // `Tue 25 Mar 2025 14.22 GMT`: the day's name adds nothing to its date.
+    if words.first().is_some_and(|w| is_weekday(w)) {
+        words.remove(0);
+    }
     let mut offset = None;
     if let Some(last) = words.last() {
         if let Some(z) = zone(last) {
             offset = Some(z);
+            words.pop();
+        } else if matches!(*last, "ET" | "CT" | "MT" | "PT") {
+            // `2:05 p.m. ET`: a US zone without its season; the page's offset stands.
             words.pop();
         }
     }
@@ -147,6 +210,13 @@ pub fn parse_time_line(line: &str) -> Option<TimeLine> {
             }
             _ => None,
         }
+    };
+    // `14:05 25 March`, `25 Mar 14:05`: a day without its year names no date the page's
+    // times can be placed by, only the time.
+    let words: Vec<&str> = match words.as_slice() {
+        [t, d, m] | [t, m, d] if day(d).is_some() && month(m).is_some() => vec![*t],
+        [d, m, t] | [m, d, t] if day(d).is_some() && month(m).is_some() => vec![*t],
+        _ => words,
     };
     let n = words.len();
     if n == 0 || n > 5 {
@@ -194,6 +264,94 @@ pub fn parse_time_line(line: &str) -> Option<TimeLine> {
         }
     }
     None
+}
+
+/// `1405`: a time written as four digits, as some live pages stamp their entries.
+fn hhmm(word: &str) -> Option<NaiveTime> {
+    if word.len() != 4 || !word.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (h, m) = (word[..2].parse().ok()?, word[2..].parse().ok()?);
+    NaiveTime::from_hms_opt(h, m, 0)
+}
+
+/// Recognises a time stamp that opens a line of text: `1405: Police…`, `8.40am: …`,
+/// `14:05 - …`. A line carrying more stamps (`10am: …, 3.30pm: …`) is a diary of the day,
+/// which is body text, not an entry.
+pub fn parse_time_prefix(line: &str) -> Option<(TimeLine, &str)> {
+    let line = line.trim();
+    for sep in [": ", " - ", " – ", " — ", " | "] {
+        let Some((head, rest)) = line.split_once(sep) else {
+            continue;
+        };
+        if head.len() > 16 || rest.trim().is_empty() {
+            continue;
+        }
+        let time = match hhmm(head.trim()) {
+            Some(time) => TimeLine {
+                date: None,
+                time,
+                offset: None,
+            },
+            None => match parse_time_line(head) {
+                Some(t) => t,
+                None => continue,
+            },
+        };
+        let more = rest.split_whitespace().any(|w| {
+            w.strip_suffix(':')
+                .is_some_and(|w| hhmm(w).is_some() || parse_time_line(w).is_some())
+        });
+        if more {
+            return None;
+        }
+        return Some((time, rest.trim()));
+    }
+    // `11:20Road closed`: a page that set its time stamp right against the headline.
+    let b = line.as_bytes();
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    let glued = Some(digits + 3)
+        .filter(|_| (1..=2).contains(&digits))
+        .filter(|&n| matches!(b.get(digits), Some(b':' | b'.')) && b.len() > n)
+        .filter(|&n| b[digits + 1..n].iter().all(u8::is_ascii_digit))
+        .filter(|&n| line[n..].starts_with(|c: char| c.is_ascii_uppercase()));
+    if let Some(n) = glued {
+        let time = time_of_day(&[&line[..n]])?;
+        return Some((
+            TimeLine {
+                date: None,
+                time,
+                offset: None,
+            },
+            line[n..].trim(),
+        ));
+    }
+    // `14:05 Kick-off at Northfield`: a clock time (with a colon or am/pm) and a capital.
+    let (head, rest) = line.split_once(' ')?;
+    let lower = head.to_ascii_lowercase();
+    let clock = head.contains(':') || lower.ends_with("am") || lower.ends_with("pm");
+    if !clock
+        || !rest.starts_with(|c: char| c.is_uppercase())
+        || rest.split_whitespace().count() < 2
+    {
+        return None;
+    }
+    let time = time_of_day(&[head])?;
+    let more = rest.split_whitespace().any(|w| {
+        let w = w.trim_end_matches([',', ';', ':']);
+        (w.contains(':') || w.ends_with("am") || w.ends_with("pm")) && time_of_day(&[w]).is_some()
+    });
+    if more {
+        return None;
+    }
+    Some((
+        TimeLine {
+            date: None,
+            time,
+            offset: None,
+        },
+        rest.trim(),
+    ))
 }
 
 /// The instant a time line names on `date`, in its own zone or else the page's.

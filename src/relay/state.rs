@@ -429,6 +429,7 @@ impl State {
             ),
             anchor,
             title,
+            title_derived: false,
             authors: Vec::new(),
             published,
             updated: published,
@@ -445,6 +446,7 @@ impl State {
     pub fn edited(&self, old: &Entry, input: &EntryInput, now: DateTime<Utc>) -> Entry {
         let mut entry = old.clone();
         entry.title = input.title.clone();
+        entry.title_derived = false;
         entry.updated = now.max(old.updated + Duration::seconds(1));
         if let Some(p) = input.published {
             entry.published = p;
@@ -615,6 +617,7 @@ mod tests {
             id: format!("tag:x,2000:s/{i}"),
             anchor: i.to_string(),
             title: "t".into(),
+            title_derived: false,
             authors: vec![],
             published: t,
             updated: t,

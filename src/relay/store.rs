@@ -689,6 +689,7 @@ mod tests {
                 id: format!("tag:x,2000:s/{seq}"),
                 anchor: seq.to_string(),
                 title: "t".into(),
+                title_derived: false,
                 authors: vec![],
                 published: t,
                 updated: t,

@@ -1,5 +1,6 @@
 //! JSON Feed 1.1 (https://jsonfeed.org/version/1.1), with a `_livefeed` extension per item
-//! saying which story it belongs to and whether its time was inferred.
+//! saying which story it belongs to, whether its time was inferred and (only when it was)
+//! whether its title was derived from its text.
 
 use serde::Serialize;
 
@@ -40,6 +41,9 @@ struct Item<'a> {
 struct Extension<'a> {
     story: &'a str,
     time_inferred: bool,
+    /// The entry had no headline: its title was made from its first sentence.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    title_derived: bool,
 }
 
 fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -70,6 +74,7 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
                 _livefeed: Extension {
                     story: &e.story,
                     time_inferred: e.time_inferred,
+                    title_derived: e.title_derived,
                 },
             })
             .collect(),
