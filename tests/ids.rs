@@ -21,6 +21,7 @@ fn live_meta(slug: &str) -> StoryMeta {
         offset: FixedOffset::east_opt(3600).unwrap(),
         entry_times: Vec::new(),
         fallback_url: format!("https://livefeed.example.org/stories/{slug}"),
+        template: None,
     }
 }
 
@@ -55,6 +56,11 @@ fn assert_distinct_ids(s: &Story) {
     }
 }
 
+/// Bodies long enough to read as paragraphs, not as headlines.
+const A: &str = "The first body says what happened this morning.";
+const B: &str = "The second body adds a quote from the minister.";
+const C: &str = "The third body closes the day with a summary.";
+
 #[test]
 fn a_numbered_duplicate_never_takes_another_headlines_anchor() {
     // Newest first: "Foo 2" is the newest; the two "Foo" entries are older.
@@ -75,9 +81,9 @@ fn a_numbered_duplicate_never_takes_another_headlines_anchor() {
 
     // Whatever order the headlines come in.
     for order in [
-        [("Foo", "a."), ("Foo 2", "b."), ("Foo", "c.")],
-        [("Foo", "a."), ("Foo", "b."), ("Foo 2", "c.")],
-        [("Foo 2", "a."), ("Foo 2", "b."), ("Foo", "c.")],
+        [("Foo", A), ("Foo 2", B), ("Foo", C)],
+        [("Foo", A), ("Foo", B), ("Foo 2", C)],
+        [("Foo 2", A), ("Foo 2", B), ("Foo", C)],
     ] {
         let s = normalise(&live_report(&order), &live_meta("ids")).unwrap();
         assert_eq!(s.entries.len(), 3);
