@@ -234,9 +234,12 @@ fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let read = read_path(req.uri().path());
     // A page on an origin named by `--cors-publish-origin` may publish: its answers name it.
-    let publisher = (!read)
+    let publishing = route_name(req.uri().path()) == "publish";
+    let publisher = publishing
         .then(|| publish_origin(&app.config, req.headers()))
         .flatten();
+    // With origins named, a publish answer depends on `Origin` (for caches).
+    let vary = publishing && !app.config.cors_publish_origins.is_empty();
     let mut res = match host_problem(&req) {
         Some(why) => problem(
             StatusCode::BAD_REQUEST,
@@ -252,10 +255,13 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     {
         cors(res.headers_mut());
     }
+    if vary {
+        res.headers_mut()
+            .append(header::VARY, HeaderValue::from_static("Origin"));
+    }
     if let Some(origin) = publisher {
         let h = res.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        h.append(header::VARY, HeaderValue::from_static("Origin"));
         h.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static("Idempotent-Replayed, Retry-After"),
