@@ -578,3 +578,47 @@ async fn named_origins_may_publish_from_a_browser_and_others_may_not() {
     assert_eq!(res.headers()["access-control-allow-origin"], "*");
     assert!(proc.terminate());
 }
+
+/// `--max-waiters` is a cap of each server, not of the process: two servers in one process
+/// (as in these tests, or an embedder's) do not take each other's slots, and the cap still
+/// holds for each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waiter_caps_belong_to_each_server() {
+    let mut site_a = TestSite::new();
+    site_a.config.max_waiters = 1;
+    let mut site_b = TestSite::new();
+    site_b.config.max_waiters = 1;
+    let (a, b) = (site_a.start().await, site_b.start().await);
+    let head = a.head().await;
+    let waiting = {
+        let url = a.url(&format!("/live?after={head}&timeout=30"));
+        let http = a.http.clone();
+        tokio::spawn(async move { http.get(url).send().await.unwrap().status() })
+    };
+    let sse_a = a.get("/live/events").await;
+    assert_eq!(sse_a.status(), 200);
+    let text = until(
+        &a.http,
+        &a.base,
+        "livefeed_waiting_subscribers{transport=\"longpoll\"}",
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        sample(&text, "livefeed_waiting_subscribers{transport=\"sse\"}"),
+        Some(1.0)
+    );
+    // The other server has its own slots…
+    let (status, _) = b.live(&format!("after={head}&timeout=1")).await;
+    assert_eq!(status, 200);
+    let sse_b = b.get("/live/events").await;
+    assert_eq!(sse_b.status(), 200);
+    // …and this one is full.
+    let (status, _) = a.live(&format!("after={head}&timeout=1")).await;
+    assert_eq!(status, 503);
+    assert_eq!(a.get("/live/events").await.status(), 503);
+    drop((sse_a, sse_b));
+    a.stop().await;
+    assert_eq!(waiting.await.unwrap(), 200);
+    b.stop().await;
+}
