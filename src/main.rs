@@ -224,8 +224,21 @@ struct ServeArgs {
     log_format: LogFormat,
     /// An origin (`https://newsroom.example`) whose pages may publish: its CORS preflights pass.
     /// Repeat for more; reads are open to every origin regardless.
-    #[arg(long, value_name = "ORIGIN")]
+    #[arg(long, value_name = "ORIGIN", value_parser = origin)]
     cors_publish_origin: Vec<String>,
+}
+
+/// An origin as browsers send it in `Origin`: `scheme://host[:port]`, nothing after.
+fn origin(s: &str) -> Result<String, String> {
+    let expected =
+        "expected an origin such as https://newsroom.example (scheme://host[:port], no path)";
+    let uri: hyper::Uri = s.parse().map_err(|_| expected.to_string())?;
+    let web = matches!(uri.scheme_str(), Some("http" | "https"));
+    let bare = uri.path() == "/" && !s.ends_with('/') && uri.query().is_none();
+    match uri.authority() {
+        Some(a) if web && bare && !a.as_str().contains('@') => Ok(s.to_string()),
+        _ => Err(expected.to_string()),
+    }
 }
 
 /// `--access-log`.

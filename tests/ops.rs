@@ -622,3 +622,24 @@ async fn the_waiter_caps_belong_to_each_server() {
     assert_eq!(waiting.await.unwrap(), 200);
     b.stop().await;
 }
+
+/// An origin that no browser would send (a path, a trailing slash, no scheme) could never
+/// match: refused at start, saying what is expected.
+#[test]
+fn a_cors_origin_that_cannot_match_is_refused_at_start() {
+    for bad in [
+        "https://newsroom.example/",
+        "newsroom.example",
+        "https://a.example/x",
+    ] {
+        let site = TestSite::new();
+        let out = serve_command(&site.data())
+            .args(["--cors-publish-origin", bad])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("expected an origin such as"), "{bad}: {err}");
+        assert!(!site.data().join("log").exists(), "{bad}: nothing written");
+    }
+}
