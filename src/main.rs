@@ -215,8 +215,8 @@ struct ServeArgs {
     /// Events kept in memory for cursors; older cursors get 410.
     #[arg(long, default_value_t = 1_000_000)]
     keep_events: usize,
-    /// Where to write the access log, one line per request: `off`, `stderr`, or a FILE to
-    /// append to.
+    /// Where to write the access log, one line per request (level `info`, target
+    /// `livefeed::access`, so `RUST_LOG` applies): `off`, `stderr`, or a FILE to append to.
     #[arg(long, value_name = "off|stderr|FILE", default_value = "stderr")]
     access_log: AccessLog,
     /// The format of log lines (the access log included): `text`, or `json` for log shippers.
@@ -266,8 +266,8 @@ enum LogFormat {
     Json,
 }
 
-/// Logs to stderr at `RUST_LOG` (default `info`), as text or JSON; access lines
-/// (`livefeed::access`) go where `--access-log` says, at `info` whatever `RUST_LOG` is.
+/// Logs to stderr at `RUST_LOG` (default `info`), as text or JSON. Access lines (target
+/// `livefeed::access`, level `info`) follow `RUST_LOG` too, and go where `--access-log` says.
 fn init_logging(format: LogFormat, access: &AccessLog) -> Result<()> {
     use livefeed::server::access::TARGET;
     use tracing_subscriber::filter::{LevelFilter, Targets, filter_fn};
@@ -286,35 +286,26 @@ fn init_logging(format: LogFormat, access: &AccessLog) -> Result<()> {
         }
     }
     let ansi = format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let env = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let to_stderr = matches!(access, AccessLog::Stderr);
     let mut layers: Vec<Boxed> = vec![
         layer(format, std::io::stderr, ansi)
-            .with_filter(filter_fn(|m| m.target() != TARGET))
-            .with_filter(env)
+            .with_filter(filter_fn(move |m| to_stderr || m.target() != TARGET))
+            .with_filter(env())
             .boxed(),
     ];
-    let only_access = || Targets::new().with_target(TARGET, LevelFilter::INFO);
-    match access {
-        AccessLog::Off => {}
-        AccessLog::Stderr => {
-            layers.push(
-                layer(format, std::io::stderr, ansi)
-                    .with_filter(only_access())
-                    .boxed(),
-            );
-        }
-        AccessLog::File(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| anyhow::anyhow!("--access-log {}: {e}", path.display()))?;
-            layers.push(
-                layer(format, std::sync::Mutex::new(file), false)
-                    .with_filter(only_access())
-                    .boxed(),
-            );
-        }
+    if let AccessLog::File(path) = access {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("--access-log {}: {e}", path.display()))?;
+        layers.push(
+            layer(format, std::sync::Mutex::new(file), false)
+                .with_filter(Targets::new().with_target(TARGET, LevelFilter::INFO))
+                .with_filter(env())
+                .boxed(),
+        );
     }
     tracing_subscriber::registry().with(layers).init();
     Ok(())
