@@ -112,7 +112,8 @@ pub struct App {
 /// What `/healthz` and `/readyz` report beyond the log's own failure (`Hub::failure`).
 #[derive(Default)]
 pub struct Health {
-    /// True from the first accepted connection until shutdown begins.
+    /// True once the server accepts connections (its data directory watched), until shutdown
+    /// begins.
     ready: AtomicBool,
     /// Why the data directory could not be read at its last change (the last good state is
     /// served meanwhile).
