@@ -222,6 +222,100 @@ struct ServeArgs {
     /// back from the log.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     memory_bytes: usize,
+    /// Where to write the access log, one line per request (level `info`, target
+    /// `livefeed::access`, so `RUST_LOG` applies): `off`, `stderr`, or a FILE to append to.
+    #[arg(long, value_name = "off|stderr|FILE", default_value = "stderr")]
+    access_log: AccessLog,
+    /// The format of log lines (the access log included): `text`, or `json` for log shippers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// An origin (`https://newsroom.example`) whose pages may publish: its CORS preflights pass.
+    /// Repeat for more; reads are open to every origin regardless.
+    #[arg(long, value_name = "ORIGIN", value_parser = origin)]
+    cors_publish_origin: Vec<String>,
+}
+
+/// An origin as browsers send it in `Origin`: `scheme://host[:port]`, nothing after.
+fn origin(s: &str) -> Result<String, String> {
+    let expected =
+        "expected an origin such as https://newsroom.example (scheme://host[:port], no path)";
+    let uri: hyper::Uri = s.parse().map_err(|_| expected.to_string())?;
+    let web = matches!(uri.scheme_str(), Some("http" | "https"));
+    let bare = uri.path() == "/" && !s.ends_with('/') && uri.query().is_none();
+    match uri.authority() {
+        Some(a) if web && bare && !a.as_str().contains('@') => Ok(s.to_string()),
+        _ => Err(expected.to_string()),
+    }
+}
+
+/// `--access-log`.
+#[derive(Clone, Debug)]
+enum AccessLog {
+    Off,
+    Stderr,
+    File(PathBuf),
+}
+
+impl std::str::FromStr for AccessLog {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<AccessLog, Self::Err> {
+        Ok(match s {
+            "off" => AccessLog::Off,
+            "stderr" => AccessLog::Stderr,
+            path => AccessLog::File(PathBuf::from(path)),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr at `RUST_LOG` (default `info`), as text or JSON. Access lines (target
+/// `livefeed::access`, level `info`) follow `RUST_LOG` too, and go where `--access-log` says.
+fn init_logging(format: LogFormat, access: &AccessLog) -> Result<()> {
+    use livefeed::server::access::TARGET;
+    use tracing_subscriber::filter::{LevelFilter, Targets, filter_fn};
+    use tracing_subscriber::fmt::MakeWriter;
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{EnvFilter, Layer, Registry, fmt};
+    type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
+    fn layer<W>(format: LogFormat, writer: W, ansi: bool) -> Boxed
+    where
+        W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    {
+        let layer = fmt::layer().with_writer(writer).with_ansi(ansi);
+        match format {
+            LogFormat::Text => layer.boxed(),
+            LogFormat::Json => layer.json().flatten_event(true).boxed(),
+        }
+    }
+    let ansi = format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let env = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let to_stderr = matches!(access, AccessLog::Stderr);
+    let mut layers: Vec<Boxed> = vec![
+        layer(format, std::io::stderr, ansi)
+            .with_filter(filter_fn(move |m| to_stderr || m.target() != TARGET))
+            .with_filter(env())
+            .boxed(),
+    ];
+    if let AccessLog::File(path) = access {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("--access-log {}: {e}", path.display()))?;
+        layers.push(
+            layer(format, std::sync::Mutex::new(file), false)
+                .with_filter(Targets::new().with_target(TARGET, LevelFilter::INFO))
+                .with_filter(env())
+                .boxed(),
+        );
+    }
+    tracing_subscriber::registry().with(layers).init();
+    Ok(())
 }
 
 fn token(args: &ServeArgs) -> Result<Option<String>> {
@@ -291,6 +385,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         max_waiters: args.max_waiters,
         sse_queue: args.sse_queue.max(1),
         sse_queue_bytes: args.sse_queue_bytes.max(1),
+        cors_publish_origins: args.cors_publish_origin.clone(),
         ..Config::default()
     };
     if config.token.is_none() {
@@ -322,15 +417,16 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
 static ALLOC: livefeed::server::alloc::PageAligned = livefeed::server::alloc::PageAligned;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let logging = match &cli.command {
+        Command::Serve(args) => init_logging(args.log_format, &args.access_log),
+        _ => init_logging(LogFormat::Text, &AccessLog::Off),
+    };
+    if let Err(e) = logging {
+        eprintln!("livefeed: error: {e}");
+        return ExitCode::FAILURE;
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("livefeed: error: {e}");

@@ -267,12 +267,14 @@ async fn assert_read_only(proc: &mut Proc, seqs: u64, why: &str) {
         problem["detail"].as_str().unwrap().contains("read-only"),
         "{problem}"
     );
-    // /healthz says why.
+    // /healthz: still serving reads (200), degraded, and says why; /readyz: 503.
     let res = http.get(format!("{base}/healthz")).send().await.unwrap();
-    assert_eq!(res.status(), 503);
+    assert_eq!(res.status(), 200);
     let health: Value = res.json().await.unwrap();
-    let reason = health["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains(why), "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(health["reasons"].to_string().contains(why), "{health}");
+    let res = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
     assert_eq!(
         head(&http, &base).await,
         seqs,

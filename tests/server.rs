@@ -1429,7 +1429,12 @@ async fn a_publish_that_failed_to_reach_the_disk_is_never_acknowledged() {
         status, 201,
         "a retry acknowledged an event that is not on disk: {body}"
     );
-    assert_eq!(server.get("/healthz").await.status(), 503);
+    // Still serving reads, degraded; not ready for publishes.
+    let health = server.get("/healthz").await;
+    assert_eq!(health.status(), 200);
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(server.get("/readyz").await.status(), 503);
     let (_, live) = server.live("after=0&timeout=0").await;
     assert_eq!(live["head"], SEED, "nothing unwritten is visible");
     let feed = text(&server, &format!("/feeds/{LIVE}.json")).await;

@@ -122,6 +122,7 @@ impl Renderer {
         ));
         self.hub.set_rendered(self.seq);
         let took = started.elapsed();
+        crate::metrics::get().record_render(took);
         tracing::debug!(seq = self.seq, ?took, "rendered");
         took
     }

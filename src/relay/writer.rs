@@ -435,7 +435,8 @@ impl Writer {
                 }
                 return;
             }
-            crate::metrics::get().record_append(events.len(), started.elapsed());
+            crate::metrics::get()
+                .record_append(events.iter().map(|e| (e.op, e.source)), started.elapsed());
             self.publish(events);
         }
         for p in pending {

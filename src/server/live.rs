@@ -41,6 +41,11 @@ fn gone(g: CursorGone) -> Response<Body> {
 }
 
 fn page_response(page: &Page) -> Response<Body> {
+    if !page.events.is_empty() {
+        metrics::get()
+            .delivered_longpoll
+            .inc_by(page.events.len() as u64);
+    }
     let size: usize = page.events.iter().map(|e| e.json.len() + 1).sum::<usize>() + 64;
     let mut body = BytesMut::with_capacity(size);
     body.put_slice(b"{\"events\":[");
@@ -96,14 +101,11 @@ pub async fn long_poll(app: Arc<App>, q: LiveQuery) -> Response<Body> {
         return page_response(&first);
     }
     cursor = first.next;
-    let m = metrics::get();
-    if m.longpoll_waiting
-        .load(std::sync::atomic::Ordering::Relaxed) as usize
-        >= app.config.max_waiters
-    {
+    // The cap is this server's own semaphore, not the process-wide gauge.
+    let Ok(_slot) = app.longpoll_slots.try_acquire() else {
         return too_many();
-    }
-    let _waiting = GaugeGuard::new(&m.longpoll_waiting);
+    };
+    let _waiting = GaugeGuard::new(&metrics::get().longpoll_waiting);
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     loop {
@@ -113,7 +115,10 @@ pub async fn long_poll(app: Arc<App>, q: LiveQuery) -> Response<Body> {
                     break;
                 }
                 match hub().page_any(cursor, story.map(str::to_string), limit).await {
-                    Ok(page) if !page.events.is_empty() => return page_response(&page),
+                    Ok(page) if !page.events.is_empty() => {
+                        metrics::get().record_wake();
+                        return page_response(&page);
+                    }
                     Ok(page) => cursor = page.next,
                     Err(g) => return gone(g),
                 }
@@ -182,9 +187,7 @@ impl Held {
         let n = frame.len() as u64;
         sub.held.fetch_add(n, Ordering::Relaxed);
         sub.progress.fetch_add(1, Ordering::Relaxed);
-        metrics::get()
-            .sse_held_bytes
-            .fetch_add(n, Ordering::Relaxed);
+        metrics::get().sse_held_bytes.inc_by(n as i64);
         Bytes::from_owner(Held {
             frame,
             sub: Arc::clone(sub),
@@ -203,9 +206,7 @@ impl Drop for Held {
         let n = self.frame.len() as u64;
         self.sub.held.fetch_sub(n, Ordering::Relaxed);
         self.sub.progress.fetch_add(1, Ordering::Relaxed);
-        metrics::get()
-            .sse_held_bytes
-            .fetch_sub(n, Ordering::Relaxed);
+        metrics::get().sse_held_bytes.dec_by(n as i64);
     }
 }
 
@@ -239,7 +240,7 @@ struct SseBody {
     fetch: Option<tokio::task::JoinHandle<Result<Page, CursorGone>>>,
     done: bool,
     watchdog: tokio::task::JoinHandle<()>,
-    _connected: GaugeGuard,
+    _connected: (tokio::sync::OwnedSemaphorePermit, GaugeGuard),
 }
 
 impl Drop for SseBody {
@@ -285,6 +286,7 @@ impl HttpBody for SseBody {
                 return this.emit(frame);
             }
             if let Some(e) = this.batch.pop_front() {
+                metrics::get().delivered_sse.inc();
                 return this.emit(e.frame.clone());
             }
             if let Some(wait) = this.wait.as_mut() {
@@ -343,10 +345,10 @@ impl HttpBody for SseBody {
 
 /// `GET /live/events?after=SEQ&story=SLUG`, resumable with `Last-Event-ID`.
 pub fn sse(app: Arc<App>, q: LiveQuery, last_event_id: Option<u64>) -> Response<Body> {
-    let m = metrics::get();
-    if m.sse_connected.load(Ordering::Relaxed) as usize >= app.config.max_waiters {
+    // The cap is this server's own semaphore, held by the body, not the process-wide gauge.
+    let Ok(slot) = Arc::clone(&app.sse_slots).try_acquire_owned() else {
         return too_many();
-    }
+    };
     let start = last_event_id
         .or(q.after)
         .unwrap_or_else(|| app.relay.hub.head());
@@ -372,7 +374,7 @@ pub fn sse(app: Arc<App>, q: LiveQuery, last_event_id: Option<u64>) -> Response<
         fetch: None,
         done: false,
         watchdog,
-        _connected: GaugeGuard::new(&m.sse_connected),
+        _connected: (slot, GaugeGuard::new(&metrics::get().sse_connected)),
         app,
     };
     let mut res = Response::new(body.boxed());
@@ -422,7 +424,7 @@ async fn watchdog(
             bytes += b;
             if events > app.config.sse_queue as u64 || bytes > app.config.sse_queue_bytes as u64 {
                 tracing::debug!(events, bytes, "SSE subscriber stopped reading; closing it");
-                metrics::get().sse_dropped.fetch_add(1, Ordering::Relaxed);
+                metrics::get().sse_dropped.inc();
                 if let Some(closer) = closer {
                     closer.close();
                 }

@@ -2,6 +2,7 @@
 //! connection per socket with a header read timeout, a router over pre-rendered files and the
 //! live transports, and a graceful shutdown that answers waiting long-polls first.
 
+pub mod access;
 pub mod alloc;
 pub mod live;
 pub mod publish;
@@ -17,8 +18,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch as tokio_watch};
@@ -52,6 +54,9 @@ pub struct Config {
     pub sse_retry_ms: u64,
     /// `Cache-Control: max-age` of feeds and pages.
     pub max_age: u32,
+    /// Origins (`scheme://host[:port]`) whose pages may publish: their preflights pass and
+    /// their publish answers carry `Access-Control-Allow-Origin` (`--cors-publish-origin`).
+    pub cors_publish_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -68,6 +73,7 @@ impl std::fmt::Debug for Config {
             .field("heartbeat", &self.heartbeat)
             .field("sse_retry_ms", &self.sse_retry_ms)
             .field("max_age", &self.max_age)
+            .field("cors_publish_origins", &self.cors_publish_origins)
             .finish()
     }
 }
@@ -86,6 +92,7 @@ impl Default for Config {
             heartbeat: Duration::from_secs(15),
             sse_retry_ms: 2000,
             max_age: 60,
+            cors_publish_origins: Vec::new(),
         }
     }
 }
@@ -96,6 +103,55 @@ pub struct App {
     pub config: Config,
     /// Flips to true when the server begins to shut down.
     pub shutdown: tokio_watch::Receiver<bool>,
+    /// The `--max-waiters` caps of this server: waiting long-polls, and SSE streams.
+    pub longpoll_slots: Arc<Semaphore>,
+    pub sse_slots: Arc<Semaphore>,
+    pub health: Health,
+}
+
+/// What `/healthz` and `/readyz` report beyond the log's own failure (`Hub::failure`).
+#[derive(Default)]
+pub struct Health {
+    /// True once the server accepts connections (its data directory watched), until shutdown
+    /// begins.
+    ready: AtomicBool,
+    /// Why the data directory could not be read at its last change (the last good state is
+    /// served meanwhile).
+    report_failure: Mutex<Option<String>>,
+}
+
+impl Health {
+    pub fn report_failed(&self, why: String) {
+        *self
+            .report_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(why);
+        metrics::get().report_files_failing.set(1);
+    }
+
+    pub fn report_ok(&self) {
+        *self
+            .report_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        metrics::get().report_files_failing.set(0);
+    }
+
+    fn report_failure(&self) -> Option<String> {
+        self.report_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// What a publish answered, for the access log: set on the response by `publish`, the story
+/// filled in by the router.
+#[derive(Clone, Debug, Default)]
+pub struct Published {
+    pub story: String,
+    pub id: String,
+    pub seq: u64,
 }
 
 fn read_route(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body> {
@@ -122,12 +178,10 @@ fn read_route(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body> 
     if method != Method::GET && method != Method::HEAD {
         return method_not_allowed("GET, HEAD, OPTIONS");
     }
-    let res = match app.relay.hub.file(path) {
+    match app.relay.hub.file(path) {
         Some(file) => cached_file(method, req.headers(), &file, app.config.max_age),
         None => not_found(&format!("nothing at {path}")),
-    };
-    metrics::get().record_feed_status(res.status().as_u16());
-    res
+    }
 }
 
 /// A read route, once its file reflects every event readers can already see (files are
@@ -198,6 +252,13 @@ fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
 /// Routes one request. Never panics; every failure is a response.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let read = read_path(req.uri().path());
+    // A page on an origin named by `--cors-publish-origin` may publish: its answers name it.
+    let publishing = route_name(req.uri().path()) == "publish";
+    let publisher = publishing
+        .then(|| publish_origin(&app.config, req.headers()))
+        .flatten();
+    // With origins named, a publish answer depends on `Origin` (for caches).
+    let vary = publishing && !app.config.cors_publish_origins.is_empty();
     let mut res = match host_problem(&req) {
         Some(why) => problem(
             StatusCode::BAD_REQUEST,
@@ -213,6 +274,119 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     {
         cors(res.headers_mut());
     }
+    if vary {
+        res.headers_mut()
+            .append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    if let Some(origin) = publisher {
+        let h = res.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Idempotent-Replayed, Retry-After"),
+        );
+    }
+    res
+}
+
+/// The request's `Origin` when `--cors-publish-origin` names it (compared exactly, as browsers
+/// send it: `scheme://host[:port]`, no path).
+fn publish_origin(config: &Config, headers: &hyper::HeaderMap) -> Option<HeaderValue> {
+    let origin = headers.get(header::ORIGIN)?;
+    let text = origin.to_str().ok()?;
+    config
+        .cors_publish_origins
+        .iter()
+        .any(|o| o == text)
+        .then(|| origin.clone())
+}
+
+/// `OPTIONS` on a publish route: the CORS preflight. An origin named by
+/// `--cors-publish-origin` gets 204 with the methods and headers the API uses (`handle` adds
+/// the origin); any other gets 403 and no CORS headers, so its browser never sends the write.
+fn publish_preflight(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    if publish_origin(&app.config, req.headers()).is_none() {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "this origin may not publish (see --cors-publish-origin)",
+            serde_json::Value::Null,
+        );
+    }
+    let mut res = Response::new(respond::empty());
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    let h = res.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, PUT, DELETE"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization, Content-Type, Idempotency-Key"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    res
+}
+
+/// The route a path belongs to, the `route` label of `livefeed_http_requests_total`.
+fn route_name(path: &str) -> &'static str {
+    let mut segments = path.split('/').skip(1);
+    match (segments.next(), segments.next(), segments.next()) {
+        (Some(""), None, _) => "index",
+        (Some("feeds"), Some(_), None) => "feed",
+        (Some("stories"), Some(_), None) => "story",
+        (Some("stories"), Some(_), Some(_)) => "publish",
+        (Some("live"), None, _) => "live",
+        (Some("live"), Some("events"), None) => "sse",
+        (Some("healthz"), None, _) => "healthz",
+        (Some("readyz"), None, _) => "readyz",
+        (Some("metrics"), None, _) => "metrics",
+        _ => "other",
+    }
+}
+
+/// [`handle`], counted in the metrics and written to the access log (target
+/// `livefeed::access`) once the body is sent or abandoned. The line has the method, the path
+/// (never the query, headers or body: no token can reach it), status, body bytes sent,
+/// duration, client address, and for a publish the story, id and seq.
+pub async fn handle_logged(
+    app: Arc<App>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let route = route_name(&path);
+    let mut res = handle(app, req).await;
+    let status = res.status().as_u16();
+    let m = metrics::get();
+    m.requests
+        .get_or_create(&metrics::RequestLabels { route, status })
+        .inc();
+    let took = start.elapsed().as_secs_f64();
+    match route {
+        "index" | "feed" | "story" if method == Method::GET || method == Method::HEAD => {
+            m.feed_seconds.observe(took)
+        }
+        "publish" if method != Method::OPTIONS => m.publish_seconds.observe(took),
+        _ => {}
+    }
+    let published = res.extensions_mut().remove::<Published>();
+    let body = std::mem::replace(res.body_mut(), respond::empty());
+    *res.body_mut() = http_body_util::BodyExt::boxed(access::Logged::new(
+        body,
+        access::Line {
+            method,
+            path,
+            status,
+            peer,
+            start,
+            published,
+        },
+    ));
     res
 }
 
@@ -268,17 +442,26 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         ["stories", slug] | ["stories", slug, "" | "index.html"] => {
             read(&app, &req, &format!("/stories/{slug}")).await
         }
-        ["stories", slug, "entries"] => match method {
-            // Boxed, so that every connection's request future stays as small as the common
-            // ones (a waiting long-poll holds one): publishing futures are several times larger.
-            Method::POST => Box::pin(publish::create(Arc::clone(&app), slug, req)).await,
-            _ => method_not_allowed("POST"),
-        },
-        ["stories", slug, "entries", id] => match method {
-            Method::PUT => Box::pin(publish::edit(Arc::clone(&app), slug, id, req)).await,
-            Method::DELETE => Box::pin(publish::delete(Arc::clone(&app), slug, id, req)).await,
-            _ => method_not_allowed("PUT, DELETE"),
-        },
+        ["stories", slug, "entries"] => with_story(
+            slug,
+            match method {
+                Method::OPTIONS => publish_preflight(&app, &req),
+                // Boxed, so that every connection's request future stays as small as the common
+                // ones (a waiting long-poll holds one): publishing futures are several times
+                // larger.
+                Method::POST => Box::pin(publish::create(Arc::clone(&app), slug, req)).await,
+                _ => method_not_allowed("POST, OPTIONS"),
+            },
+        ),
+        ["stories", slug, "entries", id] => with_story(
+            slug,
+            match method {
+                Method::OPTIONS => publish_preflight(&app, &req),
+                Method::PUT => Box::pin(publish::edit(Arc::clone(&app), slug, id, req)).await,
+                Method::DELETE => Box::pin(publish::delete(Arc::clone(&app), slug, id, req)).await,
+                _ => method_not_allowed("PUT, DELETE, OPTIONS"),
+            },
+        ),
         ["live"] | ["live", "events"] => {
             if method == Method::OPTIONS {
                 return read_route(&app, &req, "");
@@ -341,32 +524,83 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             };
             live::sse(Arc::clone(&app), q, last_id)
         }
-        ["healthz"] | ["metrics"] if method != Method::GET && method != Method::HEAD => {
+        ["healthz"] | ["readyz"] | ["metrics"]
+            if method != Method::GET && method != Method::HEAD =>
+        {
             method_not_allowed("GET, HEAD")
         }
         ["healthz"] => {
+            // 200 while the server can serve reads; what is wrong otherwise is in the body.
             let (oldest, head) = app.relay.hub.bounds();
-            let ok = !app.relay.hub.failed();
-            let status = if ok {
-                StatusCode::OK
+            let reasons = health_reasons(&app);
+            let status = if reasons.is_empty() { "ok" } else { "degraded" };
+            respond::json(
+                StatusCode::OK,
+                &serde_json::json!({ "status": status, "reasons": reasons, "oldest": oldest, "head": head }),
+            )
+        }
+        ["readyz"] => {
+            // For load balancers: 503 while starting, stopping, or unable to take publishes.
+            let mut reasons = Vec::new();
+            if !app.health.ready.load(Ordering::SeqCst) {
+                reasons.push("not serving: starting up or shutting down".to_string());
+            }
+            if let Some(why) = app.relay.hub.failure() {
+                reasons.push(format!("the event log cannot take publishes: {why}"));
+            }
+            let (status, word) = if reasons.is_empty() {
+                (StatusCode::OK, "ready")
             } else {
-                StatusCode::SERVICE_UNAVAILABLE
+                (StatusCode::SERVICE_UNAVAILABLE, "unready")
             };
             respond::json(
                 status,
-                &serde_json::json!({ "status": if ok { "ok" } else { "log-failed" }, "reason": app.relay.hub.failure(), "oldest": oldest, "head": head }),
+                &serde_json::json!({ "status": word, "reasons": reasons }),
             )
         }
         ["metrics"] => {
-            let mut res = Response::new(full(metrics::get().render()));
+            let (oldest, head) = app.relay.hub.bounds();
+            // OpenMetrics for a scraper that asks for it (Prometheus does), else the text format.
+            let openmetrics = req
+                .headers()
+                .get_all(header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| v.contains("application/openmetrics-text"));
+            let body = metrics::get().render(oldest, head, openmetrics);
+            let mut res = Response::new(full(body));
             res.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                HeaderValue::from_static(if openmetrics {
+                    metrics::OPENMETRICS
+                } else {
+                    metrics::TEXT
+                }),
             );
             res
         }
         _ => not_found(&format!("nothing at {path}")),
     }
+}
+
+/// Sets the story of a publish's answer (see [`Published`]).
+fn with_story(story: &str, mut res: Response<Body>) -> Response<Body> {
+    if let Some(p) = res.extensions_mut().get_mut::<Published>() {
+        p.story = story.to_string();
+    }
+    res
+}
+
+/// What `/healthz` reports as wrong; empty when all is well.
+fn health_reasons(app: &App) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if let Some(why) = app.relay.hub.failure() {
+        reasons.push(format!("event log not writable: {why}"));
+    }
+    if let Some(why) = app.health.report_failure() {
+        reasons.push(format!("a report failed to load: {why}"));
+    }
+    reasons
 }
 
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 94\r\n\r\n{\"type\":\"about:blank\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"too many connections\"}";
@@ -453,8 +687,11 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let app = Arc::new(App {
         relay: app_relay,
+        longpoll_slots: Arc::new(Semaphore::new(config.max_waiters)),
+        sse_slots: Arc::new(Semaphore::new(config.max_waiters)),
         config,
         shutdown: shutdown_rx,
+        health: Health::default(),
     });
     // The watcher lives as long as this function; dropping it stops the file events.
     let _watcher = match watch_data {
@@ -476,6 +713,7 @@ pub async fn serve(
         .max_header_size(64 * 1024)
         .keep_alive(true);
     tokio::pin!(stop);
+    app.health.ready.store(true, Ordering::SeqCst);
     loop {
         let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -491,9 +729,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            metrics::get()
-                .connections_refused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics::get().connections_refused.inc();
             tokio::spawn(async move {
                 let mut stream = stream;
                 let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
@@ -504,7 +740,7 @@ pub async fn serve(
         let app = Arc::clone(&app);
         let service = service_fn(move |req| {
             let app = Arc::clone(&app);
-            async move { Ok::<_, Infallible>(handle(app, req).await) }
+            async move { Ok::<_, Infallible>(handle_logged(app, peer, req).await) }
         });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
@@ -516,6 +752,7 @@ pub async fn serve(
             drop(permit);
         });
     }
+    app.health.ready.store(false, Ordering::SeqCst);
     tracing::info!("shutting down: answering waiting requests");
     let _ = shutdown_tx.send(true);
     if tokio::time::timeout(grace, graceful.shutdown())

@@ -253,6 +253,12 @@ fn answer(result: Result<Ack, ChangeError>) -> Response<Body> {
                 status,
                 &json!({ "id": ack.id, "seq": ack.seq, "url": ack.url, "op": ack.op.as_str() }),
             );
+            // For the access log (the router adds the story).
+            res.extensions_mut().insert(super::Published {
+                id: ack.id.clone(),
+                seq: ack.seq,
+                ..Default::default()
+            });
             if ack.replayed {
                 set(
                     res.headers_mut(),

@@ -27,6 +27,10 @@ fn relevant(path: &Path) -> bool {
     )
 }
 
+fn is_report(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "txt")
+}
+
 /// What is known of one data file: enough to tell that it is still being written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
@@ -93,6 +97,9 @@ pub fn spawn(
         }
     })?;
     watcher.watch(&data, RecursiveMode::NonRecursive)?;
+    crate::metrics::get()
+        .report_files_watched
+        .set(snapshot(&data).keys().filter(|p| is_report(p)).count() as i64);
     tokio::spawn(async move {
         let mut shutdown = app.shutdown.clone();
         let quiet = app.config.report_settle;
@@ -122,6 +129,9 @@ pub fn spawn(
                     before = now;
                 }
                 let seen = contents(&before);
+                crate::metrics::get()
+                    .report_files_watched
+                    .set(seen.keys().filter(|p| is_report(p)).count() as i64);
                 if relayed.as_ref() == Some(&seen) {
                     tracing::debug!("data files rewritten with what was already relayed");
                     break;
@@ -140,13 +150,15 @@ pub fn spawn(
                             total += app.relay.sync_report(story).await;
                         }
                         relayed = Some(seen);
+                        app.health.report_ok();
                         tracing::info!(
                             events = total,
                             "data directory changed; relayed the differences"
                         );
                     }
                     Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "data directory changed but cannot be read; keeping the last good state")
+                        tracing::warn!(error = %e, "data directory changed but cannot be read; keeping the last good state");
+                        app.health.report_failed(e.to_string());
                     }
                     Err(e) => tracing::error!(error = %e, "reading the data directory failed"),
                 }
