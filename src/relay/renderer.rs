@@ -59,6 +59,9 @@ impl Renderer {
         let mut urgent = false;
         // Who waits for the next render (a manifest change).
         let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
+        // Files of removed stories, taken down once the combined feeds and index without them
+        // are out, so nobody sees the story gone from one and still in the other.
+        let mut gone: Vec<String> = Vec::new();
         let due = |(first, last): (Instant, Instant), not_before: Instant| {
             (last + QUIET).min(first + LAG).max(not_before)
         };
@@ -98,13 +101,15 @@ impl Renderer {
                     Msg::Stories { add, remove, done } => {
                         for slug in &remove {
                             if self.state.remove_story(slug) {
-                                self.hub.remove_files(&cache::story_paths(slug));
+                                gone.extend(cache::story_paths(slug));
                                 dirty.remove(slug);
                             }
                         }
                         for story in add {
                             let slug = story.slug.clone();
                             if self.state.add_story(story) {
+                                let paths = cache::story_paths(&slug);
+                                gone.retain(|p| !paths.contains(p));
                                 dirty.insert(slug);
                             }
                         }
@@ -124,6 +129,9 @@ impl Renderer {
             };
             if urgent || Instant::now() >= due(times, not_before) {
                 let took = self.render(&dirty);
+                if !gone.is_empty() {
+                    self.hub.remove_files(&std::mem::take(&mut gone));
+                }
                 not_before = Instant::now() + took * GAP;
                 dirty.clear();
                 behind = None;
