@@ -615,6 +615,76 @@ mod tests {
         }
     }
 
+    fn story(slug: &str) -> Story {
+        Story {
+            slug: slug.into(),
+            kind: StoryKind::Live,
+            title: slug.into(),
+            description: String::new(),
+            url: "https://example.org/s".into(),
+            published: DateTime::<Utc>::UNIX_EPOCH,
+            updated: DateTime::<Utc>::UNIX_EPOCH,
+            entries: vec![],
+        }
+    }
+
+    fn create(seq: u64, e: Entry) -> Event {
+        Event {
+            seq,
+            op: Op::Create,
+            story: e.story.clone(),
+            entry: e,
+            source: Source::Api,
+            idempotency_key: None,
+            idempotency_fingerprint: None,
+            at: None,
+            report_anchor: None,
+        }
+    }
+
+    #[test]
+    fn a_story_out_of_the_manifest_keeps_its_history_for_when_it_comes_back() {
+        let site = Site {
+            info: crate::manifest::SiteInfo {
+                title: "T".into(),
+                description: String::new(),
+                author: "A".into(),
+                base_url: "https://example.org".into(),
+                language: "en".into(),
+            },
+            base_url: "https://example.org".into(),
+            stories: vec![story("t")],
+        };
+        let mut state = State::empty(site);
+        // Replayed events of "s", a story the manifest no longer has: not served.
+        state.apply(&create(1, entry(1, 10)));
+        state.apply(&create(2, entry(2, 20)));
+        assert!(state.story("s").is_none());
+        // Added back: its entries and their anchors are known again.
+        assert!(state.add_story(story("s")));
+        assert!(!state.add_story(story("s")));
+        let ids: Vec<&str> = state
+            .story("s")
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect();
+        assert_eq!(ids, ["tag:x,2000:s/2", "tag:x,2000:s/1"]);
+        let input = EntryInput::cleaned("1", "body", None, None);
+        let fresh = state.new_entry("s", &input, Utc::now()).unwrap();
+        assert_eq!(
+            fresh.anchor, "1-2",
+            "an anchor of its history was given again"
+        );
+        // Removed at run time, then added back: the same.
+        assert!(state.remove_story("s"));
+        assert!(!state.remove_story("s"));
+        assert!(state.story("s").is_none() && state.find("s", "1").is_none());
+        assert!(state.add_story(story("s")));
+        assert_eq!(state.story("s").unwrap().entries.len(), 2);
+    }
+
     #[test]
     fn merging_appended_entries_equals_a_stable_sort() {
         // A small deterministic generator; many ties on time, so the id decides.
