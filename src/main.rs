@@ -1,9 +1,10 @@
-//! The `livefeed` command: a thin layer over the library that reports errors once, at the top.
+//! The `livefeed` command: a thin layer over the library that checks its input up front and
+//! reports errors once, at the top.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use livefeed::build;
@@ -14,29 +15,105 @@ use livefeed::site::Site;
 #[command(
     name = "livefeed",
     version,
-    about = "News live-update reports to RSS, Atom and JSON feeds, relayed live"
+    about = "News live-update reports to RSS, Atom and JSON feeds, relayed live",
+    after_help = "ENVIRONMENT:\n  \
+        RUST_LOG        Log filter (default: info), e.g. RUST_LOG=livefeed=debug\n  \
+        LIVEFEED_TOKEN  The publish token itself, for `serve` (see --token-file)\n  \
+        Every flag of an operator's unit file also has a LIVEFEED_* form: see each command's --help.\n\n\
+        EXAMPLES:\n  \
+        livefeed build --data data --out feeds\n  \
+        livefeed build --check\n  \
+        LIVEFEED_TOKEN=$(cat token) livefeed serve --listen localhost:8080\n  \
+        livefeed items --story my-story | jq .title\n  \
+        livefeed log check --data /var/lib/livefeed"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+const BUILD_EXAMPLES: &str = "EXAMPLES:\n  \
+    livefeed build                                  # data/ -> feeds/\n  \
+    livefeed build --data data --out public/feeds --base-url https://news.example.org\n  \
+    livefeed build --check                          # in CI: exit 1 if feeds/ is stale";
+
+const SERVE_EXAMPLES: &str = "ENVIRONMENT:\n  \
+    LIVEFEED_TOKEN  The publish token itself (at least 16 visible ASCII characters), read at\n                  \
+    start when --token-file is not given. Without either, publishing is off.\n  \
+    RUST_LOG        Log filter (default: info).\n\n\
+    SIGNALS:\n  \
+    SIGHUP          Re-read data/stories.toml (stories added or removed) and the token file.\n  \
+    SIGTERM, ^C     Stop gracefully: answer waiting requests, flush the event log.\n\n\
+    EXAMPLES:\n  \
+    LIVEFEED_TOKEN=$(cat token) livefeed serve\n  \
+    livefeed serve --data /var/lib/livefeed --listen 0.0.0.0:8080 \\\n      \
+    --base-url https://news.example.org --token-file /run/credentials/livefeed.service/token\n  \
+    LIVEFEED_DATA=/srv/data LIVEFEED_LISTEN=localhost:9000 livefeed serve";
+
+const ITEMS_EXAMPLES: &str = "EXAMPLES:\n  \
+    livefeed items | jq -r .title\n  \
+    livefeed items --story my-story\n  \
+    livefeed items page-1.txt page-2.txt --base-url https://news.example.org";
+
+const LOG_EXAMPLES: &str = "EXAMPLES:\n  \
+    livefeed log check --data /var/lib/livefeed\n  \
+    livefeed log repair --log-dir /var/lib/livefeed/log   # with the server stopped";
+
+/// `--base-url`: an absolute http(s) URL with a host, no query or fragment; kept without a
+/// trailing slash.
+fn base_url(s: &str) -> Result<String, String> {
+    livefeed::manifest::check_base_url(s).map_err(|why| {
+        format!("{why}; expected an absolute http(s) URL like https://news.example.org")
+    })?;
+    Ok(s.trim_end_matches('/').to_string())
+}
+
+/// `--listen`: `HOST:PORT`, the host a name or an address (resolved at start).
+fn listen_addr(s: &str) -> Result<String, String> {
+    let expected = "expected HOST:PORT, like 127.0.0.1:8080, [::1]:8080 or localhost:8080";
+    if s.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(s.to_string());
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("no port; {expected}"));
+    };
+    if host.is_empty() || host.contains([':', '/', ' ']) {
+        return Err(format!("{host:?} is not a host name; {expected}"));
+    }
+    port.parse::<u16>()
+        .map_err(|_| format!("{port:?} is not a port number (0 to 65535); {expected}"))?;
+    Ok(s.to_string())
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Write the static feeds (and index.html) for every story, the same bytes every run.
+    #[command(after_help = BUILD_EXAMPLES)]
     Build {
         /// The data directory: stories.toml and the report files.
-        #[arg(long, default_value = "data")]
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "LIVEFEED_DATA",
+            default_value = "data"
+        )]
         data: PathBuf,
         /// The output directory. A build replaces it whole, so it must be new, empty, or one
         /// an earlier build wrote (marked by `.livefeed-build`); never the data directory, a
         /// directory containing it, or the current directory.
-        #[arg(long, default_value = "feeds")]
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "LIVEFEED_OUT",
+            default_value = "feeds"
+        )]
         out: PathBuf,
-        /// The public address the feeds are published under (default: the manifest's base_url).
-        #[arg(long)]
+        /// The public address the feeds are published under, an absolute http(s) URL
+        /// [default: the manifest's site.base_url].
+        #[arg(long, value_name = "URL", env = "LIVEFEED_BASE_URL", value_parser = base_url)]
         base_url: Option<String>,
-        /// Write nothing; exit 1 and name the stale files if the output differs from the data.
+        /// Write nothing; exit 1, name the stale files and print the command that rebuilds
+        /// them if the output differs from the data.
         #[arg(long)]
         check: bool,
         /// The event log to include, read only (default: DATA/log, when it has one).
@@ -44,22 +121,34 @@ enum Command {
         log_dir: Option<PathBuf>,
     },
     /// Serve the feeds and relay live updates (long-poll, SSE, publishing).
+    #[command(after_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
     /// Look at the event log (`check`) or cut it at its damage after saving a copy (`repair`).
+    #[command(after_help = LOG_EXAMPLES)]
     Log {
         #[command(subcommand)]
         action: LogAction,
     },
     /// Print normalised items as JSON lines. Given report FILEs, read them with no manifest.
+    #[command(after_help = ITEMS_EXAMPLES)]
     Items {
-        #[arg(long, default_value = "data")]
+        /// The data directory: stories.toml and the report files (unused with FILEs).
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "LIVEFEED_DATA",
+            default_value = "data"
+        )]
         data: PathBuf,
-        /// Only this story.
-        #[arg(long)]
+        /// Only this story (its slug in stories.toml).
+        #[arg(long, value_name = "SLUG")]
         story: Option<String>,
-        #[arg(long)]
+        /// The public address entries' links are made under, an absolute http(s) URL
+        /// [default: the manifest's site.base_url; with FILEs, http://127.0.0.1:8080].
+        #[arg(long, value_name = "URL", env = "LIVEFEED_BASE_URL", value_parser = base_url)]
         base_url: Option<String>,
-        /// Report files to normalise directly.
+        /// Report files to normalise directly, without a manifest.
+        #[arg(value_name = "FILE")]
         files: Vec<PathBuf>,
     },
 }
@@ -68,19 +157,26 @@ enum Command {
 enum LogAction {
     /// Report the records, the head seq and any damage (kind, byte offset, intact records
     /// after it). Changes nothing. Exit 1 when the log is damaged, a torn tail included.
+    #[command(after_help = LOG_EXAMPLES)]
     Check(LogArgs),
     /// Save the log aside as events.log.damaged-<offset> (never replacing a copy), then cut it
     /// at its first damage; print what was dropped. Refused while a server holds the log.
+    #[command(after_help = LOG_EXAMPLES)]
     Repair(LogArgs),
 }
 
 #[derive(clap::Args)]
 struct LogArgs {
     /// The data directory (the log is DATA/log/events.log).
-    #[arg(long, default_value = "data")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "LIVEFEED_DATA",
+        default_value = "data"
+    )]
     data: PathBuf,
-    /// Where the event log lives (default: DATA/log), as given to `serve`.
-    #[arg(long)]
+    /// Where the event log lives, as given to `serve` [default: DATA/log].
+    #[arg(long, value_name = "DIR", env = "LIVEFEED_LOG_DIR")]
     log_dir: Option<PathBuf>,
 }
 
@@ -184,54 +280,97 @@ fn log_command(action: LogAction) -> Result<ExitCode> {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    #[arg(long, default_value = "data")]
+    /// The data directory: stories.toml and the report files, watched for changes.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "LIVEFEED_DATA",
+        default_value = "data"
+    )]
     data: PathBuf,
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: std::net::SocketAddr,
-    /// The public address (default: http:// and the address it listens on).
-    #[arg(long)]
+    /// The address to listen on, HOST:PORT; a host name is resolved (localhost:8080 works).
+    #[arg(long, value_name = "ADDR", env = "LIVEFEED_LISTEN", default_value = "127.0.0.1:8080",
+          value_parser = listen_addr)]
+    listen: String,
+    /// The public address, an absolute http(s) URL [default: http:// and the address it
+    /// listens on, so every link works on this server].
+    #[arg(long, value_name = "URL", env = "LIVEFEED_BASE_URL", value_parser = base_url)]
     base_url: Option<String>,
-    /// A file holding the publish token (else the LIVEFEED_TOKEN environment variable).
-    #[arg(long)]
+    /// A file holding the publish token, re-read on SIGHUP [default: the token in the
+    /// LIVEFEED_TOKEN environment variable; neither: publishing is off].
+    #[arg(long, value_name = "FILE", env = "LIVEFEED_TOKEN_FILE")]
     token_file: Option<PathBuf>,
-    /// Where the event log lives (default: DATA/log).
-    #[arg(long)]
+    /// Where the event log lives [default: DATA/log].
+    #[arg(long, value_name = "DIR", env = "LIVEFEED_LOG_DIR")]
     log_dir: Option<PathBuf>,
     /// Largest request body, in bytes.
-    #[arg(long, default_value_t = 1024 * 1024)]
+    #[arg(long, value_name = "BYTES", env = "LIVEFEED_MAX_BODY", default_value_t = 1024 * 1024)]
     max_body: usize,
     /// Seconds a client has to send its request headers.
-    #[arg(long, default_value_t = 10)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "LIVEFEED_HEADER_TIMEOUT",
+        default_value_t = 10
+    )]
     header_timeout: u64,
     /// Open connections; beyond it, new connections get a quick 503.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "LIVEFEED_MAX_CONNECTIONS",
+        default_value_t = 20_000
+    )]
     max_connections: usize,
     /// Waiting long-poll requests (and, separately, SSE streams); beyond it, 503.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "LIVEFEED_MAX_WAITERS",
+        default_value_t = 20_000
+    )]
     max_waiters: usize,
     /// Events an SSE subscriber that is not reading may fall behind before it is dropped.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "LIVEFEED_SSE_QUEUE",
+        default_value_t = 1024
+    )]
     sse_queue: usize,
     /// The same bound in bytes of event frames.
-    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    #[arg(long, value_name = "BYTES", env = "LIVEFEED_SSE_QUEUE_BYTES",
+          default_value_t = 4 * 1024 * 1024)]
     sse_queue_bytes: usize,
     /// Events kept in memory for cursors; older cursors are read back from the log.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "LIVEFEED_KEEP_EVENTS",
+        default_value_t = 1_000_000
+    )]
     keep_events: usize,
     /// Bytes of events kept in memory for cursors (as SSE frames); older cursors are read
     /// back from the log.
-    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, value_name = "BYTES", env = "LIVEFEED_MEMORY_BYTES",
+          default_value_t = 64 * 1024 * 1024)]
     memory_bytes: usize,
     /// Where to write the access log, one line per request (level `info`, target
     /// `livefeed::access`, so `RUST_LOG` applies): `off`, `stderr`, or a FILE to append to.
-    #[arg(long, value_name = "off|stderr|FILE", default_value = "stderr")]
+    #[arg(
+        long,
+        value_name = "off|stderr|FILE",
+        env = "LIVEFEED_ACCESS_LOG",
+        default_value = "stderr"
+    )]
     access_log: AccessLog,
     /// The format of log lines (the access log included): `text`, or `json` for log shippers.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, value_enum, env = "LIVEFEED_LOG_FORMAT", default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     /// An origin (`https://newsroom.example`) whose pages may publish: its CORS preflights pass.
     /// Repeat for more; reads are open to every origin regardless.
-    #[arg(long, value_name = "ORIGIN", value_parser = origin)]
+    #[arg(long, value_name = "ORIGIN", env = "LIVEFEED_CORS_PUBLISH_ORIGIN", value_delimiter = ',',
+          value_parser = origin)]
     cors_publish_origin: Vec<String>,
 }
 
@@ -318,19 +457,174 @@ fn init_logging(format: LogFormat, access: &AccessLog) -> Result<()> {
     Ok(())
 }
 
-fn token(args: &ServeArgs) -> Result<Option<String>> {
-    let raw = match &args.token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+/// The publish token: the token file's content, else `LIVEFEED_TOKEN`, trimmed; checked.
+/// Errors say where the token came from and never echo it.
+fn read_token(token_file: Option<&Path>) -> Result<Option<String>> {
+    let (raw, from) = match token_file {
+        Some(path) => (
+            Some(std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!(
+                    "token file {}: cannot be read (--token-file): {e}",
+                    path.display()
+                )
+            })?),
+            format!("token file {}", path.display()),
         ),
-        None => std::env::var("LIVEFEED_TOKEN").ok(),
+        None => (
+            std::env::var("LIVEFEED_TOKEN").ok(),
+            "LIVEFEED_TOKEN".to_string(),
+        ),
     };
     let token = raw.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
-    if let Some(t) = &token {
-        livefeed::server::publish::check_token(t)?;
+    match (&token, token_file) {
+        (Some(t), _) => {
+            livefeed::server::publish::check_token(t).map_err(|e| anyhow::anyhow!("{from}: {e}"))?
+        }
+        (None, Some(path)) => anyhow::bail!(
+            "token file {}: is empty; put the publish token in it, or leave out --token-file \
+             to turn publishing off",
+            path.display()
+        ),
+        (None, None) => {}
     }
     Ok(token)
+}
+
+/// Re-reads the token file on every SIGHUP into `cell`; a file that cannot be used keeps the
+/// token in force, with an error in the log.
+#[cfg(unix)]
+fn reload_token_on_sighup(path: PathBuf, cell: livefeed::server::SharedToken) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup =
+        signal(SignalKind::hangup()).map_err(|e| anyhow::anyhow!("cannot handle SIGHUP: {e}"))?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match read_token(Some(&path)) {
+                Ok(token) => {
+                    let on = token.is_some();
+                    *cell.write().unwrap_or_else(|p| p.into_inner()) = token;
+                    tracing::info!(file = %path.display(), publishing = on, "SIGHUP: publish token re-read");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: keeping the publish token in force")
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Resolves `--listen` and binds the first address that takes it.
+async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen {listen}: cannot resolve the host name: {e}"))?
+        .collect();
+    let mut last = None;
+    for addr in &addrs {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    match last {
+        Some((addr, e)) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "--listen {listen}: cannot listen on {addr}: the address is in use (is another \
+             livefeed running?); choose another port with --listen"
+        ),
+        Some((addr, e)) => anyhow::bail!("--listen {listen}: cannot listen on {addr}: {e}"),
+        None => anyhow::bail!("--listen {listen}: the host name resolves to no address"),
+    }
+}
+
+/// The address a person opens: a wildcard bind is reached through the loopback address.
+fn open_url(addr: std::net::SocketAddr) -> String {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}/")
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    use livefeed::relay::{Relay, file_store, store};
+    use livefeed::server::{self, Config};
+    // Everything is checked, and the address bound, before anything is written.
+    let token = read_token(args.token_file.as_deref())?;
+    if !args.data.is_dir() {
+        // Said before binding, so a mistyped --data is not reported as a port problem.
+        Site::load(&args.data, None)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let listener = runtime.block_on(bind(&args.listen))?;
+    let addr = listener.local_addr()?;
+    // With no --base-url, links point at the address actually bound (port 0 too).
+    let base_url = match &args.base_url {
+        Some(base) => base.clone(),
+        None => server::local_base_url(addr),
+    };
+    let site = Site::load(&args.data, Some(&base_url))?;
+    let log_dir = args
+        .log_dir
+        .clone()
+        .unwrap_or_else(|| args.data.join("log"));
+    let (stories, base) = (site.stories.len(), site.base_url.clone());
+    let memory = livefeed::relay::hub::Memory {
+        events: args.keep_events,
+        bytes: args.memory_bytes,
+    };
+    let relay = Relay::open(site, file_store(&log_dir), memory)?;
+    let shared = server::SharedToken::default();
+    *shared.write().unwrap_or_else(|p| p.into_inner()) = token.clone();
+    let publishing = token.is_some();
+    let config = Config {
+        token,
+        reloadable_token: Some(shared.clone()),
+        max_body: args.max_body,
+        header_timeout: std::time::Duration::from_secs(args.header_timeout),
+        max_connections: args.max_connections,
+        max_waiters: args.max_waiters,
+        sse_queue: args.sse_queue.max(1),
+        sse_queue_bytes: args.sse_queue_bytes.max(1),
+        cors_publish_origins: args.cors_publish_origin.clone(),
+        ..Config::default()
+    };
+    runtime.block_on(async move {
+        #[cfg(unix)]
+        if let Some(path) = args.token_file.clone() {
+            reload_token_on_sighup(path, shared)?;
+        }
+        if !publishing {
+            tracing::info!("publishing is off: set LIVEFEED_TOKEN (or --token-file) to turn it on");
+        }
+        tracing::info!(
+            addr = %addr,
+            open = %open_url(addr),
+            stories,
+            data = %args.data.display(),
+            log = %log_dir.join(store::LOG_FILE).display(),
+            base_url = %base,
+            publishing = %if publishing { "on" } else { "off" },
+            head = relay.hub.head(),
+            "livefeed serving"
+        );
+        server::run(
+            listener,
+            relay,
+            config,
+            args.data,
+            Some(base_url),
+            shutdown_signal(),
+        )
+        .await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn shutdown_signal() {
@@ -355,69 +649,24 @@ async fn shutdown_signal() {
     tracing::info!("signal received");
 }
 
-fn serve(args: ServeArgs) -> Result<ExitCode> {
-    use livefeed::relay::{Relay, file_store};
-    use livefeed::server::{self, Config};
-    let token = token(&args)?;
-    // Bound first: with no --base-url, links point at the address actually bound (port 0 too).
-    let listener = std::net::TcpListener::bind(args.listen)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-    listener.set_nonblocking(true)?;
-    let base_url = match &args.base_url {
-        Some(base) => base.clone(),
-        None => server::local_base_url(listener.local_addr()?),
-    };
-    let site = Site::load(&args.data, Some(&base_url))?;
-    let log_dir = args
-        .log_dir
-        .clone()
-        .unwrap_or_else(|| args.data.join("log"));
-    let memory = livefeed::relay::hub::Memory {
-        events: args.keep_events,
-        bytes: args.memory_bytes,
-    };
-    let relay = Relay::open(site, file_store(&log_dir), memory)?;
-    let config = Config {
-        token,
-        max_body: args.max_body,
-        header_timeout: std::time::Duration::from_secs(args.header_timeout),
-        max_connections: args.max_connections,
-        max_waiters: args.max_waiters,
-        sse_queue: args.sse_queue.max(1),
-        sse_queue_bytes: args.sse_queue_bytes.max(1),
-        cors_publish_origins: args.cors_publish_origin.clone(),
-        ..Config::default()
-    };
-    if config.token.is_none() {
-        tracing::info!("publishing is off: set LIVEFEED_TOKEN (or --token-file) to turn it on");
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        tracing::info!(addr = %listener.local_addr()?, base_url = %base_url, head = relay.hub.head(), "livefeed serving");
-        server::run(
-            listener,
-            relay,
-            config,
-            args.data,
-            Some(base_url),
-            shutdown_signal(),
-        )
-        .await?;
-        Ok::<_, anyhow::Error>(())
-    })?;
-    Ok(ExitCode::SUCCESS)
-}
-
 /// The system allocator with page-aligned page-sized blocks: less memory per waiting subscriber
 /// (see `livefeed::server::alloc`).
 #[global_allocator]
 static ALLOC: livefeed::server::alloc::PageAligned = livefeed::server::alloc::PageAligned;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Bad input exits 1 like every other error (clap's own default is 2); help and version 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let logging = match &cli.command {
         Command::Serve(args) => init_logging(args.log_format, &args.access_log),
         _ => init_logging(LogFormat::Text, &AccessLog::Off),
@@ -433,6 +682,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The `livefeed build` command line that rebuilds `out` from `data`, quoted for a POSIX shell.
+fn rebuild_command(data: &Path, out: &Path, base_url: Option<&str>) -> String {
+    let (data, out) = (data.to_string_lossy(), out.to_string_lossy());
+    let mut words = vec!["livefeed", "build", "--data", &data, "--out", &out];
+    if let Some(url) = base_url {
+        words.extend(["--base-url", url]);
+    }
+    // A NUL cannot be in a path or an argument, so quoting cannot fail; plain words if it does.
+    shlex::try_join(words.iter().copied()).unwrap_or_else(|_| words.join(" "))
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -456,10 +716,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     eprintln!("{}: up to date", out.display());
                     return Ok(ExitCode::SUCCESS);
                 }
-                eprintln!("{}: stale; run `livefeed build` to update:", out.display());
+                eprintln!("{}: stale:", out.display());
+                // Missing, then stale, then extra files, each sorted by name.
                 for line in staleness.lines(&out) {
                     eprintln!("  {line}");
                 }
+                eprintln!(
+                    "rebuild with:\n  {}",
+                    rebuild_command(&data, &out, base_url.as_deref())
+                );
                 return Ok(ExitCode::FAILURE);
             }
             let count =
@@ -482,7 +747,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             if let Some(slug) = &story {
                 if site.story(slug).is_none() {
-                    anyhow::bail!("no story {slug:?} in {}", data.display());
+                    let known: Vec<&str> = site.stories.iter().map(|s| s.slug.as_str()).collect();
+                    anyhow::bail!(
+                        "--story {slug}: no such story in {}; the stories are: {}",
+                        data.display(),
+                        known.join(", ")
+                    );
                 }
             }
             let stdout = std::io::stdout();

@@ -56,7 +56,9 @@ pub struct StoryEntry {
     pub file: Option<String>,
     pub kind: StoryKind,
     pub url: String,
+    #[serde(deserialize_with = "date_time")]
     pub published: DateTime<FixedOffset>,
+    #[serde(deserialize_with = "date_time")]
     pub updated: DateTime<FixedOffset>,
     /// False when the time of day of `published`/`updated` is a documented default rather
     /// than a known fact. Informational.
@@ -80,8 +82,65 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct EntryTimeEntry {
     pub title: String,
+    #[serde(deserialize_with = "date_time")]
     pub published: DateTime<FixedOffset>,
+    #[serde(default, deserialize_with = "optional_date_time")]
     pub updated: Option<DateTime<FixedOffset>>,
+}
+
+/// The form every date in the manifest takes, for messages.
+pub const DATE_FORMAT: &str =
+    "an RFC 3339 date and time with its UTC offset, like \"2013-05-10T12:00:00+01:00\"";
+
+/// A date in the manifest: a string or a TOML date-time, RFC 3339 with an offset. The error
+/// says what was expected (the default one only says what went wrong, e.g. "premature end of
+/// input").
+fn date_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<FixedOffset>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Toml(toml::value::Datetime),
+    }
+    let text = match Raw::deserialize(d) {
+        Ok(Raw::Text(s)) => s,
+        Ok(Raw::Toml(t)) => t.to_string(),
+        Err(_) => return Err(serde::de::Error::custom(format!("expected {DATE_FORMAT}"))),
+    };
+    DateTime::parse_from_rfc3339(text.trim())
+        .map_err(|e| serde::de::Error::custom(format!("{text:?} is not {DATE_FORMAT} ({e})")))
+}
+
+fn optional_date_time<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<DateTime<FixedOffset>>, D::Error> {
+    date_time(d).map(Some)
+}
+
+/// Checks a base URL: absolute, http or https, with a host, and no query, fragment or
+/// credentials (it prefixes every link). The reason when it is not.
+pub fn check_base_url(s: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(s).map_err(|e| format!("{s:?} is not a URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("{s:?} is not an http:// or https:// URL"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{s:?} has no host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!(
+            "{s:?} has a query or fragment; give the site's address only"
+        ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!(
+            "{s:?} holds credentials; give the public address only"
+        ));
+    }
+    if s.trim() != s || s.contains(char::is_whitespace) {
+        return Err(format!("{s:?} contains spaces"));
+    }
+    Ok(())
 }
 
 /// A slug names files and URL paths: lowercase ASCII letters, digits and inner dashes.
@@ -120,12 +179,16 @@ impl Manifest {
             .filter(|(_, l)| l.trim() == "[[story]]")
             .map(|(i, _)| i + 1)
             .collect();
-        if !manifest.site.base_url.starts_with("http://")
-            && !manifest.site.base_url.starts_with("https://")
-        {
+        if let Err(why) = check_base_url(&manifest.site.base_url) {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("base_url"))
+                .map(|i| i + 1);
             return Err(err(
-                None,
-                "site.base_url must start with http:// or https://".into(),
+                line,
+                format!(
+                    "site.base_url: {why}; expected an absolute http(s) URL like https://news.example.org"
+                ),
             ));
         }
         let mut seen = std::collections::HashSet::new();

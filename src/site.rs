@@ -16,6 +16,18 @@ pub enum SiteError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{}: no such data directory (expected a directory holding {MANIFEST} and the report \
+         files); pass --data DIR or set LIVEFEED_DATA",
+        dir.display()
+    )]
+    NoDataDir { dir: PathBuf },
+    #[error(
+        "{}: not found; the data directory must hold the manifest (pass --data DIR or set \
+         LIVEFEED_DATA to the directory that has it)",
+        path.display()
+    )]
+    NoManifest { path: PathBuf },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("{}:{}: {}", path.display(), source.line(), report_message(source))]
@@ -55,9 +67,30 @@ pub fn read_report(path: &Path, meta: &StoryMeta) -> Result<Story, SiteError> {
     normalise::normalise(&text, meta).map_err(report_err)
 }
 
+/// A report with no entry is served as an empty feed; most likely it is the wrong file or
+/// its time lines were not recognised, so say so (not an error: a story may start empty).
+fn warn_if_empty(path: &Path, story: &Story) {
+    if story.entries.is_empty() {
+        tracing::warn!(
+            file = %path.display(),
+            "{}: the report yields no entries (its feeds will be empty); entries start at a \
+             time line such as \"12:30\" followed by a headline",
+            path.display()
+        );
+    }
+}
+
 /// Loads the manifest of `data_dir`. `base_url` overrides the manifest's.
 pub fn load_manifest(data_dir: &Path) -> Result<Manifest, SiteError> {
     let path = data_dir.join(MANIFEST);
+    if !data_dir.is_dir() {
+        return Err(SiteError::NoDataDir {
+            dir: data_dir.to_path_buf(),
+        });
+    }
+    if !path.exists() {
+        return Err(SiteError::NoManifest { path });
+    }
     let bytes = read(&path)?;
     let text = String::from_utf8_lossy(&bytes);
     Ok(Manifest::parse(&text, &path)?)
@@ -74,8 +107,13 @@ impl Site {
         let stories = manifest
             .stories
             .iter()
-            .map(|s| read_report(&data_dir.join(s.file_name()), &s.meta(&base_url)))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|s| {
+                let path = data_dir.join(s.file_name());
+                let story = read_report(&path, &s.meta(&base_url))?;
+                warn_if_empty(&path, &story);
+                Ok(story)
+            })
+            .collect::<Result<Vec<_>, SiteError>>()?;
         Ok(Site {
             info: manifest.site,
             base_url,
@@ -110,9 +148,11 @@ impl Site {
                     fallback_url: story_page_url(&base_url, &slug),
                     slug,
                 };
-                read_report(path, &meta)
+                let story = read_report(path, &meta)?;
+                warn_if_empty(path, &story);
+                Ok(story)
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, SiteError>>()?;
         let info = SiteInfo {
             title: "livefeed".into(),
             description: String::new(),

@@ -555,3 +555,427 @@ async fn build_includes_the_event_log() {
         stderr(&err)
     );
 }
+
+// ---- Operating livefeed (issue 12): help, up-front checks, start-up. ----
+
+/// The binary with `args`, in `dir`, with nothing from the caller's environment that a flag
+/// reads; killed (no exit code) if it has not ended within [`common::PATIENCE`], as a server
+/// that should have refused to start would not.
+fn livefeed_clean(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_livefeed"));
+    cmd.current_dir(dir)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for var in [
+        "LIVEFEED_DATA",
+        "LIVEFEED_OUT",
+        "LIVEFEED_LISTEN",
+        "LIVEFEED_BASE_URL",
+        "LIVEFEED_TOKEN",
+        "LIVEFEED_TOKEN_FILE",
+        "LIVEFEED_LOG_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd.spawn().expect("livefeed runs");
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("livefeed ends")
+}
+
+#[test]
+fn help_of_every_command_gives_value_names_defaults_env_and_examples() {
+    let secret = "do-not-show-this-token-0123456789";
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["build"],
+            &[
+                "--data <DIR>",
+                "[env: LIVEFEED_DATA=]",
+                "[default: data]",
+                "--out <DIR>",
+                "[default: feeds]",
+                "--base-url <URL>",
+                "[env: LIVEFEED_BASE_URL=]",
+                "--check",
+            ],
+        ),
+        (
+            &["serve"],
+            &[
+                "--data <DIR>",
+                "[env: LIVEFEED_DATA=]",
+                "--listen <ADDR>",
+                "[env: LIVEFEED_LISTEN=]",
+                "[default: 127.0.0.1:8080]",
+                "--base-url <URL>",
+                "--token-file <FILE>",
+                "[env: LIVEFEED_TOKEN_FILE=]",
+                "--log-dir <DIR>",
+                "[env: LIVEFEED_LOG_DIR=]",
+                "--max-body <BYTES>",
+                "[default: 1048576]",
+                "--header-timeout <SECS>",
+                "[default: 10]",
+                "--max-connections <N>",
+                "[default: 20000]",
+                "--max-waiters <N>",
+                "--sse-queue <N>",
+                "--sse-queue-bytes <BYTES>",
+                "--keep-events <N>",
+                "[default: 1000000]",
+                "LIVEFEED_TOKEN",
+                "RUST_LOG",
+                "SIGHUP",
+            ],
+        ),
+        (
+            &["items"],
+            &[
+                "--data <DIR>",
+                "--story <SLUG>",
+                "--base-url <URL>",
+                "[FILE]...",
+            ],
+        ),
+        (
+            &["log", "check"],
+            &[
+                "--data <DIR>",
+                "[default: data]",
+                "--log-dir <DIR>",
+                "[env: LIVEFEED_LOG_DIR=]",
+            ],
+        ),
+        (&["log", "repair"], &["--data <DIR>", "--log-dir <DIR>"]),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    for (command, expected) in cases {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let out = Command::new(env!("CARGO_BIN_EXE_livefeed"))
+            .current_dir(tmp.path())
+            .args(&args)
+            .env("LIVEFEED_TOKEN", secret)
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        let help = stdout(&out);
+        for want in *expected {
+            assert!(
+                help.contains(want),
+                "`{}` lacks {want:?}:\n{help}",
+                args.join(" ")
+            );
+        }
+        assert!(help.contains("EXAMPLES:\n  "), "{help}");
+        assert!(!help.contains(secret), "help shows the token:\n{help}");
+        // Every option line has a description (text after the value name), not a bare flag.
+        for line in help.lines().filter(|l| l.trim_start().starts_with("--")) {
+            let words = line.split_whitespace().count();
+            assert!(words >= 4, "no description: {line:?}");
+        }
+    }
+}
+
+/// A data copy whose manifest had `from` replaced by `to`.
+fn data_with_manifest(tmp: &Path, from: &str, to: &str) -> PathBuf {
+    let data = data_copy(tmp);
+    let path = data.join("stories.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from:?} not in the manifest");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    data
+}
+
+#[test]
+fn bad_input_is_refused_up_front_with_what_was_expected_and_nothing_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_copy(tmp.path());
+    let d = data.to_str().unwrap();
+    std::fs::write(tmp.path().join("short-token"), "short\n").unwrap();
+    std::fs::write(tmp.path().join("empty-token"), "\n").unwrap();
+    let bad_date = tempfile::tempdir().unwrap();
+    let bad_date_data = data_with_manifest(
+        bad_date.path(),
+        "published = \"2013-05-10T12:00:00+01:00\"",
+        "published = \"10 May 2013\"",
+    );
+    let bd = bad_date_data.to_str().unwrap();
+    let bad_base = tempfile::tempdir().unwrap();
+    let bad_base_data = data_with_manifest(
+        bad_base.path(),
+        "base_url = \"https://livefeed.example.org\"",
+        "base_url = \"https://livefeed example.org\"",
+    );
+    let bb = bad_base_data.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["serve", "--data", d, "--base-url", "not a url"],
+            vec![
+                "--base-url",
+                "not a URL",
+                "expected an absolute http(s) URL",
+            ],
+        ),
+        (
+            vec!["serve", "--data", d, "--base-url", "ftp://example.org"],
+            vec!["not an http:// or https:// URL"],
+        ),
+        (
+            vec![
+                "build",
+                "--data",
+                d,
+                "--base-url",
+                "example.org",
+                "--out",
+                "o",
+            ],
+            vec!["expected an absolute http(s) URL"],
+        ),
+        (
+            vec!["serve", "--data", d, "--listen", "8080"],
+            vec!["--listen", "expected HOST:PORT", "localhost:8080"],
+        ),
+        (
+            vec!["serve", "--data", d, "--listen", "localhost:http"],
+            vec!["not a port number"],
+        ),
+        (
+            vec![
+                "serve",
+                "--data",
+                d,
+                "--listen",
+                "no-such-host.invalid:8080",
+            ],
+            vec!["--listen no-such-host.invalid:8080: cannot resolve"],
+        ),
+        (
+            vec!["serve", "--data", "no-such-dir"],
+            vec!["no-such-dir: no such data directory", "pass --data DIR"],
+        ),
+        (
+            vec!["build", "--data", "no-such-dir", "--out", "o"],
+            vec!["no such data directory", "--data"],
+        ),
+        (
+            vec!["serve", "--data", d, "--token-file", "no-such-token"],
+            vec!["token file no-such-token: cannot be read"],
+        ),
+        (
+            vec!["serve", "--data", d, "--token-file", "short-token"],
+            vec!["token file short-token: the publish token must be at least"],
+        ),
+        (
+            vec!["serve", "--data", d, "--token-file", "empty-token"],
+            vec!["token file empty-token: is empty"],
+        ),
+        (
+            vec!["serve", "--data", bd],
+            vec![
+                "stories.toml:19:",
+                "\"10 May 2013\" is not an RFC 3339 date",
+                "like \"2013-05-10T12:00:00+01:00\"",
+            ],
+        ),
+        (
+            vec!["build", "--data", bd, "--out", "o"],
+            vec!["stories.toml:19:", "like \"2013-05-10T12:00:00+01:00\""],
+        ),
+        (
+            vec!["serve", "--data", bb],
+            vec![
+                "stories.toml:10: site.base_url:",
+                "expected an absolute http(s) URL",
+            ],
+        ),
+    ];
+    for (args, wants) in cases {
+        let out = livefeed_clean(tmp.path(), &args);
+        assert_exit(&out, 1);
+        let err = stderr(&out);
+        for want in wants {
+            assert!(
+                err.contains(want),
+                "`{}`: {want:?} not in:\n{err}",
+                args.join(" ")
+            );
+        }
+        assert!(!err.contains("panicked"), "{err}");
+        for dir in [&data, &bad_date_data, &bad_base_data] {
+            assert!(
+                !dir.join("log").exists(),
+                "`{}` wrote the log",
+                args.join(" ")
+            );
+        }
+        assert!(
+            !tmp.path().join("o").exists(),
+            "`{}` wrote output",
+            args.join(" ")
+        );
+    }
+}
+
+#[test]
+fn a_report_with_no_entries_is_a_warning_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_copy(tmp.path());
+    let manifest = data.join("stories.toml");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str(
+        "\n[[story]]\nslug = \"quiet\"\nkind = \"live\"\nurl = \"https://www.itv.com/news/q/\"\n\
+         published = \"2013-06-16T12:00:00+01:00\"\nupdated = \"2013-06-16T12:00:00+01:00\"\n",
+    );
+    std::fs::write(&manifest, text).unwrap();
+    std::fs::write(data.join("quiet.txt"), "Live: nothing yet\n").unwrap();
+    let out = livefeed_clean(tmp.path(), &["items", "--data", "data"]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains("WARN") && err.contains("quiet.txt: the report yields no entries"),
+        "{err}"
+    );
+    // Reports that have entries are not named.
+    assert!(
+        !err.contains("disputes-over-syria-summit-plan.txt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_lists_stale_files_in_order_and_prints_the_command_that_rebuilds_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_copy(tmp.path());
+    let out_dir = tmp.path().join("my feeds");
+    let args = |check: bool| {
+        let mut a = vec![
+            "build".to_string(),
+            "--data".into(),
+            data.display().to_string(),
+            "--out".into(),
+            out_dir.display().to_string(),
+            "--base-url".into(),
+            "https://news.example.org/".into(),
+        ];
+        if check {
+            a.push("--check".into());
+        }
+        a
+    };
+    let run = |a: &[String]| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        livefeed_clean(tmp.path(), &a)
+    };
+    let stale = run(&args(true));
+    assert_exit(&stale, 1);
+    let err = stderr(&stale);
+    let listed: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("missing"))
+        .map(str::trim)
+        .collect();
+    assert!(listed.len() > 5, "{err}");
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted, "not in a stable order:\n{err}");
+    assert_eq!(run(&args(true)).stderr, stale.stderr, "two runs differ");
+    // The last line is the command; run as printed (with this binary), it makes --check pass.
+    let (head, command) = err.trim_end().rsplit_once('\n').unwrap();
+    assert!(head.ends_with("rebuild with:"), "{err}");
+    let words = shlex::split(command.trim()).expect("a shell command");
+    assert_eq!(words[..2], ["livefeed", "build"], "{command}");
+    assert!(
+        command.contains("--base-url https://news.example.org")
+            && command.contains("'")
+            && words.contains(&out_dir.display().to_string()),
+        "{command}"
+    );
+    let words: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+    assert_exit(&livefeed_clean(tmp.path(), &words), 0);
+    assert_exit(&run(&args(true)), 0);
+}
+
+fn serve_cmd(data: &Path, listen: &str) -> Command {
+    let mut cmd = common::process::serve_command(data);
+    cmd.args(["--base-url", "https://news.example.org"]);
+    // serve_command listens on 127.0.0.1:0; a later --listen would be refused as a repeat.
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut fresh = Command::new(cmd.get_program());
+    let mut skip = false;
+    for a in args {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if a == "--listen" {
+            skip = true;
+            continue;
+        }
+        fresh.arg(a);
+    }
+    fresh
+        .args(["--listen", listen])
+        .env_remove("LIVEFEED_TOKEN")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    fresh
+}
+
+#[tokio::test]
+async fn serve_resolves_host_names_and_logs_one_actionable_start_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_copy(tmp.path());
+    let mut proc = common::process::Proc::start(serve_cmd(&data, "localhost:0"));
+    let base = proc.ready().await.expect("serving on localhost:0");
+    let page = reqwest::get(format!("{base}/")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let log = proc.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("livefeed serving"))
+        .unwrap();
+    for want in [
+        format!("open={base}/"),
+        "stories=2".to_string(),
+        format!("data={}", data.display()),
+        format!("log={}", data.join("log").join("events.log").display()),
+        "base_url=https://news.example.org".to_string(),
+        "publishing=off".to_string(),
+    ] {
+        assert!(line.contains(&want), "{want:?} not in {line}");
+    }
+    assert!(proc.terminate(), "{}", proc.log());
+}
+
+#[tokio::test]
+async fn serve_on_a_port_in_use_fails_before_writing_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_copy(tmp.path());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut proc = common::process::Proc::start(serve_cmd(&data, &addr));
+    assert!(!proc.wait(), "started on a port in use");
+    let log = proc.log();
+    assert!(
+        log.contains(&format!(
+            "--listen {addr}: cannot listen on {addr}: the address is in use"
+        )),
+        "{log}"
+    );
+    assert!(!data.join("log").exists(), "the log was created:\n{log}");
+    assert!(!log.contains("event log opened"), "{log}");
+}

@@ -23,6 +23,15 @@ pub fn story_path(slug: &str) -> String {
     format!("/stories/{slug}")
 }
 
+/// Every path a story's files are served under (its feeds and its page).
+pub fn story_paths(slug: &str) -> Vec<String> {
+    Format::ALL
+        .iter()
+        .map(|&f| feed_path(slug, f))
+        .chain([story_path(slug)])
+        .collect()
+}
+
 fn digest(bytes: &[u8]) -> u64 {
     // SipHash with fixed keys: the same bytes give the same tag on every run and host.
     let mut h = std::hash::DefaultHasher::new();

@@ -405,6 +405,14 @@ impl Hub {
         }
     }
 
+    /// Stops serving files (a story removed from the manifest).
+    pub fn remove_files(&self, paths: &[String]) {
+        let mut map = self.files.write().unwrap_or_else(|p| p.into_inner());
+        for path in paths {
+            map.remove(path);
+        }
+    }
+
     /// Records that the files now reflect every event up to `seq`.
     pub fn set_rendered(&self, seq: u64) {
         self.rendered_seq.fetch_max(seq, Ordering::AcqRel);

@@ -24,7 +24,7 @@ use event::Event;
 use hub::{Committed, Hub};
 use state::{EntryInput, State};
 use store::{Store, StoreError};
-pub use writer::{Ack, ChangeError};
+pub use writer::{Ack, ChangeError, StoriesChanged};
 use writer::{Command, Writer};
 
 /// Opening the relay failed.
@@ -237,6 +237,40 @@ impl Relay {
         let (story, id) = (story.to_string(), id.to_string());
         self.request(|reply| Command::Delete { story, id, reply })
             .await
+    }
+
+    /// Serves the stories of a fresh reading of the manifest: those added to it are served
+    /// (empty until their reports are synced: [`Relay::sync_report`]), those removed from it
+    /// are no longer served (their history stays in the log). Returns once the change is
+    /// rendered (or after a few seconds).
+    pub async fn sync_stories(&self, site: &Site) -> StoriesChanged {
+        let (reply, rx) = oneshot::channel();
+        let Some(tx) = self.sender() else {
+            return StoriesChanged::default();
+        };
+        // Metadata only: the entries come through `sync_report`.
+        let fresh = site
+            .stories
+            .iter()
+            .map(|s| Story {
+                slug: s.slug.clone(),
+                kind: s.kind,
+                title: s.title.clone(),
+                description: s.description.clone(),
+                url: s.url.clone(),
+                published: s.published,
+                updated: s.updated,
+                entries: Vec::new(),
+            })
+            .collect();
+        if tx.send(Command::Stories { fresh, reply }).await.is_err() {
+            return StoriesChanged::default();
+        }
+        let mut changed = rx.await.unwrap_or_default();
+        if let Some(rendered) = changed.rendered.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), rendered).await;
+        }
+        changed
     }
 
     /// Relays the differences between a fresh reading of a report and the log; returns how

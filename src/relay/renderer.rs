@@ -33,6 +33,13 @@ pub enum Msg {
     Events(Vec<Event>),
     /// A reader is waiting for the files to catch up with the log.
     Urgent,
+    /// The manifest changed: serve these stories (metadata; entries come as events) and stop
+    /// serving those, then render at once and answer `done`.
+    Stories {
+        add: Vec<Story>,
+        remove: Vec<String>,
+        done: Option<tokio::sync::oneshot::Sender<()>>,
+    },
 }
 
 pub struct Renderer {
@@ -50,6 +57,11 @@ impl Renderer {
         let mut behind: Option<(Instant, Instant)> = None;
         let mut not_before = Instant::now();
         let mut urgent = false;
+        // Who waits for the next render (a manifest change).
+        let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
+        // Files of removed stories, taken down once the combined feeds and index without them
+        // are out, so nobody sees the story gone from one and still in the other.
+        let mut gone: Vec<String> = Vec::new();
         let due = |(first, last): (Instant, Instant), not_before: Instant| {
             (last + QUIET).min(first + LAG).max(not_before)
         };
@@ -86,6 +98,27 @@ impl Renderer {
                         }
                     }
                     Msg::Urgent => urgent = true,
+                    Msg::Stories { add, remove, done } => {
+                        for slug in &remove {
+                            if self.state.remove_story(slug) {
+                                gone.extend(cache::story_paths(slug));
+                                dirty.remove(slug);
+                            }
+                        }
+                        for story in add {
+                            let slug = story.slug.clone();
+                            if self.state.add_story(story) {
+                                let paths = cache::story_paths(&slug);
+                                gone.retain(|p| !paths.contains(p));
+                                dirty.insert(slug);
+                            }
+                        }
+                        // The combined feeds and the index change too: render now.
+                        let now = Instant::now();
+                        behind = Some(behind.map_or((now, now), |(first, _)| (first, now)));
+                        urgent = true;
+                        waiting.extend(done);
+                    }
                 }
             }
             let Some(times) = behind else {
@@ -96,10 +129,16 @@ impl Renderer {
             };
             if urgent || Instant::now() >= due(times, not_before) {
                 let took = self.render(&dirty);
+                if !gone.is_empty() {
+                    self.hub.remove_files(&std::mem::take(&mut gone));
+                }
                 not_before = Instant::now() + took * GAP;
                 dirty.clear();
                 behind = None;
                 urgent = false;
+                for done in waiting.drain(..) {
+                    let _ = done.send(());
+                }
             }
         }
     }

@@ -31,6 +31,11 @@ pub struct State {
     /// Stories whose entries are out of feed order until [`State::settle`]: with the length of
     /// the prefix still in order when entries were only appended, `None` when any may be out.
     unsorted: HashMap<String, Option<usize>>,
+    /// Events of stories not in the manifest (removed from it), by slug, in log order: kept so
+    /// that a story added back finds its history (its ids and anchors are never reused).
+    dormant: HashMap<String, Vec<Event>>,
+    /// Stories removed from the manifest while serving, with their entries, likewise.
+    hidden: HashMap<String, Story>,
 }
 
 fn anchor_key(slug: &str, anchor: &str) -> String {
@@ -56,7 +61,43 @@ impl State {
             report_anchor: HashMap::new(),
             handed_over: HashMap::new(),
             unsorted: HashMap::new(),
+            dormant: HashMap::new(),
+            hidden: HashMap::new(),
         }
+    }
+
+    /// Serves a story added to the manifest: `story`'s metadata (its entries are ignored; the
+    /// report's come as events). A story served before (removed from the manifest, or known
+    /// only from the log) gets its history back. False when it is already served.
+    pub fn add_story(&mut self, mut story: Story) -> bool {
+        if self.site.story(&story.slug).is_some() {
+            return false;
+        }
+        let slug = story.slug.clone();
+        self.base_updated.insert(slug.clone(), story.updated);
+        story.entries = match self.hidden.remove(&slug) {
+            Some(old) => old.entries,
+            None => Vec::new(),
+        };
+        self.site.stories.push(story);
+        self.unsorted.insert(slug.clone(), None);
+        for event in self.dormant.remove(&slug).unwrap_or_default() {
+            self.apply_unsorted(&event);
+        }
+        self.settle();
+        true
+    }
+
+    /// Stops serving a story removed from the manifest; its history is kept (see
+    /// [`State::add_story`]). False when it was not served.
+    pub fn remove_story(&mut self, slug: &str) -> bool {
+        let Some(i) = self.site.stories.iter().position(|s| s.slug == slug) else {
+            return false;
+        };
+        let story = self.site.stories.remove(i);
+        self.unsorted.remove(slug);
+        self.hidden.insert(slug.to_string(), story);
+        true
     }
 
     pub fn story(&self, slug: &str) -> Option<&Story> {
@@ -74,8 +115,9 @@ impl State {
         self.origin.get(id).copied()
     }
 
-    /// Applies one event. Events for unknown stories are ignored (a story removed from the
-    /// manifest keeps its history in the log but is no longer served).
+    /// Applies one event. Events of a story not in the manifest are kept aside, not served (a
+    /// story removed from the manifest keeps its history in the log and gets it back when it
+    /// is added again).
     pub fn apply(&mut self, event: &Event) {
         self.apply_unsorted(event);
         self.settle();
@@ -88,6 +130,12 @@ impl State {
     /// [`settle`]: State::settle
     pub fn apply_unsorted(&mut self, event: &Event) {
         let Some(story) = self.site.stories.iter_mut().find(|s| s.slug == event.story) else {
+            if !self.hidden.contains_key(&event.story) {
+                self.dormant
+                    .entry(event.story.clone())
+                    .or_default()
+                    .push(event.clone());
+            }
             return;
         };
         // `origin` holds the id of every live entry: an unknown id needs no search.
@@ -627,6 +675,76 @@ mod tests {
             url: String::new(),
             blocks: vec![],
         }
+    }
+
+    fn story(slug: &str) -> Story {
+        Story {
+            slug: slug.into(),
+            kind: StoryKind::Live,
+            title: slug.into(),
+            description: String::new(),
+            url: "https://example.org/s".into(),
+            published: DateTime::<Utc>::UNIX_EPOCH,
+            updated: DateTime::<Utc>::UNIX_EPOCH,
+            entries: vec![],
+        }
+    }
+
+    fn create(seq: u64, e: Entry) -> Event {
+        Event {
+            seq,
+            op: Op::Create,
+            story: e.story.clone(),
+            entry: e,
+            source: Source::Api,
+            idempotency_key: None,
+            idempotency_fingerprint: None,
+            at: None,
+            report_anchor: None,
+        }
+    }
+
+    #[test]
+    fn a_story_out_of_the_manifest_keeps_its_history_for_when_it_comes_back() {
+        let site = Site {
+            info: crate::manifest::SiteInfo {
+                title: "T".into(),
+                description: String::new(),
+                author: "A".into(),
+                base_url: "https://example.org".into(),
+                language: "en".into(),
+            },
+            base_url: "https://example.org".into(),
+            stories: vec![story("t")],
+        };
+        let mut state = State::empty(site);
+        // Replayed events of "s", a story the manifest no longer has: not served.
+        state.apply(&create(1, entry(1, 10)));
+        state.apply(&create(2, entry(2, 20)));
+        assert!(state.story("s").is_none());
+        // Added back: its entries and their anchors are known again.
+        assert!(state.add_story(story("s")));
+        assert!(!state.add_story(story("s")));
+        let ids: Vec<&str> = state
+            .story("s")
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect();
+        assert_eq!(ids, ["tag:x,2000:s/2", "tag:x,2000:s/1"]);
+        let input = EntryInput::cleaned("1", "body", None, None);
+        let fresh = state.new_entry("s", &input, Utc::now()).unwrap();
+        assert_eq!(
+            fresh.anchor, "1-2",
+            "an anchor of its history was given again"
+        );
+        // Removed at run time, then added back: the same.
+        assert!(state.remove_story("s"));
+        assert!(!state.remove_story("s"));
+        assert!(state.story("s").is_none() && state.find("s", "1").is_none());
+        assert!(state.add_story(story("s")));
+        assert_eq!(state.story("s").unwrap().entries.len(), 2);
     }
 
     #[test]

@@ -176,11 +176,25 @@ pub enum Command {
         id: String,
         reply: Reply,
     },
+    /// The manifest was read again: serve the stories added to it, stop serving those removed.
+    Stories {
+        fresh: Vec<Story>,
+        reply: oneshot::Sender<StoriesChanged>,
+    },
     /// A report was read again: relay the differences.
     Sync {
         fresh: Story,
         reply: Option<oneshot::Sender<usize>>,
     },
+}
+
+/// What a manifest reading changed.
+#[derive(Debug, Default)]
+pub struct StoriesChanged {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Answers once the renderer has rendered the change (the new stories' files exist).
+    pub rendered: Option<oneshot::Receiver<()>>,
 }
 
 /// The most commands folded into one sync.
@@ -385,6 +399,48 @@ impl Writer {
                 let event = self.event(Op::Delete, entry, source, None);
                 pending.push(Pending::Ack(reply, Self::ack(&event)));
                 events.push(event);
+            }
+            Command::Stories { fresh, reply } => {
+                let removed: Vec<String> = self
+                    .state
+                    .site
+                    .stories
+                    .iter()
+                    .filter(|s| !fresh.iter().any(|f| f.slug == s.slug))
+                    .map(|s| s.slug.clone())
+                    .collect();
+                let add: Vec<Story> = fresh
+                    .into_iter()
+                    .filter(|f| self.state.story(&f.slug).is_none())
+                    .map(|f| Story {
+                        entries: Vec::new(),
+                        ..f
+                    })
+                    .collect();
+                for slug in &removed {
+                    self.state.remove_story(slug);
+                }
+                for story in &add {
+                    self.state.add_story(story.clone());
+                }
+                let mut changed = StoriesChanged {
+                    added: add.iter().map(|s| s.slug.clone()).collect(),
+                    removed: removed.clone(),
+                    rendered: None,
+                };
+                if let (Some(render), false) = (&self.render, add.is_empty() && removed.is_empty())
+                {
+                    let (done, rendered) = oneshot::channel();
+                    let msg = renderer::Msg::Stories {
+                        add,
+                        remove: removed,
+                        done: Some(done),
+                    };
+                    if render.send(msg).is_ok() {
+                        changed.rendered = Some(rendered);
+                    }
+                }
+                let _ = reply.send(changed);
             }
             Command::Sync { fresh, reply } => {
                 if failed {

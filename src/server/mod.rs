@@ -30,12 +30,17 @@ use crate::relay::Relay;
 use query::{LiveQuery, percent_decode};
 use respond::{Body, cached_file, cors, full, method_not_allowed, not_found, problem};
 
+/// The publish token as last read, shared with whoever re-reads it (`livefeed serve` on SIGHUP).
+pub type SharedToken = Arc<std::sync::RwLock<Option<String>>>;
+
 /// Limits and settings of the server. Every limit is a flag of `livefeed serve`. Its `Debug`
 /// form never shows the token.
 #[derive(Clone)]
 pub struct Config {
     /// The publish token; `None` turns publishing off (403).
     pub token: Option<String>,
+    /// When set, the token is read from here on every publish instead of `token`.
+    pub reloadable_token: Option<SharedToken>,
     /// Largest request body accepted (413 beyond).
     pub max_body: usize,
     /// Time a client has to send its request headers before the connection is closed.
@@ -78,10 +83,21 @@ impl std::fmt::Debug for Config {
     }
 }
 
+impl Config {
+    /// The publish token in force now (see `reloadable_token`).
+    pub fn current_token(&self) -> Option<String> {
+        match &self.reloadable_token {
+            Some(cell) => cell.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            None => self.token.clone(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
             token: None,
+            reloadable_token: None,
             max_body: 1024 * 1024,
             header_timeout: Duration::from_secs(10),
             max_connections: 20_000,

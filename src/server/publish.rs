@@ -67,7 +67,7 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 
 /// Checks the bearer token. `Err` is the response to send.
 fn authorise(app: &App, headers: &HeaderMap) -> Result<(), Response<Body>> {
-    let Some(token) = app.config.token.as_deref() else {
+    let Some(token) = app.config.current_token() else {
         return Err(problem(
             StatusCode::FORBIDDEN,
             "publishing is off: start the server with LIVEFEED_TOKEN set (or --token-file) to turn it on",

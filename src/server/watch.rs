@@ -82,6 +82,38 @@ fn contents(s: &BTreeMap<PathBuf, Seen>) -> BTreeMap<PathBuf, (u64, u64)> {
         .collect()
 }
 
+/// SIGHUP, where there is one: asks for the data to be read again.
+struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn new() -> Hangup {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signal = signal(SignalKind::hangup())
+                .map_err(|e| tracing::warn!(error = %e, "cannot handle SIGHUP"))
+                .ok();
+            Hangup { signal }
+        }
+        #[cfg(not(unix))]
+        Hangup {}
+    }
+
+    /// The next SIGHUP; never, without one.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = &mut self.signal {
+            if s.recv().await.is_some() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    }
+}
+
 /// Watches `data` until the server stops. Errors are logged; the relay keeps its last state.
 pub fn spawn(
     app: Arc<App>,
@@ -100,6 +132,7 @@ pub fn spawn(
     crate::metrics::get()
         .report_files_watched
         .set(snapshot(&data).keys().filter(|p| is_report(p)).count() as i64);
+    let mut hup = Hangup::new();
     tokio::spawn(async move {
         let mut shutdown = app.shutdown.clone();
         let quiet = app.config.report_settle;
@@ -108,6 +141,11 @@ pub fn spawn(
         loop {
             tokio::select! {
                 got = rx.recv() => if got.is_none() { return },
+                _ = hup.recv() => {
+                    tracing::info!(dir = %data.display(), "SIGHUP: reading the manifest and the reports again");
+                    // Read again even when the files look as they did.
+                    relayed = None;
+                }
                 _ = shutdown.changed() => return,
             }
             loop {
@@ -145,6 +183,13 @@ pub fn spawn(
                 }
                 match loaded {
                     Ok(Ok(site)) => {
+                        let changed = app.relay.sync_stories(&site).await;
+                        for slug in &changed.added {
+                            tracing::info!(story = %slug, "stories.toml: story added; serving it");
+                        }
+                        for slug in &changed.removed {
+                            tracing::info!(story = %slug, "stories.toml: story removed; no longer serving it (its history stays in the log)");
+                        }
                         let mut total = 0;
                         for story in site.stories {
                             total += app.relay.sync_report(story).await;
