@@ -77,7 +77,13 @@ async fn the_service_units_command_line_serves_and_publishes() {
     // Enough descriptors for the default caps: connections, waiting long-polls, SSE streams.
     let nofile: u64 = setting(&unit, "LimitNOFILE").parse().unwrap();
     assert!(nofile >= 3 * 20_000, "LimitNOFILE={nofile}");
-    for key in ["User", "StateDirectory", "LoadCredential", "Restart"] {
+    for key in [
+        "User",
+        "StateDirectory",
+        "LoadCredential",
+        "Restart",
+        "ExecReload",
+    ] {
         setting(&unit, key);
     }
 }
