@@ -619,7 +619,17 @@ fn health_reasons(app: &App) -> Vec<String> {
     reasons
 }
 
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 94\r\n\r\n{\"type\":\"about:blank\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"too many connections\"}";
+/// The answer to a connection over the cap, written straight to the socket (no hyper
+/// connection is made for it); its `Content-Length` is counted, not typed.
+static BUSY: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+    let body = r#"{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"too many connections"}"#;
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n\
+         Connection: close\r\nRetry-After: 1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+});
 
 /// Descriptors kept out of the connection cap: the log, the listener, the runtime's own, the
 /// report watcher, and connections being refused with a 503 (each holds one for a moment).
@@ -748,7 +758,7 @@ pub async fn serve(
             metrics::get().connections_refused.inc();
             tokio::spawn(async move {
                 let mut stream = stream;
-                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&BUSY)).await;
                 let _ = stream.shutdown().await;
             });
             continue;
@@ -781,4 +791,21 @@ pub async fn serve(
     let _ = tokio::task::spawn_blocking(move || app_for_close.relay.close()).await;
     tracing::info!(head = app.relay.hub.head(), "stopped; event log flushed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_busy_answer_declares_its_own_length() {
+        let text = String::from_utf8(super::BUSY.clone()).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let declared: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(declared, body.len());
+        serde_json::from_str::<serde_json::Value>(body).unwrap();
+    }
 }
