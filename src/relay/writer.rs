@@ -1,5 +1,5 @@
 //! The single writer: turns commands into events, makes them durable with one sync per batch
-//! (group commit), then publishes them to the hub and re-renders what changed.
+//! (group commit), then hands them to the render thread and makes them visible in the hub.
 //!
 //! Architecture invariant: only this thread assigns `seq` and changes the [`State`], so seq is
 //! gapless and a publish is answered only after its event is on disk.

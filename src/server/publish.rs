@@ -138,8 +138,8 @@ async fn read_json(
     }
 }
 
-/// Checks the fields of an entry body. `require_all` is for POST and PUT, where `title` and
-/// `body` must be present.
+/// Checks the fields of an entry body (POST and PUT alike): no unknown field, `title` and
+/// `body` present.
 fn entry_input(map: &serde_json::Map<String, Value>) -> Result<EntryInput, Response<Body>> {
     for key in map.keys() {
         if !matches!(key.as_str(), "title" | "body" | "authors" | "published") {
