@@ -341,7 +341,32 @@ impl Relay {
     }
 }
 
+/// The relay's threads end with it: dropping the last handle stops the writer (after what it
+/// has) and the renderer, and waits for them, so the log's lock is free once it returns.
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 /// Opens the embedded file store in `dir`.
 pub fn file_store(dir: &std::path::Path) -> Box<dyn Store> {
     Box::new(store::FileStore::new(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropping_the_relay_stops_its_threads_and_frees_the_log() {
+        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..20 {
+            let site = Site::load(&data, None).unwrap();
+            let relay = Relay::open(site, file_store(dir.path()), 1000).unwrap();
+            drop(relay);
+            // The writer owned the store and its lock: a new relay opens at once.
+        }
+    }
 }
