@@ -3,7 +3,6 @@
 //! `Arc`s; nothing here is held across an `.await`.
 
 use bytes::Bytes;
-use hyper::header::HeaderMap;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -80,19 +79,10 @@ pub struct CachedFile {
     pub newest_modified: std::time::SystemTime,
     /// The log position this version reflects.
     pub seq: u64,
-    /// The response headers, made once on first use (`server::respond::cached_file`).
-    pub headers: OnceLock<FileHeaders>,
-}
-
-/// The headers of every answer a cached file gets, so serving one copies out a template.
-#[derive(Debug)]
-pub struct FileHeaders {
-    /// The `Cache-Control: max-age` they were made with.
-    pub max_age: u32,
-    pub identity: HeaderMap,
-    pub gzip: HeaderMap,
-    pub not_modified: HeaderMap,
-    pub not_modified_gzip: HeaderMap,
+    /// What the transport derives from this version, made once on first use (the HTTP
+    /// server keeps its response headers here: `server::respond::cached_file`). Opaque, so the
+    /// log and the renderer know nothing of HTTP.
+    pub headers: OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 #[derive(Default)]

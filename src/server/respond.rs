@@ -6,7 +6,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use std::convert::Infallible;
 
-use crate::relay::hub::{CachedFile, FileHeaders};
+use crate::relay::hub::CachedFile;
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -163,6 +163,18 @@ fn not_modified_since(headers: &HeaderMap, file: &CachedFile) -> bool {
 }
 
 /// The headers every answer for `file` carries, for each of its four forms.
+/// The headers of every answer a cached file gets, so serving one copies out a template;
+/// kept in the file's transport slot.
+#[derive(Debug)]
+struct FileHeaders {
+    /// The `Cache-Control: max-age` they were made with.
+    max_age: u32,
+    identity: HeaderMap,
+    gzip: HeaderMap,
+    not_modified: HeaderMap,
+    not_modified_gzip: HeaderMap,
+}
+
 fn file_headers(file: &CachedFile, max_age: u32) -> FileHeaders {
     let common = |etag: &str| {
         let mut h = HeaderMap::with_capacity(12);
@@ -218,8 +230,12 @@ pub fn cached_file(
         None => not_modified_since(headers, file),
     };
     let made;
-    let prepared = match file.headers.get_or_init(|| file_headers(file, max_age)) {
-        p if p.max_age == max_age => p,
+    let kept = file
+        .headers
+        .get_or_init(|| Box::new(file_headers(file, max_age)))
+        .downcast_ref::<FileHeaders>();
+    let prepared = match kept {
+        Some(p) if p.max_age == max_age => p,
         _ => {
             made = file_headers(file, max_age);
             &made
