@@ -541,3 +541,50 @@ async fn serve_on_every_address_links_to_loopback() {
     assert_whole(&crawl, &base);
     assert!(proc.terminate(), "{}", proc.log());
 }
+
+/// An entry published through the API links to its anchor on the story page of the base URL
+/// the server runs under now, also after a restart under another one (another port).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_entry_links_follow_the_base_url_across_restarts() {
+    use common::process::{Proc, publish, serve_command};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::copy_data(tmp.path());
+    let start = |base: &str| {
+        let mut cmd = serve_command(&data);
+        cmd.args(["--base-url", base])
+            .env("LIVEFEED_TOKEN", common::TOKEN);
+        Proc::start(cmd)
+    };
+    let http = common::client();
+    let mut first = start("http://first.example");
+    let addr = first.ready().await.unwrap();
+    let res = publish(&http, &addr, "Linked entry").await;
+    assert_eq!(res.status(), 201);
+    assert!(first.terminate());
+
+    let mut second = start("http://second.example/news");
+    let addr = second.ready().await.unwrap();
+    let feed: serde_json::Value = http
+        .get(format!("{addr}/feeds/{}.json", common::LIVE))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let item = feed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["title"] == "Linked entry")
+        .expect("the entry is in the feed");
+    let url = item["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!(
+            "http://second.example/news/stories/{}/#",
+            common::LIVE
+        )),
+        "{url}"
+    );
+    assert!(second.terminate());
+}

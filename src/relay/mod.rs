@@ -79,7 +79,12 @@ impl Relay {
         }
         for e in &recovered.events {
             // Every event carries its entry's anchor: the state relearns each anchor ever given.
-            state.apply_unsorted(e);
+            // An API entry's link follows the story page to this run's base URL (the events
+            // themselves stay as they were relayed).
+            match state.rebased(e) {
+                Some(moved) => state.apply_unsorted(&moved),
+                None => state.apply_unsorted(e),
+            }
             keys.insert_event(e);
         }
         keys.prune(Utc::now());

@@ -254,7 +254,7 @@ impl State {
 
     /// `event` with its entry's link moved to this site's story page, when the API made it on
     /// a story page under another base URL (`{other}/stories/{slug}/#{anchor}`).
-    fn rebased(&self, event: &Event) -> Option<Event> {
+    pub(crate) fn rebased(&self, event: &Event) -> Option<Event> {
         if event.source != Source::Api {
             return None;
         }
