@@ -50,6 +50,8 @@ impl Renderer {
         let mut behind: Option<(Instant, Instant)> = None;
         let mut not_before = Instant::now();
         let mut urgent = false;
+        // Starts empty: the first render of a story renders its archive pages once more.
+        let mut memo = cache::ArchiveMemo::new();
         let due = |(first, last): (Instant, Instant), not_before: Instant| {
             (last + QUIET).min(first + LAG).max(not_before)
         };
@@ -95,7 +97,7 @@ impl Renderer {
                 continue;
             };
             if urgent || Instant::now() >= due(times, not_before) {
-                let took = self.render(&dirty);
+                let took = self.render(&dirty, &mut memo);
                 not_before = Instant::now() + took * GAP;
                 dirty.clear();
                 behind = None;
@@ -104,7 +106,7 @@ impl Renderer {
         }
     }
 
-    fn render(&mut self, dirty: &BTreeSet<String>) -> Duration {
+    fn render(&mut self, dirty: &BTreeSet<String>, memo: &mut cache::ArchiveMemo) -> Duration {
         let started = Instant::now();
         self.state.settle();
         let stories: Vec<&Story> = self
@@ -114,11 +116,12 @@ impl Renderer {
             .iter()
             .filter(|s| dirty.contains(&s.slug))
             .collect();
-        self.hub.set_files(cache::render_changed(
+        self.hub.set_files(cache::render_changed_since(
             &self.state.site,
             &stories,
             self.seq,
             Utc::now(),
+            memo,
         ));
         self.hub.set_rendered(self.seq);
         let took = started.elapsed();

@@ -120,6 +120,16 @@ impl State {
             }
             (Op::Delete, Some(i)) => {
                 story.entries.remove(i);
+                // An RFC 6721 tombstone for the feeds, the latest few kept.
+                story.tombstones.push(crate::model::Tombstone {
+                    id: event.entry.id.clone(),
+                    when: event.at.unwrap_or(event.entry.updated),
+                });
+                let over = story
+                    .tombstones
+                    .len()
+                    .saturating_sub(crate::model::MAX_TOMBSTONES);
+                story.tombstones.drain(..over);
                 if let Some(Some(in_order)) = self.unsorted.get_mut(&story.slug) {
                     if i < *in_order {
                         *in_order -= 1;

@@ -1,0 +1,255 @@
+//! RFC 5005 archived feeds and RFC 6721 tombstones, over real HTTP against the real binary
+//! (`livefeed serve --feed-entries 3`): every current feed's `prev-archive` chain (RSS, Atom,
+//! JSON Feed `next_url`) holds every entry exactly once, and a deleted entry leaves an
+//! `at:deleted-entry` in Atom and a `_livefeed.deleted` in the JSON Feed.
+
+mod common;
+
+use common::process::{Proc, serve_command};
+use common::{ARTICLE, LIVE, TOKEN, anchor, client, copy_data};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+const ATOM: &str = "http://www.w3.org/2005/Atom";
+const FH: &str = "http://purl.org/syndication/history/1.0";
+const AT: &str = "http://purl.org/atompub/tombstones/1.0";
+const N: usize = 3;
+
+async fn start(dir: &std::path::Path) -> (Proc, String) {
+    let data = copy_data(dir);
+    let mut cmd = serve_command(&data);
+    cmd.env("LIVEFEED_TOKEN", TOKEN)
+        .args(["--feed-entries", &N.to_string()]);
+    let mut proc = Proc::start(cmd);
+    let base = proc.ready().await.expect("the server starts");
+    (proc, base)
+}
+
+async fn publish(http: &reqwest::Client, base: &str, story: &str, title: &str) -> Value {
+    let res = http
+        .post(format!("{base}/stories/{story}/entries"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "title": title, "body": format!("{title}: the text of it.") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    res.json().await.unwrap()
+}
+
+/// One feed document, read: its entry ids and its RFC 5005 markers.
+#[derive(Debug, Default)]
+struct Doc {
+    ids: Vec<String>,
+    prev: Option<String>,
+    next: Option<String>,
+    current: Option<String>,
+    archive: bool,
+    /// `(ref, when)` of each `at:deleted-entry`, or each `_livefeed.deleted` item.
+    deleted: Vec<(String, String)>,
+}
+
+fn parse(ext: &str, body: &str) -> Doc {
+    let mut doc = Doc::default();
+    if ext == "json" {
+        let v: Value = serde_json::from_str(body).expect("a JSON Feed parses");
+        assert_eq!(v["version"], "https://jsonfeed.org/version/1.1");
+        doc.ids = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect();
+        doc.prev = v["next_url"].as_str().map(str::to_string);
+        for d in v["_livefeed"]["deleted"].as_array().into_iter().flatten() {
+            let when = d["when"].as_str().unwrap().to_string();
+            doc.deleted
+                .push((d["id"].as_str().unwrap().to_string(), when));
+        }
+        return doc;
+    }
+    let xml = roxmltree::Document::parse(body).expect("the XML parses");
+    let root = xml.root_element();
+    let channel = if ext == "rss" {
+        assert_eq!(root.tag_name().name(), "rss");
+        root.children().find(|n| n.has_tag_name("channel")).unwrap()
+    } else {
+        assert!(root.has_tag_name((ATOM, "feed")));
+        root
+    };
+    for node in channel.children().filter(|n| n.is_element()) {
+        let name = node.tag_name();
+        match (name.namespace(), name.name()) {
+            (Some(ATOM), "link") => {
+                let href = node.attribute("href").map(str::to_string);
+                match node.attribute("rel") {
+                    Some("prev-archive") => doc.prev = href,
+                    Some("next-archive") => doc.next = href,
+                    Some("current") => doc.current = href,
+                    _ => {}
+                }
+            }
+            (Some(FH), "archive") => doc.archive = true,
+            (Some(AT), "deleted-entry") => doc.deleted.push((
+                node.attribute("ref").unwrap().to_string(),
+                node.attribute("when").unwrap().to_string(),
+            )),
+            (None, "item") => doc.ids.push(
+                node.children()
+                    .find(|n| n.has_tag_name("guid"))
+                    .and_then(|n| n.text())
+                    .unwrap()
+                    .to_string(),
+            ),
+            (Some(ATOM), "entry") => doc.ids.push(
+                node.children()
+                    .find(|n| n.has_tag_name((ATOM, "id")))
+                    .and_then(|n| n.text())
+                    .unwrap()
+                    .to_string(),
+            ),
+            _ => {}
+        }
+    }
+    doc
+}
+
+async fn get(http: &reqwest::Client, url: &str) -> (reqwest::header::HeaderMap, String) {
+    let res = http.get(url).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{url}");
+    let headers = res.headers().clone();
+    (headers, res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn every_prev_archive_chain_holds_every_entry_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_proc, base) = start(dir.path()).await;
+    let http = client();
+    for i in 0..10 {
+        publish(&http, &base, LIVE, &format!("Update number {i}")).await;
+    }
+    publish(&http, &base, ARTICLE, "A note on the article").await;
+
+    // The truth: every entry id per story, from the event log over /live.
+    let mut expected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let live: Value = http
+        .get(format!("{base}/live?after=0&timeout=0&limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for e in live["events"].as_array().unwrap() {
+        assert_ne!(e["op"], "delete");
+        let (story, id) = (
+            e["story"].as_str().unwrap(),
+            e["entry"]["id"].as_str().unwrap(),
+        );
+        expected.entry(story.into()).or_default().insert(id.into());
+        expected.entry("all".into()).or_default().insert(id.into());
+    }
+    assert!(expected[LIVE].len() >= 4 * N, "enough entries for archives");
+
+    let mut archives_seen = 0;
+    for (slug, want) in &expected {
+        for ext in ["rss", "atom", "json"] {
+            let current_url = format!("{base}/feeds/{slug}.{ext}");
+            let (_, body) = get(&http, &current_url).await;
+            let current = parse(ext, &body);
+            assert!(!current.archive, "{current_url} is not an archive");
+            let total = want.len();
+            let n_current = current.ids.len();
+            if total >= N {
+                assert!(
+                    (N..2 * N).contains(&n_current),
+                    "{current_url}: the newest {N} at least, fewer than {}: {n_current}",
+                    2 * N
+                );
+            } else {
+                assert_eq!(n_current, total, "{current_url}");
+            }
+            let mut seen: Vec<String> = current.ids.clone();
+            let mut next_url = current_url.clone();
+            let mut link = current.prev.clone();
+            while let Some(url) = link {
+                let (headers, body) = get(&http, &url).await;
+                archives_seen += 1;
+                let cache = headers["cache-control"].to_str().unwrap();
+                assert!(cache.contains("max-age=86400"), "{url}: {cache}");
+                assert!(headers.contains_key("etag"), "{url} has an ETag");
+                let doc = parse(ext, &body);
+                assert_eq!(doc.ids.len(), N, "{url}: a full page");
+                if ext != "json" {
+                    assert!(doc.archive, "{url} carries fh:archive");
+                    assert_eq!(doc.current.as_deref(), Some(current_url.as_str()), "{url}");
+                    if next_url != current_url {
+                        assert_eq!(doc.next.as_deref(), Some(next_url.as_str()), "{url}");
+                    } else {
+                        assert_eq!(doc.next, None, "{url}: the newest archive");
+                    }
+                }
+                seen.extend(doc.ids);
+                next_url = url;
+                link = doc.prev;
+            }
+            let unique: BTreeSet<String> = seen.iter().cloned().collect();
+            assert_eq!(unique.len(), seen.len(), "{current_url}: an entry twice");
+            assert_eq!(&unique, want, "{current_url}: every entry");
+        }
+    }
+    assert!(
+        archives_seen >= 9,
+        "archives were followed: {archives_seen}"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_entry_leaves_a_tombstone_in_atom_and_json_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_proc, base) = start(dir.path()).await;
+    let http = client();
+    let kept = publish(&http, &base, LIVE, "This one stays").await;
+    let gone = publish(&http, &base, LIVE, "This one goes").await;
+    let id = gone["id"].as_str().unwrap();
+    let res = http
+        .delete(format!(
+            "{base}/stories/{LIVE}/entries/{}",
+            anchor(gone["url"].as_str().unwrap())
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    for slug in [LIVE, "all"] {
+        for ext in ["atom", "json"] {
+            let (_, body) = get(&http, &format!("{base}/feeds/{slug}.{ext}")).await;
+            let doc = parse(ext, &body);
+            assert!(
+                !doc.ids.iter().any(|i| i == id),
+                "{slug}.{ext}: the item is gone"
+            );
+            assert!(
+                doc.ids.iter().any(|i| i == kept["id"].as_str().unwrap()),
+                "{slug}.{ext}: the other stays"
+            );
+            let refs: Vec<&str> = doc.deleted.iter().map(|(r, _)| r.as_str()).collect();
+            assert_eq!(
+                refs,
+                [id],
+                "{slug}.{ext}: one tombstone, for the deleted entry"
+            );
+            let when = &doc.deleted[0].1;
+            assert!(
+                chrono::DateTime::parse_from_rfc3339(when).is_ok(),
+                "{slug}.{ext}: when={when}"
+            );
+        }
+        // RSS has no tombstones; the item is gone there too.
+        let (_, body) = get(&http, &format!("{base}/feeds/{slug}.rss")).await;
+        assert!(!parse("rss", &body).ids.iter().any(|i| i == id));
+    }
+}
