@@ -253,3 +253,58 @@ async fn a_deleted_entry_leaves_a_tombstone_in_atom_and_json_feed() {
         assert!(!parse("rss", &body).ids.iter().any(|i| i == id));
     }
 }
+
+/// `livefeed build --feed-entries 2` writes the archives where their links point, and the
+/// chains from the written current feeds hold every entry once; `--check` sees them fresh.
+#[test]
+fn the_build_writes_the_archives_its_feeds_link_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = copy_data(dir.path());
+    let out = dir.path().join("public");
+    let base = "https://news.example.org";
+    let build = |check: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_livefeed"));
+        cmd.arg("build")
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .args(["--base-url", base, "--feed-entries", "2"]);
+        if check {
+            cmd.arg("--check");
+        }
+        let output = cmd.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    build(false);
+    build(true);
+    let read = |url: &str| {
+        let path = url.strip_prefix(base).expect("a link under the base URL");
+        std::fs::read_to_string(out.join(path.trim_start_matches('/')))
+            .unwrap_or_else(|e| panic!("{url}: {e}"))
+    };
+    let full: Value = serde_json::from_str(&read(&format!("{base}/feeds/all.json"))).unwrap();
+    let mut archives = 0;
+    for ext in ["rss", "atom", "json"] {
+        let mut ids = parse(ext, &read(&format!("{base}/feeds/all.{ext}"))).ids;
+        let mut link = parse(ext, &read(&format!("{base}/feeds/all.{ext}"))).prev;
+        assert!(link.is_some(), "all.{ext} links an archive");
+        while let Some(url) = link {
+            let doc = parse(ext, &read(&url));
+            assert_eq!(doc.ids.len(), 2, "{url}");
+            archives += 1;
+            ids.extend(doc.ids);
+            link = doc.prev;
+        }
+        let unique: BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "all.{ext}: an entry twice");
+        // The seed data: five live entries and the article.
+        assert_eq!(ids.len(), 6, "all.{ext}: every entry");
+    }
+    assert_eq!(archives, 6);
+    assert!(full["next_url"].is_string());
+}

@@ -137,7 +137,9 @@ impl History {
 /// once `n` newer entries exist beyond it, so the current document always carries the newest
 /// `n` entries at least (and fewer than `2n`). `n == 0` means no archives.
 pub fn archive_pages(total: usize, n: usize) -> usize {
-    total.checked_div(n).map_or(0, |pages| pages.saturating_sub(1))
+    total
+        .checked_div(n)
+        .map_or(0, |pages| pages.saturating_sub(1))
 }
 
 /// The URL base of archive page `k` of the feed whose URL base is `self_base` (`…/feeds/{slug}.`).
