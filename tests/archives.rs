@@ -6,7 +6,7 @@
 mod common;
 
 use common::process::{Proc, serve_command};
-use common::{ARTICLE, LIVE, TOKEN, anchor, client, copy_data};
+use common::{ARTICLE, LIVE, TOKEN, anchor, client, copy_data, encode_segment};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -203,6 +203,60 @@ async fn every_prev_archive_chain_holds_every_entry_exactly_once() {
         archives_seen >= 9,
         "archives were followed: {archives_seen}"
     );
+}
+
+/// A full archive page that is not the newest keeps its bytes and ETag while entries are
+/// published; editing one of its entries re-renders it (new ETag), and only it.
+#[tokio::test]
+async fn full_archive_pages_change_only_when_their_entries_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_proc, base) = start(dir.path()).await;
+    let http = client();
+    // 5 seed entries + 10 = 15: archive pages 0..=3, the current document the newest 3.
+    for i in 0..10 {
+        publish(&http, &base, LIVE, &format!("Before {i}")).await;
+    }
+    let page = |k: usize| format!("{base}/feeds/{LIVE}/archive/{k}.atom");
+    let (h0, first) = get(&http, &page(0)).await;
+    let (h1, second) = get(&http, &page(1)).await;
+    assert!(
+        parse("atom", &first).next.is_some(),
+        "page 0 is not the newest"
+    );
+    for i in 0..6 {
+        publish(&http, &base, LIVE, &format!("After {i}")).await;
+    }
+    let (h0_after, first_after) = get(&http, &page(0)).await;
+    assert_eq!(first_after, first, "a full page does not change");
+    assert_eq!(h0_after["etag"], h0["etag"]);
+    assert!(
+        get(&http, &page(5)).await.1.contains("fh:archive"),
+        "new pages were cut"
+    );
+
+    // Edit the oldest entry (on page 0): page 0 changes, page 1 does not.
+    let oldest = parse("atom", &first).ids.last().unwrap().clone();
+    let res = http
+        .put(format!(
+            "{base}/stories/{LIVE}/entries/{}",
+            encode_segment(&oldest)
+        ))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "title": "Corrected oldest entry", "body": "Corrected text." }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (h0_edited, edited) = get(&http, &page(0)).await;
+    assert_ne!(
+        h0_edited["etag"], h0["etag"],
+        "the edited page has a new ETag"
+    );
+    assert!(edited.contains("Corrected oldest entry"));
+    assert_eq!(parse("atom", &edited).ids, parse("atom", &first).ids);
+    let (h1_after, second_after) = get(&http, &page(1)).await;
+    assert_eq!(second_after, second, "the other pages stay");
+    assert_eq!(h1_after["etag"], h1["etag"]);
 }
 
 #[tokio::test]
