@@ -119,6 +119,12 @@ enum Command {
         /// The event log to include, read only (default: DATA/log, when it has one).
         #[arg(long)]
         log_dir: Option<PathBuf>,
+        /// Entries a current feed carries at least (fewer than twice as many); older ones are
+        /// in RFC 5005 archive feeds, `feeds/{slug}/archive/{k}.{ext}`.
+        #[arg(long, value_name = "N", env = "LIVEFEED_FEED_ENTRIES",
+              default_value_t = livefeed::render::DEFAULT_FEED_ENTRIES as u64,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        feed_entries: u64,
     },
     /// Serve the feeds and relay live updates (long-poll, SSE, publishing).
     #[command(after_help = SERVE_EXAMPLES)]
@@ -372,6 +378,12 @@ struct ServeArgs {
     #[arg(long, value_name = "ORIGIN", env = "LIVEFEED_CORS_PUBLISH_ORIGIN", value_delimiter = ',',
           value_parser = origin)]
     cors_publish_origin: Vec<String>,
+    /// Entries a current feed carries at least (fewer than twice as many); older ones are
+    /// in RFC 5005 archive feeds, `feeds/{slug}/archive/{k}.{ext}`.
+    #[arg(long, value_name = "N", env = "LIVEFEED_FEED_ENTRIES",
+          default_value_t = livefeed::render::DEFAULT_FEED_ENTRIES as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    feed_entries: u64,
 }
 
 /// An origin as browsers send it in `Origin`: `scheme://host[:port]`, nothing after.
@@ -568,7 +580,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         Some(base) => base.clone(),
         None => server::local_base_url(addr),
     };
-    let site = Site::load(&args.data, Some(&base_url))?;
+    let mut site = Site::load(&args.data, Some(&base_url))?;
+    site.feed_entries = usize::try_from(args.feed_entries).unwrap_or(usize::MAX);
     let log_dir = args
         .log_dir
         .clone()
@@ -703,9 +716,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             base_url,
             check,
             log_dir,
+            feed_entries,
         } => {
-            let build::Input { site, seq, log } =
+            let build::Input { mut site, seq, log } =
                 build::load(&data, base_url.as_deref(), log_dir.as_deref())?;
+            site.feed_entries = usize::try_from(feed_entries).unwrap_or(usize::MAX);
             for line in log.iter().flat_map(build::LogRead::lines) {
                 eprintln!("{line}");
             }

@@ -84,6 +84,21 @@ pub struct Story {
     pub published: DateTime<Utc>,
     pub updated: DateTime<Utc>,
     pub entries: Vec<Entry>,
+    /// The latest deletions (RFC 6721 tombstones), oldest first, at most
+    /// [`MAX_TOMBSTONES`]: feeds tell readers to drop these entries. Absent in stories read
+    /// from reports.
+    #[serde(default)]
+    pub tombstones: Vec<Tombstone>,
+}
+
+/// How many deletions a story remembers for its feeds.
+pub const MAX_TOMBSTONES: usize = 50;
+
+/// A deleted entry: its id and when it was deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub id: String,
+    pub when: DateTime<Utc>,
 }
 
 impl Story {

@@ -48,6 +48,9 @@ pub struct Site {
     /// The public address; feeds live at `{base_url}/feeds/…`.
     pub base_url: String,
     pub stories: Vec<Story>,
+    /// Entries the current feed documents carry at least (`--feed-entries`); older ones are
+    /// in RFC 5005 archive documents (see `render::paged`).
+    pub feed_entries: usize,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, SiteError> {
@@ -118,6 +121,7 @@ impl Site {
             info: manifest.site,
             base_url,
             stories,
+            feed_entries: crate::render::DEFAULT_FEED_ENTRIES,
         })
     }
 
@@ -164,6 +168,7 @@ impl Site {
             info,
             base_url,
             stories,
+            feed_entries: crate::render::DEFAULT_FEED_ENTRIES,
         })
     }
 

@@ -776,8 +776,15 @@ async fn publish_edit_and_delete_reach_long_poll_sse_and_feeds() {
     for slug in [LIVE, "all"] {
         for ext in ["rss", "atom", "json"] {
             let feed = text(&server, &format!("/feeds/{slug}.{ext}")).await;
+            // Atom and JSON Feed name it once more, in their tombstones (RFC 6721).
+            let tombstone = match ext {
+                "atom" => format!("ref=\"{id}\""),
+                "json" => format!("\"deleted\": [\n      {{\n        \"id\": \"{id}\""),
+                _ => String::new(),
+            };
+            assert!(feed.contains(&tombstone), "{slug}.{ext} has the tombstone");
             assert!(
-                !feed.contains(&id),
+                !feed.replace(&tombstone, "").contains(&id),
                 "{slug}.{ext} still has the deleted entry"
             );
             assert!(!feed.contains("Kremlin confirms"), "{slug}.{ext}");
@@ -1161,7 +1168,10 @@ async fn editing_a_report_on_disk_relays_create_update_and_delete() {
     let feed = text(&server, &format!("/feeds/{LIVE}.atom")).await;
     assert!(feed.contains(&new_id));
     assert!(feed.contains("He spoke for about ten minutes."));
-    assert!(!feed.contains(&removed.id));
+    // Only its RFC 6721 tombstone names it.
+    let tombstone = format!("ref=\"{}\"", removed.id);
+    assert!(feed.contains(&tombstone));
+    assert!(!feed.replace(&tombstone, "").contains(&removed.id));
     assert!(
         feed.contains(api["id"].as_str().unwrap()),
         "the API entry stays"

@@ -284,5 +284,6 @@ pub fn assemble(report: Report, meta: &StoryMeta) -> Story {
         published: meta.published,
         updated,
         entries,
+        tombstones: Vec::new(),
     }
 }

@@ -18,6 +18,11 @@ pub fn feed_path(slug: &str, format: Format) -> String {
     format!("/feeds/{}", render::feed_file(slug, format))
 }
 
+/// The URL path of archive page `k` of a feed.
+pub fn archive_path(slug: &str, k: usize, format: Format) -> String {
+    format!("/feeds/{}", render::archive_file(slug, k, format))
+}
+
 /// The URL path of a story page.
 pub fn story_path(slug: &str) -> String {
     format!("/stories/{slug}")
@@ -93,7 +98,10 @@ pub fn cached(
 /// The story a file's content comes from (`all` for the combined feeds and the index).
 pub fn story_of(path: &str) -> &str {
     if let Some(file) = path.strip_prefix("/feeds/") {
-        file.rsplit_once('.').map_or(file, |(slug, _)| slug)
+        match file.split_once("/archive/") {
+            Some((slug, _)) => slug,
+            None => file.rsplit_once('.').map_or(file, |(slug, _)| slug),
+        }
     } else if let Some(slug) = path.strip_prefix("/stories/") {
         slug
     } else {
@@ -142,43 +150,86 @@ pub fn dates_move_forward<'a>(
 
 const HTML: &str = "text/html; charset=utf-8";
 
+/// The fingerprints of the archive pages last rendered, by URL path base
+/// (`/feeds/{slug}/archive/{k}`), so a render skips the pages that did not change.
+pub type ArchiveMemo = HashMap<String, u64>;
+
+/// Archive documents are cached this long (seconds): a full page changes only when one of its
+/// entries is edited or deleted, or once when the next page is cut (see `render::paged`).
+pub const ARCHIVE_MAX_AGE: u32 = 86_400;
+
 /// Renders what changes when `stories` change: their feeds and pages, the combined feed and
 /// the index. `Last-Modified` comes from the content (the feed's `updated`: its newest entry's
 /// time), so it stays the same across a restart; it is never later than `now` (RFC 9110
-/// §8.8.2.1), the time of the render.
+/// §8.8.2.1), the time of the render. Every archive page is rendered.
 pub fn render_changed(
     site: &Site,
     stories: &[&Story],
     seq: u64,
     now: DateTime<Utc>,
 ) -> Vec<(String, CachedFile)> {
+    render_changed_since(site, stories, seq, now, &mut ArchiveMemo::new())
+}
+
+/// [`render_changed`], skipping the archive pages whose fingerprint is in `memo` (rendered
+/// before, unchanged), and recording the ones it renders.
+pub fn render_changed_since(
+    site: &Site,
+    stories: &[&Story],
+    seq: u64,
+    now: DateTime<Utc>,
+    memo: &mut ArchiveMemo,
+) -> Vec<(String, CachedFile)> {
     let mut out = Vec::new();
     let date = |t: DateTime<Utc>| (t.min(now), t <= now);
-    for story in stories {
-        let feed = render::story_feed(site, story);
-        let (modified, honest) = date(feed.updated);
+    let mut feed_files = |feed: render::Feed<'_>, out: &mut Vec<(String, CachedFile)>| {
+        let slug = feed.slug.to_string();
+        let (current, archives) = render::paged(feed, site.feed_entries);
+        let (modified, honest) = date(current.updated);
         for format in Format::ALL {
-            let body = render::render_feed(&feed, format);
+            let body = render::render_feed(&current, format);
             out.push((
-                feed_path(&story.slug, format),
+                feed_path(&slug, format),
                 cached(format.content_type(), body, modified, honest, seq),
             ));
         }
+        let pages = archives.len();
+        for (k, archive) in archives.into_iter().enumerate() {
+            let key = format!("/feeds/{slug}/archive/{k}");
+            let print = archive.fingerprint();
+            if memo.get(&key) == Some(&print) {
+                continue;
+            }
+            let (modified, honest) = date(archive.updated);
+            for format in Format::ALL {
+                let body = render::render_feed(&archive, format);
+                out.push((
+                    archive_path(&slug, k, format),
+                    cached(format.content_type(), body, modified, honest, seq),
+                ));
+            }
+            memo.insert(key, print);
+        }
+        // Pages gone after deletes are no longer in the chain; forget them.
+        let prefix = format!("/feeds/{slug}/archive/");
+        memo.retain(|key, _| {
+            key.strip_prefix(&prefix)
+                .and_then(|k| k.parse::<usize>().ok())
+                .is_none_or(|k| k < pages)
+        });
+        current.updated
+    };
+    for story in stories {
+        let updated = feed_files(render::story_feed(site, story), &mut out);
+        let (modified, honest) = date(updated);
         let page = html::story_page(site, story, seq).into_bytes();
         out.push((
             story_path(&story.slug),
             cached(HTML, page, modified, honest, seq),
         ));
     }
-    let all = render::all_feed(site);
-    let (modified, honest) = date(all.updated);
-    for format in Format::ALL {
-        let body = render::render_feed(&all, format);
-        out.push((
-            feed_path(ALL, format),
-            cached(format.content_type(), body, modified, honest, seq),
-        ));
-    }
+    let updated = feed_files(render::all_feed(site), &mut out);
+    let (modified, honest) = date(updated);
     out.push((
         "/".to_string(),
         cached(HTML, html::index(site).into_bytes(), modified, honest, seq),
@@ -225,6 +276,7 @@ mod tests {
         assert_eq!(forward.get(ALL), Some(&false));
         assert_eq!(story_of("/feeds/a.rss"), "a");
         assert_eq!(story_of("/stories/a"), "a");
+        assert_eq!(story_of("/feeds/a.b/archive/3.rss"), "a.b");
         assert_eq!(story_of("/"), ALL);
     }
 }

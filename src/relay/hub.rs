@@ -420,8 +420,8 @@ impl Hub {
         if self.rendered_seq.load(Ordering::Acquire) >= self.head_seq.load(Ordering::Acquire) {
             return None;
         }
-        let story = if let Some(file) = path.strip_prefix("/feeds/") {
-            file.rsplit_once('.').map_or(file, |(slug, _)| slug)
+        let story = if path.starts_with("/feeds/") {
+            super::cache::story_of(path)
         } else if let Some(slug) = path.strip_prefix("/stories/") {
             slug
         } else if path == "/" {

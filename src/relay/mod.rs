@@ -266,6 +266,7 @@ impl Relay {
                 published: s.published,
                 updated: s.updated,
                 entries: Vec::new(),
+                tombstones: Vec::new(),
             })
             .collect();
         if tx.send(Command::Stories { fresh, reply }).await.is_err() {

@@ -62,6 +62,8 @@ impl Renderer {
         // Files of removed stories, taken down once the combined feeds and index without them
         // are out, so nobody sees the story gone from one and still in the other.
         let mut gone: Vec<String> = Vec::new();
+        // Starts empty: the first render of a story renders its archive pages once more.
+        let mut memo = cache::ArchiveMemo::new();
         let due = |(first, last): (Instant, Instant), not_before: Instant| {
             (last + QUIET).min(first + LAG).max(not_before)
         };
@@ -128,7 +130,7 @@ impl Renderer {
                 continue;
             };
             if urgent || Instant::now() >= due(times, not_before) {
-                let took = self.render(&dirty);
+                let took = self.render(&dirty, &mut memo);
                 if !gone.is_empty() {
                     self.hub.remove_files(&std::mem::take(&mut gone));
                 }
@@ -143,7 +145,7 @@ impl Renderer {
         }
     }
 
-    fn render(&mut self, dirty: &BTreeSet<String>) -> Duration {
+    fn render(&mut self, dirty: &BTreeSet<String>, memo: &mut cache::ArchiveMemo) -> Duration {
         let started = Instant::now();
         self.state.settle();
         let stories: Vec<&Story> = self
@@ -153,11 +155,12 @@ impl Renderer {
             .iter()
             .filter(|s| dirty.contains(&s.slug))
             .collect();
-        self.hub.set_files(cache::render_changed(
+        self.hub.set_files(cache::render_changed_since(
             &self.state.site,
             &stories,
             self.seq,
             Utc::now(),
+            memo,
         ));
         self.hub.set_rendered(self.seq);
         let took = started.elapsed();

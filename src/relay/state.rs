@@ -168,6 +168,16 @@ impl State {
             }
             (Op::Delete, Some(i)) => {
                 story.entries.remove(i);
+                // An RFC 6721 tombstone for the feeds, the latest few kept.
+                story.tombstones.push(crate::model::Tombstone {
+                    id: event.entry.id.clone(),
+                    when: event.at.unwrap_or(event.entry.updated),
+                });
+                let over = story
+                    .tombstones
+                    .len()
+                    .saturating_sub(crate::model::MAX_TOMBSTONES);
+                story.tombstones.drain(..over);
                 if let Some(Some(in_order)) = self.unsorted.get_mut(&story.slug) {
                     if i < *in_order {
                         *in_order -= 1;
@@ -687,6 +697,7 @@ mod tests {
             published: DateTime::<Utc>::UNIX_EPOCH,
             updated: DateTime::<Utc>::UNIX_EPOCH,
             entries: vec![],
+            tombstones: vec![],
         }
     }
 
@@ -716,6 +727,7 @@ mod tests {
             },
             base_url: "https://example.org".into(),
             stories: vec![story("t")],
+            feed_entries: crate::render::DEFAULT_FEED_ENTRIES,
         };
         let mut state = State::empty(site);
         // Replayed events of "s", a story the manifest no longer has: not served.

@@ -2,10 +2,12 @@
 //! author so every entry has one, HTML content, RFC 3339 dates in UTC. Strings pass through
 //! [`clean`]: XML 1.0 cannot carry control characters, whatever built the entry.
 
+use atom_syndication::extension::{Extension, ExtensionMap};
 use atom_syndication::{Content, Entry, Feed as AtomFeed, Generator, Link, Person, Text};
 use chrono::{DateTime, FixedOffset, Utc};
+use std::collections::BTreeMap;
 
-use super::{Feed, Format};
+use super::{AT_NS, FH_NS, Feed, Format, History};
 use crate::text::clean;
 
 fn fixed(t: DateTime<Utc>) -> DateTime<FixedOffset> {
@@ -28,6 +30,59 @@ fn person(name: &str) -> Person {
     }
 }
 
+/// The RFC 5005 links (`prev-archive`, `next-archive`, `current`) of a document in `format`,
+/// as `(rel, href)`.
+pub(super) fn history_links(h: &History, format: Format) -> Vec<(&'static str, String)> {
+    [
+        ("prev-archive", &h.prev_archive),
+        ("next-archive", &h.next_archive),
+        ("current", &h.current),
+    ]
+    .into_iter()
+    .filter_map(|(rel, base)| History::url(base, format).map(|u| (rel, u)))
+    .collect()
+}
+
+/// One extension element, such as `fh:archive`.
+pub(super) fn element(name: &str, attrs: &[(&str, String)]) -> Extension {
+    Extension {
+        name: name.to_string(),
+        attrs: attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), clean(v)))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// `fh:archive` (RFC 5005 §4) on archive documents and `at:deleted-entry` (RFC 6721) for each
+/// tombstone, with the namespaces they need.
+fn extensions(feed: &Feed<'_>) -> (ExtensionMap, BTreeMap<String, String>) {
+    let mut map = ExtensionMap::new();
+    let mut namespaces = BTreeMap::new();
+    if feed.history.archive {
+        namespaces.insert("fh".to_string(), FH_NS.to_string());
+        map.entry("fh".into())
+            .or_default()
+            .insert("archive".into(), vec![element("fh:archive", &[])]);
+    }
+    if !feed.tombstones.is_empty() {
+        namespaces.insert("at".to_string(), AT_NS.to_string());
+        let deleted = feed
+            .tombstones
+            .iter()
+            .map(|t| {
+                let when = fixed(t.when).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                element("at:deleted-entry", &[("ref", t.id.clone()), ("when", when)])
+            })
+            .collect();
+        map.entry("at".into())
+            .or_default()
+            .insert("deleted-entry".into(), deleted);
+    }
+    (map, namespaces)
+}
+
 pub fn render(feed: &Feed<'_>) -> Vec<u8> {
     let entries: Vec<Entry> = feed
         .entries
@@ -48,20 +103,27 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
             ..Default::default()
         })
         .collect();
+    let mut links = vec![
+        link(
+            &feed.self_url(Format::Atom),
+            "self",
+            Some(Format::Atom.link_type()),
+        ),
+        link(&feed.page_url, "alternate", Some("text/html")),
+    ];
+    for (rel, href) in history_links(&feed.history, Format::Atom) {
+        links.push(link(&href, rel, Some(Format::Atom.link_type())));
+    }
+    let (extensions, namespaces) = extensions(feed);
     let atom = AtomFeed {
         id: clean(&feed.id),
         title: Text::plain(clean(feed.title)),
         subtitle: Some(Text::plain(clean(feed.description))),
         updated: fixed(feed.updated),
         authors: vec![person(feed.author)],
-        links: vec![
-            link(
-                &feed.self_url(Format::Atom),
-                "self",
-                Some(Format::Atom.link_type()),
-            ),
-            link(&feed.page_url, "alternate", Some("text/html")),
-        ],
+        links,
+        extensions,
+        namespaces,
         generator: Some(Generator {
             value: "livefeed".into(),
             ..Default::default()

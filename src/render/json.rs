@@ -15,7 +15,24 @@ struct JsonFeed<'a> {
     description: &'a str,
     language: &'a str,
     authors: [Author<'a>; 1],
+    /// The next older page (RFC 5005's `prev-archive`, JSON Feed's pagination).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_url: Option<String>,
     items: Vec<Item<'a>>,
+    /// Entries deleted lately (as Atom's `at:deleted-entry`), so clients can remove them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    _livefeed: Option<FeedExtension<'a>>,
+}
+
+#[derive(Serialize)]
+struct FeedExtension<'a> {
+    deleted: Vec<Deleted<'a>>,
+}
+
+#[derive(Serialize)]
+struct Deleted<'a> {
+    id: &'a str,
+    when: String,
 }
 
 #[derive(Serialize)]
@@ -59,6 +76,17 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
         description: feed.description,
         language: feed.language,
         authors: [Author { name: feed.author }],
+        next_url: super::History::url(&feed.history.prev_archive, Format::Json),
+        _livefeed: (!feed.tombstones.is_empty()).then(|| FeedExtension {
+            deleted: feed
+                .tombstones
+                .iter()
+                .map(|t| Deleted {
+                    id: &t.id,
+                    when: rfc3339(t.when),
+                })
+                .collect(),
+        }),
         items: feed
             .entries
             .iter()

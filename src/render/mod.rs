@@ -12,12 +12,20 @@ pub mod rss;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
-use crate::model::{Entry, Story, newest_first};
+use crate::model::{Entry, Story, Tombstone, newest_first};
 use crate::normalise::{story_id, tag_authority};
 use crate::site::Site;
 
 /// The slug of the combined feed of every story.
 pub const ALL: &str = "all";
+
+/// The default of `--feed-entries`: entries a current feed document carries at least.
+pub const DEFAULT_FEED_ENTRIES: usize = 50;
+
+/// The RFC 5005 history namespace (`fh:archive`).
+pub const FH_NS: &str = "http://purl.org/syndication/history/1.0";
+/// The RFC 6721 tombstones namespace (`at:deleted-entry`).
+pub const AT_NS: &str = "http://purl.org/atompub/tombstones/1.0";
 
 /// A time as feeds can carry it: RFC 2822 and RFC 3339 dates have four-digit years, so a time
 /// outside years 1–9999 is clamped into them (year 0 exists in neither readers nor Python). Only absurd input makes one (an edit a second
@@ -99,9 +107,115 @@ pub struct Feed<'a> {
     pub updated: DateTime<Utc>,
     pub author: &'a str,
     pub language: &'a str,
+    /// Where this document sits in the feed's RFC 5005 history.
+    pub history: History,
+    /// Entries deleted lately, newest first (current documents only).
+    pub tombstones: Vec<&'a Tombstone>,
+}
+
+/// A document's RFC 5005 links, each a URL base like [`Feed::self_base`] (add the extension).
+#[derive(Debug, Clone, Default, Hash)]
+pub struct History {
+    /// An archive document (`fh:archive`), not the current one.
+    pub archive: bool,
+    /// The next older archive document.
+    pub prev_archive: Option<String>,
+    /// The next newer archive document (archives only).
+    pub next_archive: Option<String>,
+    /// The current document (archives only).
+    pub current: Option<String>,
+}
+
+impl History {
+    pub fn url(base: &Option<String>, format: Format) -> Option<String> {
+        base.as_ref().map(|b| format!("{b}{}", format.ext()))
+    }
+}
+
+/// How many archive documents a feed of `total` entries has with `n` per page: archive page
+/// `k` holds the entries `k*n+1 ..= (k+1)*n` counted from the oldest, and a page is cut only
+/// once `n` newer entries exist beyond it, so the current document always carries the newest
+/// `n` entries at least (and fewer than `2n`). `n == 0` means no archives.
+pub fn archive_pages(total: usize, n: usize) -> usize {
+    total
+        .checked_div(n)
+        .map_or(0, |pages| pages.saturating_sub(1))
+}
+
+/// The URL base of archive page `k` of the feed whose URL base is `self_base` (`…/feeds/{slug}.`).
+fn archive_base(self_base: &str, k: usize) -> String {
+    format!("{}/archive/{k}.", self_base.trim_end_matches('.'))
+}
+
+/// The path of an archive document under `/feeds/` (and in a flat build).
+pub fn archive_file(slug: &str, k: usize, format: Format) -> String {
+    format!("{slug}/archive/{k}.{}", format.ext())
+}
+
+/// Splits a whole-history feed into its current document and its archive documents (oldest
+/// first; see [`archive_pages`]). Each archive document is a function of its own entries and
+/// whether a newer archive exists, so a full page changes only when one of its entries is
+/// edited or deleted (a delete, or an entry published with an older time, shifts the later
+/// pages by one), and once when the next page is cut (it gains `next-archive`).
+pub fn paged<'a>(feed: Feed<'a>, n: usize) -> (Feed<'a>, Vec<Feed<'a>>) {
+    let total = feed.entries.len();
+    let pages = archive_pages(total, n);
+    let archives = (0..pages)
+        .map(|k| {
+            // Newest first: page k is the slice ending `k*n` from the end.
+            let entries: Vec<&Entry> = feed.entries[total - (k + 1) * n..total - k * n].to_vec();
+            Feed {
+                self_base: archive_base(&feed.self_base, k),
+                updated: newest(&entries, feed.updated),
+                entries,
+                history: History {
+                    archive: true,
+                    prev_archive: (k > 0).then(|| archive_base(&feed.self_base, k - 1)),
+                    next_archive: (k + 1 < pages).then(|| archive_base(&feed.self_base, k + 1)),
+                    current: Some(feed.self_base.clone()),
+                },
+                tombstones: Vec::new(),
+                ..feed.clone()
+            }
+        })
+        .collect();
+    let mut current = feed;
+    current.entries.truncate(total - pages * n);
+    if pages > 0 {
+        current.history.prev_archive = Some(archive_base(&current.self_base, pages - 1));
+    }
+    if n > 0 {
+        current.tombstones.truncate(n);
+    }
+    (current, archives)
 }
 
 impl Feed<'_> {
+    /// A hash of everything the renderers read, so an unchanged archive page is not rendered
+    /// again (`relay::renderer`).
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        (
+            self.id.as_str(),
+            self.title,
+            self.description,
+            &self.page_url,
+        )
+            .hash(&mut h);
+        (&self.self_base, self.updated, self.author, self.language).hash(&mut h);
+        self.history.hash(&mut h);
+        for t in &self.tombstones {
+            (&t.id, t.when).hash(&mut h);
+        }
+        for e in &self.entries {
+            (&e.id, &e.story, &e.title, e.title_derived, &e.authors).hash(&mut h);
+            (e.published, e.updated, e.time_inferred, &e.summary).hash(&mut h);
+            (&e.content_html, &e.url).hash(&mut h);
+        }
+        h.finish()
+    }
+
     /// A guess at the rendered size, so output buffers are allocated once.
     pub fn size_hint(&self) -> usize {
         4096 + self
@@ -169,6 +283,8 @@ pub fn story_feed<'a>(site: &'a Site, story: &'a Story) -> Feed<'a> {
         entries,
         author: &site.info.author,
         language: &site.info.language,
+        history: History::default(),
+        tombstones: story.tombstones.iter().rev().collect(),
     }
 }
 
@@ -178,6 +294,9 @@ pub fn all_feed(site: &Site) -> Feed<'_> {
     entries.sort_by(|a, b| newest_first(a, b));
     let first = site.stories.iter().map(|s| s.published).min();
     let since = first.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    let mut tombstones: Vec<&Tombstone> = site.stories.iter().flat_map(|s| &s.tombstones).collect();
+    tombstones.sort_by(|a, b| b.when.cmp(&a.when).then_with(|| a.id.cmp(&b.id)));
+    tombstones.truncate(crate::model::MAX_TOMBSTONES);
     Feed {
         slug: ALL,
         id: story_id(&tag_authority(Some(&site.base_url)), since, ALL),
@@ -193,6 +312,8 @@ pub fn all_feed(site: &Site) -> Feed<'_> {
         entries,
         author: &site.info.author,
         language: &site.info.language,
+        history: History::default(),
+        tombstones,
     }
 }
 
@@ -208,6 +329,8 @@ pub fn render_feed(feed: &Feed<'_>, format: Format) -> Vec<u8> {
 /// One file of a static build, not yet rendered.
 enum Job<'a> {
     Feed(Feed<'a>, Format),
+    /// Archive page `k` of a feed.
+    Archive(Feed<'a>, usize, Format),
     Index,
     /// A story page (in the site layout only), reflecting the log up to `seq`.
     Page(&'a Story, u64),
@@ -220,6 +343,13 @@ impl Job<'_> {
                 let name = match layout {
                     Layout::Flat => feed_file(feed.slug, *format),
                     Layout::Site => feed_site_file(feed.slug, *format),
+                };
+                (name, render_feed(feed, *format))
+            }
+            Job::Archive(feed, k, format) => {
+                let name = match layout {
+                    Layout::Flat => archive_file(feed.slug, *k, *format),
+                    Layout::Site => format!("feeds/{}", archive_file(feed.slug, *k, *format)),
                 };
                 (name, render_feed(feed, *format))
             }
@@ -252,9 +382,15 @@ fn jobs(site: &Site) -> Vec<Job<'_>> {
     feeds.push(all_feed(site));
     let mut jobs = Vec::with_capacity(feeds.len() * 3 + 1);
     for feed in feeds {
-        jobs.push(Job::Feed(feed.clone(), Format::Rss));
-        jobs.push(Job::Feed(feed.clone(), Format::Atom));
-        jobs.push(Job::Feed(feed, Format::Json));
+        let (current, archives) = paged(feed, site.feed_entries);
+        for format in Format::ALL {
+            jobs.push(Job::Feed(current.clone(), format));
+        }
+        for (k, archive) in archives.into_iter().enumerate() {
+            for format in Format::ALL {
+                jobs.push(Job::Archive(archive.clone(), k, format));
+            }
+        }
     }
     jobs.push(Job::Index);
     jobs

@@ -8,7 +8,7 @@ use rss::extension::atom::{AtomExtension, Link};
 use rss::extension::dublincore::DublinCoreExtension;
 use rss::{Channel, Guid, Item};
 
-use super::{Feed, Format, feed_time};
+use super::{FH_NS, Feed, Format, feed_time};
 use crate::text::clean;
 
 /// Feed readers take an item's `description` as HTML, so the plain-text summary goes in with
@@ -51,6 +51,29 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
         mime_type: Some(Format::Rss.link_type().into()),
         ..Default::default()
     };
+    let mut links = vec![self_link];
+    // RFC 5005 Appendix B: the history links as `atom:link`, `fh:archive` in the channel.
+    for (rel, href) in super::atom::history_links(&feed.history, Format::Rss) {
+        links.push(Link {
+            href: clean(&href),
+            rel: rel.into(),
+            mime_type: Some(Format::Rss.link_type().into()),
+            ..Default::default()
+        });
+    }
+    let mut extensions = rss::extension::ExtensionMap::new();
+    let mut namespaces = std::collections::BTreeMap::new();
+    if feed.history.archive {
+        namespaces.insert("fh".to_string(), FH_NS.to_string());
+        let archive = rss::extension::Extension {
+            name: "fh:archive".into(),
+            ..Default::default()
+        };
+        extensions
+            .entry("fh".into())
+            .or_default()
+            .insert("archive".into(), vec![archive]);
+    }
     let newest_published = feed
         .entries
         .iter()
@@ -66,9 +89,9 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
         last_build_date: Some(rfc2822(feed.updated)),
         generator: Some("livefeed".into()),
         docs: Some("https://www.rssboard.org/rss-specification".into()),
-        atom_ext: Some(AtomExtension {
-            links: vec![self_link],
-        }),
+        atom_ext: Some(AtomExtension { links }),
+        extensions,
+        namespaces,
         items,
         ..Default::default()
     };

@@ -195,7 +195,15 @@ fn read_route(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body> 
         return method_not_allowed("GET, HEAD, OPTIONS");
     }
     match app.relay.hub.file(path) {
-        Some(file) => cached_file(method, req.headers(), &file, app.config.max_age),
+        Some(file) => {
+            // RFC 5005 archive documents change rarely (see `render::paged`): cached long.
+            let max_age = if path.starts_with("/feeds/") && path.contains("/archive/") {
+                crate::relay::cache::ARCHIVE_MAX_AGE
+            } else {
+                app.config.max_age
+            };
+            cached_file(method, req.headers(), &file, max_age)
+        }
         None => not_found(&format!("nothing at {path}")),
     }
 }
@@ -352,6 +360,7 @@ fn route_name(path: &str) -> &'static str {
     match (segments.next(), segments.next(), segments.next()) {
         (Some(""), None, _) => "index",
         (Some("feeds"), Some(_), None) => "feed",
+        (Some("feeds"), Some(_), Some("archive")) => "feed_archive",
         (Some("stories"), Some(_), None) => "story",
         (Some("stories"), Some(_), Some(_)) => "publish",
         (Some("live"), None, _) => "live",
@@ -455,6 +464,9 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         // so that links are the same on this server and on a static one (render::site_files).
         [""] | ["index.html"] => read(&app, &req, "/").await,
         ["feeds", file] => read(&app, &req, &format!("/feeds/{file}")).await,
+        ["feeds", slug, "archive", file] => {
+            read(&app, &req, &format!("/feeds/{slug}/archive/{file}")).await
+        }
         ["stories", slug] | ["stories", slug, "" | "index.html"] => {
             read(&app, &req, &format!("/stories/{slug}")).await
         }
