@@ -608,6 +608,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         ..Config::default()
     };
     runtime.block_on(async move {
+        let stop = shutdown_signal()?;
         #[cfg(unix)]
         if let Some(path) = args.token_file.clone() {
             reload_token_on_sighup(path, shared)?;
@@ -626,40 +627,36 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             head = relay.hub.head(),
             "livefeed serving"
         );
-        server::run(
-            listener,
-            relay,
-            config,
-            args.data,
-            Some(base_url),
-            shutdown_signal(),
-        )
-        .await?;
+        server::run(listener, relay, config, args.data, Some(base_url), stop).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// The signals that stop the server (SIGTERM, SIGINT), registered now: the "livefeed serving"
+/// line promises a server that a signal stops cleanly, so no signal may find the default
+/// disposition after it. SIGHUP is taken over here too (the data watcher and the token reload
+/// act on it), so it never kills the process.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        drop(signal(SignalKind::hangup())?);
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+            tracing::info!("signal received");
+        })
     }
-    tracing::info!("signal received");
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("signal received");
+    })
 }
 
 /// The system allocator with page-aligned page-sized blocks: less memory per waiting subscriber

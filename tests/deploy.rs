@@ -87,3 +87,21 @@ async fn the_service_units_command_line_serves_and_publishes() {
         setting(&unit, key);
     }
 }
+
+/// The "livefeed serving" line promises a server that SIGTERM stops cleanly (status 0, the log
+/// flushed), even when the signal comes the instant the line is written: the handlers are in
+/// place before it. SIGHUP right away does not kill it either.
+#[tokio::test]
+async fn a_signal_right_after_the_serving_line_stops_it_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::copy_data(tmp.path());
+    for round in 0..10 {
+        let mut server = Proc::start(common::process::serve_command(&data));
+        server.ready().await.expect("the server starts");
+        if round % 2 == 1 {
+            // SAFETY: kill(2) on our own child's pid has no memory effects.
+            unsafe { libc::kill(server.pid() as libc::pid_t, libc::SIGHUP) };
+        }
+        assert!(server.terminate(), "round {round}:\n{}", server.log());
+    }
+}
