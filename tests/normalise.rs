@@ -1782,6 +1782,10 @@ const FIXTURES: &[&str] = &[
     "numbered-list-not-byline.txt",
     "quotes-and-lists.txt",
     "hostile-text.txt",
+    "us-results-live-page.txt",
+    "guardian-block-bylines.txt",
+    "local-oldest-first-dated-times.txt",
+    "itv-regional-live-page.txt",
 ];
 
 #[test]
@@ -1843,4 +1847,132 @@ fn inferred_times_lie_between_publication_and_last_update() {
     }
     assert_eq!(s.published, m.published);
     assert_eq!(s.updated, m.updated);
+}
+
+#[test]
+fn us_results_page_with_navigation_over_a_live_label_and_reporters_over_times() {
+    let s = other("us-results-live-page.txt");
+    // `LIVE` over the title: the site's sections above it are navigation, not the title.
+    assert_eq!(s.title, "Live updates: Midterm election results 2026");
+    // `Updated 4:18 a.m. ET Nov. 4, 2026` under the title is furniture, not an entry's time;
+    // the summary and its points are the standfirst.
+    assert!(
+        s.description
+            .starts_with("Control of the House remains undecided"),
+        "{}",
+        s.description
+    );
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Control of the House is still too close to call",
+            "Arizona's Senate race is headed for a long count",
+            "Incumbent Democrat holds Virginia's 7th District",
+            "Results in key races",
+        ]
+    );
+    // A name (and `Reporting from …`) over the entry's time line is its byline.
+    assert_eq!(
+        authors(&s),
+        vec![
+            vec!["Sam Whitfield, Reporting from Washington"],
+            vec!["Maria Delgado, Reporting from Phoenix"],
+            vec![],
+            vec!["Jonah Prescott"],
+        ]
+    );
+    assert_eq!(times_of_day(&s), vec!["03:10", "02:42", "01:55", "00:30"]);
+    // `See more updates` and `Related coverage` end the stream.
+    assert_eq!(
+        html(&s, 3),
+        "<ul><li>Pennsylvania Senate: Too close to call</li><li>Georgia governor: Republican \
+         win</li><li>Michigan 8th District: Democratic win</li></ul>"
+    );
+}
+
+#[test]
+fn guardian_blocks_with_the_reporter_over_each_time() {
+    let s = other("guardian-block-bylines.txt");
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Evening summary",
+            "A No 10 spokesperson said the prime minister was \"confident\" the bill would pass, \
+             and…",
+            "Badenoch says Tories will oppose the bill",
+            "Minister hints at concessions",
+            "Good morning",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, true, false, false, true]);
+    // `Kiran Stacey` over `17.12 BST`: the byline of the block the time opens, not a headline.
+    assert_eq!(
+        authors(&s),
+        vec![
+            vec![],
+            vec!["Kiran Stacey"],
+            vec!["Pippa Crerar"],
+            vec!["Kiran Stacey"],
+            vec!["Kiran Stacey"],
+        ]
+    );
+    assert_eq!(
+        times_of_day(&s),
+        vec!["16:45", "16:12", "12:40", "10:25", "07:02"]
+    );
+    assert!(html(&s, 2).contains("<small class=\"credit\">Photograph: Jonathan Brady/PA</small>"));
+}
+
+#[test]
+fn oldest_first_local_blog_with_day_names_after_its_times() {
+    let s = other("local-oldest-first-dated-times.txt");
+    // `08:12 Tuesday 14 April`: a time (the day's name and date after it), not a headline.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Road reopens",
+            "Air ambulance at the scene",
+            "Diversions in place",
+            "Road closed both ways",
+        ]
+    );
+    // `By Chris Penhale` over `Senior Reporter`: the page's byline, neither an entry nor a title.
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 4]);
+    assert_eq!(times_of_day(&s), vec!["08:40", "07:55", "07:31", "07:12"]);
+    assert_eq!(
+        html(&s, 0),
+        "<p>The A30 has now reopened, National Highways said.</p>"
+    );
+}
+
+#[test]
+fn itv_regional_page_under_a_region_menu() {
+    let s = other("itv-regional-live-page.txt");
+    // The regions' menu (with its `Latest` tab) above `Live` is navigation.
+    assert_eq!(
+        s.title,
+        "Flooding across the north west: Roads closed and homes evacuated"
+    );
+    assert!(s.description.starts_with("Heavy rain has caused flooding"));
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Rest centre opens in Carlisle",
+            "WATCH: Footage shows cars submerged in Keswick",
+            "The Environment Agency has issued 23 flood warnings in the region, meaning flooding \
+             is…",
+            "Rail services suspended between Lancaster and Carlisle",
+        ]
+    );
+    // `by Aisha Malik, ITV Granada`: a regional newsroom is no role.
+    assert_eq!(
+        authors(&s),
+        vec![vec![], vec![], vec![], vec!["Aisha Malik"]]
+    );
+    // `More from ITV News` ends the page: its links are not the last entry's body.
+    assert_eq!(
+        html(&s, 3),
+        "<p>Network Rail said the line was under water near Oxenholme and would stay closed for \
+         the rest of the day.</p>"
+    );
 }

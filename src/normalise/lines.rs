@@ -105,7 +105,8 @@ const AGENCIES: &[&str] = &[
     "pool",
 ];
 /// Capitalised words that make a short line a newsroom's name (`ITV News`, `BBC Sport`).
-const NEWSROOM_WORDS: &[&str] = &["News", "Sport", "Sports"];
+/// `ITV Granada`, `BBC Radio Kent`: a broadcaster's regional newsroom names no role either.
+const NEWSROOM_WORDS: &[&str] = &["News", "Sport", "Sports", "ITV", "BBC"];
 /// Words that make a short line a byline's role (`Political correspondent`).
 const ROLE_WORDS: &[&str] = &[
     "correspondent",
@@ -278,6 +279,12 @@ pub fn is_role_like(s: &str) -> bool {
             // `News` only as a newsroom's name (`ITV News`), not the word in a sentence.
             NEWSROOM_WORDS.contains(&w) || ROLE_WORDS.contains(&w.to_lowercase().as_str())
         })
+}
+
+/// Whether a line names a role by one of its words (`Senior Reporter`), however capitalised.
+pub fn has_role_word(s: &str) -> bool {
+    s.split(|c: char| !c.is_alphanumeric())
+        .any(|w| ROLE_WORDS.contains(&w.to_lowercase().as_str()))
 }
 
 /// `Name, ITV News`, `Name: Political editor`: a byline without `by`.

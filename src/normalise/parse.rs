@@ -1,8 +1,8 @@
 //! Grouping classified lines into a story: title, standfirst, and entries newest first.
 
 use super::lines::{
-    Line, classify_with, is_headline_like, is_name_like, is_newsroom, is_person_like, is_role_like,
-    tidy_byline,
+    Line, classify_with, has_role_word, is_headline_like, is_name_like, is_newsroom,
+    is_person_like, is_role_like, tidy_byline,
 };
 use super::profile::{self, Profile};
 use super::time::{TimeLine, parse_time_prefix};
@@ -90,6 +90,9 @@ fn indent_of(raw: &str) -> usize {
 /// The lines near the top of a page where a banner can end.
 const BANNER_ZONE: usize = 12;
 
+/// The lines near the top of a page where the site's navigation can stand above the title.
+const NAV_ZONE: usize = 40;
+
 /// Desk labels that sit where a byline would (`National`): not authors.
 const DESKS: &[&str] = &[
     "national",
@@ -139,6 +142,28 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
             l.kind = Line::Noise;
         }
     }
+    // `Live` over the title: what stands above that label is the site's navigation (a
+    // `Latest` tab, a list of regions), not the page.
+    if let Some(label) = lines
+        .iter()
+        .take(NAV_ZONE)
+        .position(|l| l.kind == Line::Label)
+    {
+        let titled = lines
+            .get(label + 1)
+            .is_some_and(|l| matches!(l.kind, Line::Text { .. }));
+        // Navigation is a list of short names: a sentence above the label (a standfirst)
+        // makes it the stream's header under the title instead.
+        let before_entries = !lines[..label].iter().any(|l| match &l.kind {
+            Line::Text { text, .. } => {
+                text.split_whitespace().count() > 4 || text.ends_with(['.', '!', '?', '"'])
+            }
+            kind => is_opener(kind) || matches!(kind, Line::Byline(_) | Line::Caption(_)),
+        });
+        if titled && before_entries {
+            lines.drain(..label);
+        }
+    }
     // A footer begins below the content: above the stream's header (or the title), a line
     // such as `Top stories` is the site's navigation.
     let content_from = lines
@@ -160,6 +185,22 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
         };
         if desk.is_some_and(|d| DESKS.contains(&d.to_lowercase().as_str())) {
             l.kind = Line::Noise;
+        }
+    }
+    // `Updated 4:18 a.m. ET` right under the title or the stream's header says when the page
+    // last changed: no entry's time.
+    let raw: Vec<&str> = text.lines().collect();
+    let title = lines
+        .iter()
+        .position(|l| matches!(l.kind, Line::Text { .. }));
+    for i in 1..lines.len() {
+        let after_head = Some(i - 1) == title || lines[i - 1].kind == Line::Marker;
+        let updated = raw.get(lines[i].line - 1).is_some_and(|r| {
+            let r = r.trim_start().to_lowercase();
+            r.starts_with("updated") || r.starts_with("last updated")
+        });
+        if after_head && updated && matches!(lines[i].kind, Line::Time(_)) {
+            lines[i].kind = Line::Noise;
         }
     }
     join_name_and_role(&mut lines);
@@ -269,8 +310,9 @@ fn join_name_and_role(lines: &mut Vec<Classified>) {
             _ => None,
         };
         let role = match &lines[i + 1].kind {
-            Line::Text { text, .. } => Some(text.clone())
-                .filter(|t| is_role_like(t) && (!is_person_like(t) || is_newsroom(t))),
+            Line::Text { text, .. } => Some(text.clone()).filter(|t| {
+                is_role_like(t) && (!is_person_like(t) || is_newsroom(t) || has_role_word(t))
+            }),
             _ => None,
         };
         if let (Some(name), Some(role)) = (name, role) {
@@ -611,6 +653,17 @@ fn parse_live(
         None => {
             let mut end = title_at + 1;
             let mut paras = Vec::new();
+            // Furniture under the title (`Updated 4:18 a.m. ET`, `Share`) is not the end of
+            // the standfirst.
+            let skip = |end: &mut usize| {
+                while lines
+                    .get(*end)
+                    .is_some_and(|l| matches!(l.kind, Line::Noise | Line::Counter))
+                {
+                    *end += 1;
+                }
+            };
+            skip(&mut end);
             while let Some(Line::Text {
                 text,
                 headline_like,
@@ -624,6 +677,7 @@ fn parse_live(
                 if *headline_like {
                     break;
                 }
+                skip(&mut end);
             }
             (paras.join(" "), end)
         }
@@ -1054,7 +1108,12 @@ fn time_placement(lines: &[Classified]) -> TimePlacement {
             continue;
         }
         times += 1;
-        let prev = (0..i).rev().find(|&j| !skip(j));
+        // A name right over the time (`Kiran Stacey` over `17.12 BST`) is a byline, not the
+        // headline the time is under.
+        let name_over = |j: usize| {
+            j + 1 == i && matches!(&lines[j].kind, Line::Text { text, .. } if is_person_like(text))
+        };
+        let prev = (0..i).rev().find(|&j| !skip(j) && !name_over(j));
         let next = (i + 1..lines.len()).find(|&j| !skip(j));
         if prev.is_none() || headline(next) {
             before += 1;
@@ -1108,6 +1167,17 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                     None => l.kind.clone(),
                 }
             }
+            // `Kiran Stacey` over `17.12 BST` where times open entries: the byline at the top
+            // of the entry the time opens.
+            Line::Text { text, .. }
+                if placement == TimePlacement::Before
+                    && is_person_like(text)
+                    && lines
+                        .get(i + 1)
+                        .is_some_and(|n| matches!(n.kind, Line::Time(_))) =>
+            {
+                Line::Byline(text.clone())
+            }
             // An image's alt text above its caption or credit line: a figure, not a headline.
             Line::Text { text, .. }
                 if lines.get(i + 1).is_some_and(|n| match &n.kind {
@@ -1154,8 +1224,12 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
             | Line::Counter
             | Line::Link(_) => continue,
             Line::EntryStart | Line::Untitled | Line::Time(_) if current.is_none() => {
-                // Bylines above the first entry's opening are the page's, not the entry's.
-                pending_authors.clear();
+                // Bylines above the first entry's opening are the page's, not the entry's;
+                // one right over its time line is the entry's.
+                let adjacent = i > 0 && matches!(lines[i - 1].kind, Line::Byline(_));
+                if !(adjacent && matches!(line, Line::Time(_))) {
+                    pending_authors.clear();
+                }
                 entry_due = true;
                 untitled_due = l.kind == Line::Untitled;
                 if let Line::Time(t) = &line {
