@@ -1786,6 +1786,8 @@ const FIXTURES: &[&str] = &[
     "guardian-block-bylines.txt",
     "local-oldest-first-dated-times.txt",
     "itv-regional-live-page.txt",
+    "markets-live-with-tickers.txt",
+    "bbc-local-live-places.txt",
 ];
 
 #[test]
@@ -1974,5 +1976,69 @@ fn itv_regional_page_under_a_region_menu() {
         html(&s, 3),
         "<p>Network Rail said the line was under water near Oxenholme and would stay closed for \
          the rest of the day.</p>"
+    );
+}
+
+#[test]
+fn markets_blog_with_a_ticker_strip_and_a_headline_over_its_live_label() {
+    let s = other("markets-live-with-tickers.txt");
+    // The title over `Live`: the site's menu above it is navigation.
+    assert_eq!(
+        s.title,
+        "FTSE 100 slips as miners drag, pound steady ahead of Bank decision"
+    );
+    // `FTSE 100` over `8,214.31` over `-0.42%`: a ticker, not an entry.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Housebuilders lift the mid-caps",
+            "FTSE 100 opens lower",
+            "Retail sales beat forecasts",
+            "Sterling was little changed at $1.267 ahead of Thursday's interest rate decision, \
+             with…",
+            "Good morning",
+        ]
+    );
+    // `By Harriet Colman and Dev Anand` above the first entry: the page's reporters.
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 5]);
+    assert_eq!(
+        times_of_day(&s),
+        vec!["10:52", "10:32", "09:58", "09:15", "08:40"]
+    );
+    for e in &s.entries {
+        for figure in ["8,214.31", "-0.42%", "1.2671", "Copy link"] {
+            assert!(!e.content_html.contains(figure), "{figure} in {}", e.title);
+        }
+    }
+}
+
+#[test]
+fn bbc_local_live_posts_with_a_place_under_the_time() {
+    let s = other("bbc-local-live-places.txt");
+    // `Posted at 9:48` over `Dover`: the place is the post's dateline, not its headline.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Queues building at the port",
+            "A woman has been taken to hospital after a car crashed into a shop front on St \
+             Peter's…",
+            "Bus station to close for repairs",
+            "Weather: Bright with showers",
+            "Good morning",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, true, false, false, false]);
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 5]);
+    assert_eq!(
+        times_of_day(&s),
+        vec!["08:48", "08:31", "08:05", "07:50", "07:30"]
+    );
+    // A paragraph of two sentences over `Image source`: body, not the image's alt text.
+    assert_eq!(
+        html(&s, 2),
+        "<p>The town&#39;s bus station will close for three weeks from Monday while the roof is \
+         repaired. Arriva says stops will move to nearby streets.</p><figure><figcaption>The bus \
+         station opened in 1976 <small class=\"credit\">Image source: Getty \
+         Images</small></figcaption></figure>"
     );
 }

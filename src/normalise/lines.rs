@@ -489,6 +489,20 @@ pub fn classify(raw: &str) -> Option<Line> {
 }
 
 /// Classifies one line under a page's profile. `None` for a blank line.
+/// `8,214.31`, `-0.42%`, `$81.24`, `▲ 1.2%`: a market ticker's figure, alone on its line.
+pub fn is_figure(s: &str) -> bool {
+    let s = s.trim();
+    let body = s
+        .trim_start_matches(['+', '-', '−', '–', '▲', '▼', '$', '£', '€', '¥', ' '])
+        .trim_start_matches(['$', '£', '€', '¥'])
+        .trim_end_matches(['%', 'p', ' ']);
+    body.starts_with(|c: char| c.is_ascii_digit())
+        && body.len() <= 16
+        && body.chars().all(|c| c.is_ascii_digit() || c == ',' || c == '.')
+        // `2026` or `1405` alone is a year or a time, not a price.
+        && (body.contains(['.', ',']) || s != body)
+}
+
 pub fn classify_with(raw: &str, profile: &Profile) -> Option<Line> {
     let indented = raw.starts_with([' ', '\u{a0}']);
     let s = undouble(raw.trim());
@@ -503,6 +517,9 @@ pub fn classify_with(raw: &str, profile: &Profile) -> Option<Line> {
     }
     if let Some(t) = parse_time_line(s) {
         return Some(Line::Time(t));
+    }
+    if is_figure(s) {
+        return Some(Line::Noise);
     }
     if let Some(b) = byline(s) {
         return Some(Line::Byline(b));
@@ -772,6 +789,19 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn ticker_figures() {
+        for f in [
+            "8,214.31", "-0.42%", "+0.11%", "$81.24", "1.2671", "▲ 1.2%", "£4.05",
+        ] {
+            assert!(is_figure(f), "{f}");
+            assert_eq!(classify(f), Some(Line::Noise), "{f}");
+        }
+        for f in ["2026", "1405", "2-1", "3.5 million", "100 homes"] {
+            assert!(!is_figure(f), "{f}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Grouping classified lines into a story: title, standfirst, and entries newest first.
 
 use super::lines::{
-    Line, classify_with, has_role_word, is_headline_like, is_name_like, is_newsroom,
+    Line, classify_with, has_role_word, is_figure, is_headline_like, is_name_like, is_newsroom,
     is_person_like, is_role_like, tidy_byline,
 };
 use super::profile::{self, Profile};
@@ -142,26 +142,35 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
             l.kind = Line::Noise;
         }
     }
-    // `Live` over the title: what stands above that label is the site's navigation (a
-    // `Latest` tab, a list of regions), not the page.
+    // `Live` over the title (or right under a headline-like title): what stands above is the
+    // site's navigation (a `Latest` tab, a list of regions), not the page.
     if let Some(label) = lines
         .iter()
         .take(NAV_ZONE)
         .position(|l| l.kind == Line::Label)
     {
-        let titled = lines
-            .get(label + 1)
-            .is_some_and(|l| matches!(l.kind, Line::Text { .. }));
-        // Navigation is a list of short names: a sentence above the label (a standfirst)
-        // makes it the stream's header under the title instead.
-        let before_entries = !lines[..label].iter().any(|l| match &l.kind {
+        // Navigation is a list of short names: a sentence above (a standfirst) makes the
+        // label the stream's header under the title instead.
+        let nav = |l: &Classified| match &l.kind {
             Line::Text { text, .. } => {
-                text.split_whitespace().count() > 4 || text.ends_with(['.', '!', '?', '"'])
+                text.split_whitespace().count() <= 4 && !text.ends_with(['.', '!', '?', '"'])
             }
-            kind => is_opener(kind) || matches!(kind, Line::Byline(_) | Line::Caption(_)),
-        });
-        if titled && before_entries {
+            kind => !(is_opener(kind) || matches!(kind, Line::Byline(_) | Line::Caption(_))),
+        };
+        let text_at = |i: usize| {
+            lines
+                .get(i)
+                .is_some_and(|l| matches!(l.kind, Line::Text { .. }))
+        };
+        let title_under = text_at(label + 1) && lines[..label].iter().all(nav);
+        let title_over = label > 0
+            && matches!(&lines[label - 1].kind, Line::Text { text, headline_like: true }
+                if !text.ends_with('.'))
+            && lines[..label - 1].iter().all(nav);
+        if title_under {
             lines.drain(..label);
+        } else if title_over {
+            lines.drain(..label - 1);
         }
     }
     // A footer begins below the content: above the stream's header (or the title), a line
@@ -203,7 +212,33 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
             lines[i].kind = Line::Noise;
         }
     }
+    // `FTSE 100` over `8,214.31`: a ticker's name over its figures is no headline.
+    for i in 0..lines.len().saturating_sub(1) {
+        let figure_below = raw.get(lines[i + 1].line - 1).is_some_and(|r| is_figure(r));
+        if let Line::Text { text, .. } = &lines[i].kind {
+            if figure_below
+                && text.split_whitespace().count() <= 4
+                && !text.ends_with(['.', '!', '?', ':'])
+            {
+                lines[i].kind = Line::Noise;
+            }
+        }
+    }
     join_name_and_role(&mut lines);
+    // `Posted at 9:05` over `Dover` over the post: the place is its dateline, not its headline.
+    if profile.datelines {
+        let mut dead = vec![false; lines.len()];
+        for i in 1..lines.len().saturating_sub(1) {
+            let place = matches!(&lines[i].kind, Line::Text { text, .. } if is_place_like(text));
+            if place
+                && matches!(lines[i - 1].kind, Line::Time(_))
+                && matches!(lines[i + 1].kind, Line::Text { .. })
+            {
+                dead[i] = true;
+            }
+        }
+        remove_dead(&mut lines, &dead);
+    }
     label_value_lists(&mut lines);
     join_split_sentences(&mut lines);
     // `published at 09:12` over `09:12`: the page says the time twice (once for screen
@@ -216,6 +251,26 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
     }
     remove_dead(&mut lines, &dead);
     lines
+}
+
+/// A paragraph of two or more sentences, or a long one: body text, never an image's alt text.
+fn is_paragraph(s: &str) -> bool {
+    let sentences = s
+        .split_inclusive(['.', '!', '?'])
+        .filter(|part| part.split_whitespace().count() >= 3)
+        .count();
+    sentences >= 2 || s.split_whitespace().count() > 30
+}
+
+/// `Dover`, `Tunbridge Wells`, `St Albans`: one to three capitalised words, nothing else.
+fn is_place_like(s: &str) -> bool {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    (1..=3).contains(&words.len())
+        && s.chars().count() <= 30
+        && words.iter().all(|w| {
+            w.chars().next().is_some_and(char::is_uppercase)
+                && w.chars().all(|c| c.is_alphabetic() || "'’-".contains(c))
+        })
 }
 
 /// A sentence the page broke over two lines: the second starts in lower case under a line
@@ -1180,12 +1235,13 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
             }
             // An image's alt text above its caption or credit line: a figure, not a headline.
             Line::Text { text, .. }
-                if lines.get(i + 1).is_some_and(|n| match &n.kind {
-                    Line::Caption(_) | Line::ImageSource(_) => true,
-                    // A credit alone on the next line: this line is the caption.
-                    Line::Credit(_) => text.len() <= 200,
-                    _ => false,
-                }) =>
+                if !is_paragraph(text)
+                    && lines.get(i + 1).is_some_and(|n| match &n.kind {
+                        Line::Caption(_) | Line::ImageSource(_) => true,
+                        // A credit alone on the next line: this line is the caption.
+                        Line::Credit(_) => text.len() <= 200,
+                        _ => false,
+                    }) =>
             {
                 Line::AltText(text.clone())
             }

@@ -228,4 +228,5 @@ pub const PROFILE: Profile = Profile {
         "continue",
         "dismiss",
     ],
+    datelines: false,
 };

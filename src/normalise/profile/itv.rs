@@ -25,4 +25,5 @@ pub const PROFILE: Profile = Profile {
     ],
     untitled_headings: &[],
     banner_ends: &[],
+    datelines: false,
 };
