@@ -1788,6 +1788,9 @@ const FIXTURES: &[&str] = &[
     "itv-regional-live-page.txt",
     "markets-live-with-tickers.txt",
     "bbc-local-live-places.txt",
+    "bbc-live-lead-image.txt",
+    "bbc-sport-menu-and-pundits.txt",
+    "itv-standfirst-under-marker.txt",
 ];
 
 #[test]
@@ -2041,4 +2044,92 @@ fn bbc_local_live_posts_with_a_place_under_the_time() {
          station opened in 1976 <small class=\"credit\">Image source: Getty \
          Images</small></figcaption></figure>"
     );
+}
+
+#[test]
+fn bbc_live_with_a_lead_image_under_the_header() {
+    let s = other("bbc-live-lead-image.txt");
+    assert_eq!(
+        s.title,
+        "Storm Eowyn: Red warning as 100mph gusts hit Scotland and Northern Ireland"
+    );
+    // The hero image under `Live Reporting`, above the first post: no entry.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Engineers face 'days of work' to restore power",
+            "The Met Office says the strongest gust so far has been 100mph, recorded at Drumalbin \
+             in…",
+            "'The roof just lifted off'",
+            "Watch: Waves crash over harbour wall in Portpatrick",
+            "Schools closed across central belt",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, true, false, false, false]);
+    assert_eq!(
+        authors(&s),
+        vec![
+            vec!["Kevin Keane, BBC Scotland environment correspondent"],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+        ]
+    );
+    assert_eq!(
+        times_of_day(&s),
+        vec!["10:42", "10:30", "10:12", "09:58", "09:41"]
+    );
+    for e in &s.entries {
+        assert!(!e.content_html.contains("fallen tree"), "{}", e.title);
+    }
+}
+
+#[test]
+fn bbc_sport_under_a_sports_menu_with_a_pundit_s_role() {
+    let s = other("bbc-sport-menu-and-pundits.txt");
+    // `Home`, `Football`, `Cricket`, … above the title: the sport menu.
+    assert_eq!(
+        s.title,
+        "As it happened: Wales v Ireland - Six Nations 2026"
+    );
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Full-time: Wales 18-27 Ireland",
+            "Wales 18-27 Ireland",
+            "Huw: Wales have been so much better in this half",
+            "That's a huge call from the referee",
+            "Half-time: Wales 8-20 Ireland",
+            "Team news",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, false, true, true, false, false]);
+    // `Gareth Davies` over an eight-word role naming the station: his byline, not a headline.
+    assert_eq!(
+        authors(&s)[3],
+        vec!["Gareth Davies, Former Wales scrum-half on BBC Radio Wales"]
+    );
+    assert_eq!(
+        html(&s, 3),
+        "<p>That&#39;s a huge call from the referee. Wales were on the front foot and he has \
+         gone upstairs again.</p>"
+    );
+}
+
+#[test]
+fn itv_single_update_with_its_standfirst_under_the_marker() {
+    let s = other("itv-standfirst-under-marker.txt");
+    assert_eq!(
+        s.title,
+        "Rail strikes: Commuters face disruption as drivers walk out"
+    );
+    // The paragraph between `Live updates` and the first timed update is the standfirst.
+    assert_eq!(
+        s.description,
+        "Train drivers at 16 operators are on strike, with many lines running no trains at all."
+    );
+    assert_eq!(titles(&s), vec!["Most Southern services cancelled"]);
+    assert_eq!(authors(&s), vec![vec!["Rachel Townsend"]]);
+    assert_eq!(times_of_day(&s), vec!["08:14"]);
 }

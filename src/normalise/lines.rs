@@ -269,7 +269,8 @@ pub fn is_person_like(s: &str) -> bool {
 
 /// A short line naming a role: `Political correspondent`, `BBC News`, `Reporting from Kyiv`.
 pub fn is_role_like(s: &str) -> bool {
-    (1..=6).contains(&word_count(s))
+    // `Former Wales scrum-half on BBC Radio Wales`: a pundit's role runs to eight words.
+    (1..=8).contains(&word_count(s))
         && s.starts_with(char::is_uppercase)
         && !s.ends_with(['.', '!', '?', ':', ',', '"', '\''])
         && !["The ", "I ", "We ", "It ", "A "]
@@ -308,7 +309,11 @@ pub fn tidy_byline(s: &str) -> String {
 /// `ITV News`, `ITV News Central`: the publisher, not a role; in a byline slot it says nothing.
 pub fn is_newsroom(s: &str) -> bool {
     is_role_like(s)
-        && s.split_whitespace().any(|w| NEWSROOM_WORDS.contains(&w))
+        // `ITV News Central`, `BBC Sport at Northfield Park`: the newsroom leads; `Former
+        // Wales scrum-half on BBC Radio Wales` is a role that names one.
+        && s.split_whitespace()
+            .take(2)
+            .any(|w| NEWSROOM_WORDS.contains(&w))
         && !s
             .split(|c: char| !c.is_alphanumeric())
             .any(|w| ROLE_WORDS.contains(&w.to_lowercase().as_str()))

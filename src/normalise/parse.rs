@@ -680,6 +680,7 @@ fn parse_live(
         .iter()
         .position(|l| matches!(l.kind, Line::Text { .. }))
         .ok_or(ParseError::NoTitle { line: last_line })?;
+    let title_at = header.map_or(title_at, |h| past_menu(lines, title_at, h));
     // A stream with no story header (a home page) starts with an entry: its headline is not
     // the page's title, and nothing is a standfirst.
     let first_opener = lines.iter().position(|l| is_opener(&l.kind));
@@ -749,6 +750,20 @@ fn parse_live(
     }
     let mut entries = group_entries(&lines[body_start..], complete);
     drop_teasers(&mut entries);
+    let mut standfirst = standfirst;
+    if let Some(lead) = take_untimed_lead(&mut entries) {
+        if standfirst.is_empty() {
+            let paras: Vec<&str> = lead
+                .blocks
+                .iter()
+                .filter_map(|b| match b {
+                    Block::Paragraph { text } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect();
+            standfirst = paras.join(" ");
+        }
+    }
     if oldest_first(&entries) {
         entries.reverse();
     }
@@ -770,6 +785,39 @@ fn parse_live(
 
 /// A list of the page's own headlines (key events, a summary of posts) reads as entries with
 /// no text: an entry with no text whose headline another entry carries is that list.
+/// A menu above the title (`Home`, `Football`, `Cricket`, …): three or more short names in a
+/// row before the stream's header. The title is the first line after them.
+fn past_menu(lines: &[Classified], first: usize, header: usize) -> usize {
+    let mut names = 0;
+    for (i, l) in lines.iter().enumerate().take(header).skip(first) {
+        match &l.kind {
+            Line::Text { text, .. }
+                if text.split_whitespace().count() <= 3
+                    && !text.ends_with(['.', '!', '?', '"', ':']) =>
+            {
+                names += 1
+            }
+            Line::Text { .. } if names >= 3 => return i,
+            Line::Text { .. } => return first,
+            _ => {}
+        }
+    }
+    first
+}
+
+/// The page's lead (a hero image under the header, a standfirst under `Live updates`): an
+/// untitled, undated, unsigned group above the first entry of a stream whose every other
+/// entry has its time. It is no entry.
+fn take_untimed_lead(entries: &mut Vec<RawEntry>) -> Option<RawEntry> {
+    let lead = entries.first()?;
+    let untimed_lead = entries.len() >= 2
+        && lead.headline.is_none()
+        && lead.time.is_none()
+        && lead.authors.is_empty()
+        && entries[1..].iter().all(|e| e.time.is_some());
+    untimed_lead.then(|| entries.remove(0))
+}
+
 fn drop_teasers(entries: &mut Vec<RawEntry>) {
     let has_text = |e: &RawEntry| e.blocks.iter().any(|b| !matches!(b, Block::Figure { .. }));
     let with_text: std::collections::HashSet<String> = entries
