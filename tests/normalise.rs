@@ -1791,6 +1791,8 @@ const FIXTURES: &[&str] = &[
     "bbc-live-lead-image.txt",
     "bbc-sport-menu-and-pundits.txt",
     "itv-standfirst-under-marker.txt",
+    "local-key-updates-and-entry-bylines.txt",
+    "us-live-updates-from-bylines.txt",
 ];
 
 #[test]
@@ -2132,4 +2134,74 @@ fn itv_single_update_with_its_standfirst_under_the_marker() {
     assert_eq!(titles(&s), vec!["Most Southern services cancelled"]);
     assert_eq!(authors(&s), vec![vec!["Rachel Townsend"]]);
     assert_eq!(times_of_day(&s), vec!["08:14"]);
+}
+
+#[test]
+fn local_blog_with_key_updates_and_a_reporter_over_each_time() {
+    let s = other("local-key-updates-and-entry-bylines.txt");
+    assert_eq!(
+        s.title,
+        "LIVE: Major police incident in Truro as cordon put in place"
+    );
+    assert_eq!(
+        s.description,
+        "Live updates from Truro city centre as officers respond to an incident on Lemon Street."
+    );
+    // `Key updates` lists two headlines: links to entries, not entries.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Cordon lifted",
+            "Police confirm one man arrested",
+            "Witnesses describe heavy police presence",
+            "Cordon remains on Lemon Street",
+        ]
+    );
+    // The page's `By Lucy Trewin` / `Community Reporter` and its two stamps are not the
+    // newest entry's; the name over each time is.
+    assert_eq!(authors(&s), vec![vec!["Lucy Trewin"]; 4]);
+    assert_eq!(times_of_day(&s), vec!["11:05", "10:52", "10:35", "10:20"]);
+    // `(Image: Cornwall Live)`: a labelled credit.
+    assert!(html(&s, 2).ends_with(
+        "<figure><figcaption>The scene on Lemon Street this morning <small \
+         class=\"credit\">Image: Cornwall Live</small></figcaption></figure>"
+    ));
+    // The newsletter prompt under the last entry is furniture.
+    assert_eq!(
+        html(&s, 3),
+        "<p>Police have closed part of Lemon Street in Truro while they deal with an incident. \
+         People are being asked to avoid the area.</p>"
+    );
+}
+
+#[test]
+fn us_live_updates_over_the_title_with_from_bylines() {
+    let s = other("us-live-updates-from-bylines.txt");
+    // `Live Updates` over the title and its `Updated …` line labels the page.
+    assert_eq!(s.title, "Supreme Court hears arguments over tariff powers");
+    assert_eq!(
+        s.description,
+        "The justices are hearing a challenge to the president's use of emergency powers to \
+         impose tariffs. Several conservative justices asked pointed questions about the limits \
+         of those powers."
+    );
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Justices appear skeptical of government's position",
+            "Who is challenging the tariffs?",
+            "Arguments are underway at the Supreme Court",
+        ]
+    );
+    // `From CNN's Dana Whitlock`: the newsroom goes, the reporters stay.
+    assert_eq!(
+        authors(&s),
+        vec![
+            vec!["Dana Whitlock"],
+            vec!["Paul Okafor and Rina Sato"],
+            vec![],
+        ]
+    );
+    assert_eq!(times_of_day(&s), vec!["11:58", "11:31", "10:45"]);
+    assert!(!html(&s, 0).contains("Link Copied"));
 }

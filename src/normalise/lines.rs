@@ -228,7 +228,24 @@ fn strip_number(s: &str) -> Option<(u32, &str)> {
     Some((s[..digits].parse().ok()?, rest))
 }
 
+/// `From CNN's Dana Whitlock and Rina Sato`: a US site's byline, its newsroom first.
+fn from_newsroom(s: &str) -> Option<String> {
+    let rest = s.strip_prefix("From ")?;
+    let (desk, names) = rest.split_once("'s ").or_else(|| rest.split_once("’s "))?;
+    let names = names.trim();
+    let persons = names
+        .split([','])
+        .flat_map(|p| p.split(" and "))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .all(is_person_like);
+    (word_count(desk) <= 3 && persons && word_count(names) <= 12).then(|| names.to_string())
+}
+
 fn byline(s: &str) -> Option<String> {
+    if let Some(b) = from_newsroom(s) {
+        return Some(b);
+    }
     let by = s.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("by "));
     if !by || word_count(s) > 12 {
         return None;
@@ -335,10 +352,15 @@ fn bracketed_credit(s: &str) -> Option<(String, String)> {
     let open = body.rfind('(')?;
     let agency = body[open + 1..].trim();
     let lower = agency.to_lowercase();
-    let known = lower
-        .split(['/', ',', ';'])
-        .map(str::trim)
-        .any(|a| AGENCIES.contains(&a));
+    // `(Image: Cornwall Live)`, `(Picture: PA)`: a labelled credit, whoever the agency.
+    let labelled = ["image: ", "picture: ", "photo: ", "pic: "]
+        .iter()
+        .any(|p| lower.starts_with(p));
+    let known = labelled
+        || lower
+            .split(['/', ',', ';'])
+            .map(str::trim)
+            .any(|a| AGENCIES.contains(&a));
     if !known || word_count(s) > 30 {
         return None;
     }

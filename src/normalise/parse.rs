@@ -93,6 +93,16 @@ const BANNER_ZONE: usize = 12;
 /// The lines near the top of a page where the site's navigation can stand above the title.
 const NAV_ZONE: usize = 40;
 
+/// A line of a site's menu: a short name, or furniture.
+fn is_nav(l: &Classified) -> bool {
+    match &l.kind {
+        Line::Text { text, .. } => {
+            text.split_whitespace().count() <= 4 && !text.ends_with(['.', '!', '?', '"'])
+        }
+        kind => !(is_opener(kind) || matches!(kind, Line::Byline(_) | Line::Caption(_))),
+    }
+}
+
 /// Desk labels that sit where a byline would (`National`): not authors.
 const DESKS: &[&str] = &[
     "national",
@@ -151,12 +161,7 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
     {
         // Navigation is a list of short names: a sentence above (a standfirst) makes the
         // label the stream's header under the title instead.
-        let nav = |l: &Classified| match &l.kind {
-            Line::Text { text, .. } => {
-                text.split_whitespace().count() <= 4 && !text.ends_with(['.', '!', '?', '"'])
-            }
-            kind => !(is_opener(kind) || matches!(kind, Line::Byline(_) | Line::Caption(_))),
-        };
+        let nav = is_nav;
         let text_at = |i: usize| {
             lines
                 .get(i)
@@ -223,6 +228,65 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
                 lines[i].kind = Line::Noise;
             }
         }
+    }
+    // `Live Updates` over the title and its `Updated 1:47 p.m. ET` line, under the site's
+    // menu: the marker labels the page; the menu above it goes.
+    if let Some(m) = lines
+        .iter()
+        .take(NAV_ZONE)
+        .position(|l| l.kind == Line::Marker)
+    {
+        let titled = lines.get(m + 1).is_some_and(|l| {
+            matches!(
+                l.kind,
+                Line::Text {
+                    headline_like: true,
+                    ..
+                }
+            )
+        });
+        let stamped = lines.get(m + 2).is_some_and(|l| {
+            matches!(l.kind, Line::Noise | Line::Time(_))
+                && raw.get(l.line - 1).is_some_and(|r| {
+                    let r = r.trim_start().to_lowercase();
+                    r.starts_with("updated") || r.starts_with("last updated")
+                })
+        });
+        if titled && stamped && lines[..m].iter().all(is_nav) {
+            lines[m].kind = Line::Label;
+            lines[m + 2].kind = Line::Noise;
+            lines.drain(..m);
+        }
+    }
+    // `Key updates` over `Police confirm one man arrested`, `Cordon remains …`: the list of
+    // the section, not headlines (two or more short lines in a row; entries have bodies).
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].kind == Line::Section {
+            let run = lines[i + 1..]
+                .iter()
+                .take_while(|l| {
+                    matches!(
+                        l.kind,
+                        Line::Text {
+                            headline_like: true,
+                            ..
+                        } | Line::Ago
+                    )
+                })
+                .count();
+            let heads = lines[i + 1..i + 1 + run]
+                .iter()
+                .filter(|l| matches!(l.kind, Line::Text { .. }))
+                .count();
+            if heads >= 2 {
+                for l in &mut lines[i + 1..i + 1 + run] {
+                    l.kind = Line::Noise;
+                }
+            }
+            i += run;
+        }
+        i += 1;
     }
     join_name_and_role(&mut lines);
     // `Posted at 9:05` over `Dover` over the post: the place is its dateline, not its headline.
@@ -680,7 +744,7 @@ fn parse_live(
         .iter()
         .position(|l| matches!(l.kind, Line::Text { .. }))
         .ok_or(ParseError::NoTitle { line: last_line })?;
-    let title_at = header.map_or(title_at, |h| past_menu(lines, title_at, h));
+    let title_at = past_menu(lines, title_at, header.unwrap_or(lines.len()));
     // A stream with no story header (a home page) starts with an entry: its headline is not
     // the page's title, and nothing is a standfirst.
     let first_opener = lines.iter().position(|l| is_opener(&l.kind));
@@ -785,7 +849,7 @@ fn parse_live(
 
 /// A list of the page's own headlines (key events, a summary of posts) reads as entries with
 /// no text: an entry with no text whose headline another entry carries is that list.
-/// A menu above the title (`Home`, `Football`, `Cricket`, …): three or more short names in a
+/// A menu above the title (`Home`, `Football`, `Cricket`, …), under at most a tagline: three or more short names in a
 /// row before the stream's header. The title is the first line after them.
 fn past_menu(lines: &[Classified], first: usize, header: usize) -> usize {
     let mut names = 0;
@@ -798,7 +862,10 @@ fn past_menu(lines: &[Classified], first: usize, header: usize) -> usize {
                 names += 1
             }
             Line::Text { .. } if names >= 3 => return i,
+            // A site's tagline may stand above its menu.
+            Line::Text { .. } if i == first => {}
             Line::Text { .. } => return first,
+            kind if is_opener(kind) => return first,
             _ => {}
         }
     }
@@ -1248,6 +1315,18 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
     // The body's last block is a timeline (`2pm: …` lines under `Timeline:`).
     let mut in_timeline = false;
 
+    // A byline right above line `i` (`Kiran Stacey` over `17.12 BST` reads as one where times
+    // open entries).
+    let byline_above = |i: usize| {
+        i > 0
+            && match &lines[i - 1].kind {
+                Line::Byline(_) => true,
+                Line::Text { text, .. } => {
+                    placement == TimePlacement::Before && is_person_like(text)
+                }
+                _ => false,
+            }
+    };
     for (i, l) in lines.iter().enumerate() {
         let line = match &l.kind {
             Line::Numbered { number: 1, text }
@@ -1330,7 +1409,7 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
             Line::EntryStart | Line::Untitled | Line::Time(_) if current.is_none() => {
                 // Bylines above the first entry's opening are the page's, not the entry's;
                 // one right over its time line is the entry's.
-                let adjacent = i > 0 && matches!(lines[i - 1].kind, Line::Byline(_));
+                let adjacent = byline_above(i);
                 if !(adjacent && matches!(line, Line::Time(_))) {
                     pending_authors.clear();
                 }
@@ -1378,6 +1457,12 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                     g.time.get_or_insert(*t);
                 }
                 _ => {
+                    // A second time before the entry the first one opened (`11:20, 14 APR` then
+                    // `Updated 12:05` under the page's byline): the page's stamps, and the
+                    // bylines above them the page's.
+                    if entry_due && !byline_above(i) {
+                        pending_authors.clear();
+                    }
                     pending_time = Some(*t);
                     entry_due = true;
                 }

@@ -25,6 +25,8 @@ pub const PROFILE: Profile = Profile {
         "get the latest",
         "don't miss",
         "for the latest",
+        "get the biggest stories",
+        "get all the latest",
     ],
     ends: &[],
     untitled_headings: &[],
