@@ -1793,6 +1793,7 @@ const FIXTURES: &[&str] = &[
     "itv-standfirst-under-marker.txt",
     "local-key-updates-and-entry-bylines.txt",
     "us-live-updates-from-bylines.txt",
+    "wire-markets-live-dash-headlines.txt",
 ];
 
 #[test]
@@ -2204,4 +2205,32 @@ fn us_live_updates_over_the_title_with_from_bylines() {
     );
     assert_eq!(times_of_day(&s), vec!["11:58", "11:31", "10:45"]);
     assert!(!html(&s, 0).contains("Link Copied"));
+}
+
+#[test]
+fn wire_markets_blog_with_a_live_title_under_a_tagline_and_menu() {
+    let s = other("wire-markets-live-dash-headlines.txt");
+    // No stream header: the `Live: …` line under the tagline and the menu is the title.
+    assert_eq!(
+        s.title,
+        "Live: Stock markets today - European shares slip as bank stocks weigh"
+    );
+    // `10:55 GMT — Banks lead decliners`: a stamped headline over its body.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Banks lead decliners",
+            "FTSE 100 opens lower",
+            "Euro steady after German data",
+            "Oil extends gains",
+        ]
+    );
+    // `By Reuters Staff` over the page's stamp is the page's, not the newest entry's.
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 4]);
+    assert_eq!(times_of_day(&s), vec!["10:55", "10:32", "09:48", "09:15"]);
+    // `Reporting by …; Editing by …` and the agency's standards line are furniture.
+    assert_eq!(
+        html(&s, 3),
+        "<p>Brent crude futures rose 0.8% to $84.10 a barrel on supply concerns.</p>"
+    );
 }

@@ -745,6 +745,26 @@ fn parse_live(
         .position(|l| matches!(l.kind, Line::Text { .. }))
         .ok_or(ParseError::NoTitle { line: last_line })?;
     let title_at = past_menu(lines, title_at, header.unwrap_or(lines.len()));
+    // `Live: Stock markets today - …` under a tagline and a menu, on a page with no stream
+    // header: the title says it is the page's.
+    let first_opener_at = lines
+        .iter()
+        .position(|l| is_opener(&l.kind))
+        .unwrap_or(lines.len());
+    let title_at = match header {
+        None => lines[title_at..first_opener_at.max(title_at)]
+            .iter()
+            .position(|l| {
+                matches!(&l.kind, Line::Text { text, .. } if {
+                    let t = text.to_lowercase();
+                    ["live: ", "live updates: ", "live blog: ", "as it happened: "]
+                        .iter()
+                        .any(|p| t.starts_with(p))
+                })
+            })
+            .map_or(title_at, |k| title_at + k),
+        Some(_) => title_at,
+    };
     // A stream with no story header (a home page) starts with an entry: its headline is not
     // the page's title, and nothing is a standfirst.
     let first_opener = lines.iter().position(|l| is_opener(&l.kind));
@@ -1487,6 +1507,11 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
             Line::TimeLed { time, .. } => {
                 if let Some(g) = current.take() {
                     entries.push(g.finish());
+                }
+                // A time line that opened nothing (`March 25, 2026 10:58 AM GMT` under `By
+                // Reuters Staff`) stamped the page: the bylines above it are the page's.
+                if pending_time.is_some() {
+                    pending_authors.clear();
                 }
                 // `10.55am: Buses diverted`: a stamped headline; `0240: The recount…`: text.
                 let headline = match &line {
