@@ -1794,6 +1794,7 @@ const FIXTURES: &[&str] = &[
     "local-key-updates-and-entry-bylines.txt",
     "us-live-updates-from-bylines.txt",
     "wire-markets-live-dash-headlines.txt",
+    "sky-politics-latest-seconds.txt",
 ];
 
 #[test]
@@ -2232,5 +2233,34 @@ fn wire_markets_blog_with_a_live_title_under_a_tagline_and_menu() {
     assert_eq!(
         html(&s, 3),
         "<p>Brent crude futures rose 0.8% to $84.10 a barrel on supply concerns.</p>"
+    );
+}
+
+#[test]
+fn politics_latest_with_times_to_the_second_under_a_site_name_and_menu() {
+    let s = other("sky-politics-latest-seconds.txt");
+    // The site's name, then its menu, then `Live` over the title.
+    assert_eq!(
+        s.title,
+        "Politics latest: Chancellor defends budget as OBR warns on growth"
+    );
+    assert!(s.description.starts_with("Rachel Reeves says the budget"));
+    // `14:20:04` opens an entry; `Tuesday 18 November 2025 14:20, UK` stamps the page.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Reeves: 'We made the right choices'",
+            "OBR cuts growth forecast",
+            "Conservatives accuse chancellor of \"broken promises\"",
+        ]
+    );
+    // `Sam Coates` / `Deputy political editor` above the stream: the page's reporter.
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 3]);
+    assert_eq!(times_of_day(&s), vec!["13:20", "13:02", "12:45"]);
+    // `Watch more on Sky News` is a promotion, not the next entry's headline.
+    assert_eq!(
+        html(&s, 1),
+        "<p>The Office for Budget Responsibility now expects the economy to grow by 1.1% this \
+         year, down from 1.4%.</p>"
     );
 }

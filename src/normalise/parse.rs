@@ -167,7 +167,24 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
                 .get(i)
                 .is_some_and(|l| matches!(l.kind, Line::Text { .. }))
         };
-        let title_under = text_at(label + 1) && lines[..label].iter().all(nav);
+        // The site's name or tagline may stand above its menu.
+        let menu_under_tagline = || {
+            let Some(first) = lines[..label]
+                .iter()
+                .position(|l| matches!(l.kind, Line::Text { .. }))
+            else {
+                return false;
+            };
+            let rest = &lines[first + 1..label];
+            rest.iter().all(nav)
+                && rest
+                    .iter()
+                    .filter(|l| matches!(l.kind, Line::Text { .. }))
+                    .count()
+                    >= 3
+        };
+        let title_under =
+            text_at(label + 1) && (lines[..label].iter().all(nav) || menu_under_tagline());
         let title_over = label > 0
             && matches!(&lines[label - 1].kind, Line::Text { text, headline_like: true }
                 if !text.ends_with('.'))

@@ -112,6 +112,11 @@ fn time_of_day(words: &[&str]) -> Option<NaiveTime> {
         Some((h, m)) => (h, Some(m)),
         None => (digits, None),
     };
+    // `14:20:04`: the seconds add nothing a feed shows.
+    let ms = ms.map(|m| match m.split_once(':') {
+        Some((m, sec)) if sec.len() == 2 && sec.bytes().all(|b| b.is_ascii_digit()) => m,
+        _ => m,
+    });
     let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if hs.len() > 2 || !all_digits(hs) {
         return None;
@@ -187,7 +192,7 @@ pub fn parse_time_line(line: &str) -> Option<TimeLine> {
     let mut offset = None;
     if let Some(at) = words
         .iter()
-        .position(|w| zone(w).is_some() || matches!(*w, "ET" | "CT" | "MT" | "PT"))
+        .position(|w| zone(w).is_some() || matches!(*w, "ET" | "CT" | "MT" | "PT" | "UK"))
         .filter(|&at| at > 0)
     {
         // `2:05 p.m. ET`: a US zone without its season; the page's offset stands.
@@ -504,6 +509,10 @@ mod tests {
         let t = parse_time_line("14:05 BST Tue 14 April 2026").expect("time");
         assert_eq!(t.offset, FixedOffset::east_opt(3600));
         assert!(parse_time_line("Z 14:05").is_none());
+        let t = parse_time_line("14:20:04").expect("time");
+        assert_eq!(t.time, NaiveTime::from_hms_opt(14, 20, 0).unwrap());
+        let t = parse_time_line("Tuesday 18 November 2025 14:20, UK").expect("time");
+        assert_eq!(t.date, NaiveDate::from_ymd_opt(2025, 11, 18));
     }
 
     fn utc(s: &str) -> DateTime<Utc> {

@@ -151,6 +151,8 @@ pub const PROFILE: Profile = Profile {
         "editing by ",
         "compiled by ",
         "our standards",
+        "please use chrome browser",
+        "watch more on ",
         "our live coverage has ended",
         "our live coverage of this event has ended",
         "this live coverage has ended",
