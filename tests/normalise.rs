@@ -1795,6 +1795,7 @@ const FIXTURES: &[&str] = &[
     "us-live-updates-from-bylines.txt",
     "wire-markets-live-dash-headlines.txt",
     "sky-politics-latest-seconds.txt",
+    "guardian-contributor-under-time.txt",
 ];
 
 #[test]
@@ -2263,4 +2264,41 @@ fn politics_latest_with_times_to_the_second_under_a_site_name_and_menu() {
         "<p>The Office for Budget Responsibility now expects the economy to grow by 1.1% this \
          year, down from 1.4%.</p>"
     );
+}
+
+#[test]
+fn guardian_blocks_with_the_contributor_under_the_time() {
+    let s = other("guardian-contributor-under-time.txt");
+    // `Politics live` over the title is the series' label; the page's reporters are not
+    // part of the standfirst.
+    assert_eq!(
+        s.title,
+        "Reeves to set out spending plans as unions warn over pay – as it happened"
+    );
+    assert_eq!(
+        s.description,
+        "Chancellor's statement follows weeks of talks with departments; unions say pay rises \
+         must be fully funded"
+    );
+    // `16.41 BST` over `Pippa Crerar`: the block's contributor (named in the page's byline),
+    // not its headline.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Evening summary",
+            "Reeves confirms extra £2bn for NHS",
+            "Unison's general secretary said any pay rise \"must come with the money to pay for \
+             it\"…",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, false, true]);
+    assert_eq!(
+        authors(&s),
+        vec![
+            vec!["Kiran Stacey"],
+            vec!["Pippa Crerar"],
+            vec!["Kiran Stacey"]
+        ]
+    );
+    assert_eq!(times_of_day(&s), vec!["17:02", "15:41", "14:20"]);
 }

@@ -93,6 +93,16 @@ const BANNER_ZONE: usize = 12;
 /// The lines near the top of a page where the site's navigation can stand above the title.
 const NAV_ZONE: usize = 40;
 
+/// `Pippa Crerar and Kiran Stacey`, `A, B and C`: the page's reporters, listed.
+fn is_names(s: &str) -> bool {
+    let parts: Vec<&str> = s
+        .split(", ")
+        .flat_map(|p| p.split(" and "))
+        .map(str::trim)
+        .collect();
+    parts.len() >= 2 && parts.iter().all(|p| is_person_like(p))
+}
+
 /// A line of a site's menu: a short name, or furniture.
 fn is_nav(l: &Classified) -> bool {
     match &l.kind {
@@ -150,6 +160,32 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
     for l in &mut lines {
         if l.kind == Line::BannerEnd {
             l.kind = Line::Noise;
+        }
+    }
+    // `Politics live`, `Markets live` over the title: the series' label, like `Live`.
+    let first_opener = lines
+        .iter()
+        .position(|l| is_opener(&l.kind))
+        .unwrap_or(lines.len());
+    for i in 0..first_opener
+        .min(NAV_ZONE)
+        .min(lines.len().saturating_sub(1))
+    {
+        let series = matches!(&lines[i].kind, Line::Text { text, .. }
+            if text.split_whitespace().count() <= 3
+                && text.split_whitespace().count() >= 2
+                && text.to_lowercase().ends_with(" live"));
+        if series
+            && matches!(
+                lines[i + 1].kind,
+                Line::Text {
+                    headline_like: true,
+                    ..
+                }
+            )
+        {
+            lines[i].kind = Line::Label;
+            break;
         }
     }
     // `Live` over the title (or right under a headline-like title): what stands above is the
@@ -304,6 +340,38 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
             i += run;
         }
         i += 1;
+    }
+    // `18.02 BST` over `Kiran Stacey` over the block: the block's contributor, when the page
+    // names that person elsewhere too (another block, the page's byline), so a short headline
+    // in title case is not taken for one.
+    let names: Vec<String> = lines
+        .iter()
+        .filter_map(|l| match &l.kind {
+            Line::Text { text, .. } | Line::Byline(text) => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    for i in 1..lines.len().saturating_sub(1) {
+        let Line::Text { text, .. } = &lines[i].kind else {
+            continue;
+        };
+        let named_elsewhere = || {
+            names.iter().filter(|n| *n == text).count() >= 2
+                || names.iter().any(|n| {
+                    n != text
+                        && n.len() <= 120
+                        && (n.contains(&format!("{text} and "))
+                            || n.contains(&format!("and {text}"))
+                            || n.contains(&format!("{text}, ")))
+                })
+        };
+        if is_person_like(text)
+            && matches!(lines[i - 1].kind, Line::Time(_))
+            && matches!(lines[i + 1].kind, Line::Text { .. })
+            && named_elsewhere()
+        {
+            lines[i].kind = Line::Byline(text.clone());
+        }
     }
     join_name_and_role(&mut lines);
     // `Posted at 9:05` over `Dover` over the post: the place is its dateline, not its headline.
@@ -802,7 +870,7 @@ fn parse_live(
             let paras: Vec<&str> = head
                 .iter()
                 .filter_map(|l| text_of(&l.kind))
-                .filter(|t| !is_person_like(t))
+                .filter(|t| !is_person_like(t) && !is_names(t))
                 .collect();
             (paras.join(" "), h + 1)
         }
