@@ -1782,6 +1782,20 @@ const FIXTURES: &[&str] = &[
     "numbered-list-not-byline.txt",
     "quotes-and-lists.txt",
     "hostile-text.txt",
+    "us-results-live-page.txt",
+    "guardian-block-bylines.txt",
+    "local-oldest-first-dated-times.txt",
+    "itv-regional-live-page.txt",
+    "markets-live-with-tickers.txt",
+    "bbc-local-live-places.txt",
+    "bbc-live-lead-image.txt",
+    "bbc-sport-menu-and-pundits.txt",
+    "itv-standfirst-under-marker.txt",
+    "local-key-updates-and-entry-bylines.txt",
+    "us-live-updates-from-bylines.txt",
+    "wire-markets-live-dash-headlines.txt",
+    "sky-politics-latest-seconds.txt",
+    "guardian-contributor-under-time.txt",
 ];
 
 #[test]
@@ -1843,4 +1857,448 @@ fn inferred_times_lie_between_publication_and_last_update() {
     }
     assert_eq!(s.published, m.published);
     assert_eq!(s.updated, m.updated);
+}
+
+#[test]
+fn us_results_page_with_navigation_over_a_live_label_and_reporters_over_times() {
+    let s = other("us-results-live-page.txt");
+    // `LIVE` over the title: the site's sections above it are navigation, not the title.
+    assert_eq!(s.title, "Live updates: Midterm election results 2026");
+    // `Updated 4:18 a.m. ET Nov. 4, 2026` under the title is furniture, not an entry's time;
+    // the summary and its points are the standfirst.
+    assert!(
+        s.description
+            .starts_with("Control of the House remains undecided"),
+        "{}",
+        s.description
+    );
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Control of the House is still too close to call",
+            "Arizona's Senate race is headed for a long count",
+            "Incumbent Democrat holds Virginia's 7th District",
+            "Results in key races",
+        ]
+    );
+    // A name (and `Reporting from …`) over the entry's time line is its byline.
+    assert_eq!(
+        authors(&s),
+        vec![
+            vec!["Sam Whitfield, Reporting from Washington"],
+            vec!["Maria Delgado, Reporting from Phoenix"],
+            vec![],
+            vec!["Jonah Prescott"],
+        ]
+    );
+    assert_eq!(times_of_day(&s), vec!["03:10", "02:42", "01:55", "00:30"]);
+    // `See more updates` and `Related coverage` end the stream.
+    assert_eq!(
+        html(&s, 3),
+        "<ul><li>Pennsylvania Senate: Too close to call</li><li>Georgia governor: Republican \
+         win</li><li>Michigan 8th District: Democratic win</li></ul>"
+    );
+}
+
+#[test]
+fn guardian_blocks_with_the_reporter_over_each_time() {
+    let s = other("guardian-block-bylines.txt");
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Evening summary",
+            "A No 10 spokesperson said the prime minister was \"confident\" the bill would pass, \
+             and…",
+            "Badenoch says Tories will oppose the bill",
+            "Minister hints at concessions",
+            "Good morning",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, true, false, false, true]);
+    // `Kiran Stacey` over `17.12 BST`: the byline of the block the time opens, not a headline.
+    assert_eq!(
+        authors(&s),
+        vec![
+            vec![],
+            vec!["Kiran Stacey"],
+            vec!["Pippa Crerar"],
+            vec!["Kiran Stacey"],
+            vec!["Kiran Stacey"],
+        ]
+    );
+    assert_eq!(
+        times_of_day(&s),
+        vec!["16:45", "16:12", "12:40", "10:25", "07:02"]
+    );
+    assert!(html(&s, 2).contains("<small class=\"credit\">Photograph: Jonathan Brady/PA</small>"));
+}
+
+#[test]
+fn oldest_first_local_blog_with_day_names_after_its_times() {
+    let s = other("local-oldest-first-dated-times.txt");
+    // `08:12 Tuesday 14 April`: a time (the day's name and date after it), not a headline.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Road reopens",
+            "Air ambulance at the scene",
+            "Diversions in place",
+            "Road closed both ways",
+        ]
+    );
+    // `By Chris Penhale` over `Senior Reporter`: the page's byline, neither an entry nor a title.
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 4]);
+    assert_eq!(times_of_day(&s), vec!["08:40", "07:55", "07:31", "07:12"]);
+    assert_eq!(
+        html(&s, 0),
+        "<p>The A30 has now reopened, National Highways said.</p>"
+    );
+}
+
+#[test]
+fn itv_regional_page_under_a_region_menu() {
+    let s = other("itv-regional-live-page.txt");
+    // The regions' menu (with its `Latest` tab) above `Live` is navigation.
+    assert_eq!(
+        s.title,
+        "Flooding across the north west: Roads closed and homes evacuated"
+    );
+    assert!(s.description.starts_with("Heavy rain has caused flooding"));
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Rest centre opens in Carlisle",
+            "WATCH: Footage shows cars submerged in Keswick",
+            "The Environment Agency has issued 23 flood warnings in the region, meaning flooding \
+             is…",
+            "Rail services suspended between Lancaster and Carlisle",
+        ]
+    );
+    // `by Aisha Malik, ITV Granada`: a regional newsroom is no role.
+    assert_eq!(
+        authors(&s),
+        vec![vec![], vec![], vec![], vec!["Aisha Malik"]]
+    );
+    // `More from ITV News` ends the page: its links are not the last entry's body.
+    assert_eq!(
+        html(&s, 3),
+        "<p>Network Rail said the line was under water near Oxenholme and would stay closed for \
+         the rest of the day.</p>"
+    );
+}
+
+#[test]
+fn markets_blog_with_a_ticker_strip_and_a_headline_over_its_live_label() {
+    let s = other("markets-live-with-tickers.txt");
+    // The title over `Live`: the site's menu above it is navigation.
+    assert_eq!(
+        s.title,
+        "FTSE 100 slips as miners drag, pound steady ahead of Bank decision"
+    );
+    // `FTSE 100` over `8,214.31` over `-0.42%`: a ticker, not an entry.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Housebuilders lift the mid-caps",
+            "FTSE 100 opens lower",
+            "Retail sales beat forecasts",
+            "Sterling was little changed at $1.267 ahead of Thursday's interest rate decision, \
+             with…",
+            "Good morning",
+        ]
+    );
+    // `By Harriet Colman and Dev Anand` above the first entry: the page's reporters.
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 5]);
+    assert_eq!(
+        times_of_day(&s),
+        vec!["10:52", "10:32", "09:58", "09:15", "08:40"]
+    );
+    for e in &s.entries {
+        for figure in ["8,214.31", "-0.42%", "1.2671", "Copy link"] {
+            assert!(!e.content_html.contains(figure), "{figure} in {}", e.title);
+        }
+    }
+}
+
+#[test]
+fn bbc_local_live_posts_with_a_place_under_the_time() {
+    let s = other("bbc-local-live-places.txt");
+    // `Posted at 9:48` over `Dover`: the place is the post's dateline, not its headline.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Queues building at the port",
+            "A woman has been taken to hospital after a car crashed into a shop front on St \
+             Peter's…",
+            "Bus station to close for repairs",
+            "Weather: Bright with showers",
+            "Good morning",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, true, false, false, false]);
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 5]);
+    assert_eq!(
+        times_of_day(&s),
+        vec!["08:48", "08:31", "08:05", "07:50", "07:30"]
+    );
+    // A paragraph of two sentences over `Image source`: body, not the image's alt text.
+    assert_eq!(
+        html(&s, 2),
+        "<p>The town&#39;s bus station will close for three weeks from Monday while the roof is \
+         repaired. Arriva says stops will move to nearby streets.</p><figure><figcaption>The bus \
+         station opened in 1976 <small class=\"credit\">Image source: Getty \
+         Images</small></figcaption></figure>"
+    );
+}
+
+#[test]
+fn bbc_live_with_a_lead_image_under_the_header() {
+    let s = other("bbc-live-lead-image.txt");
+    assert_eq!(
+        s.title,
+        "Storm Eowyn: Red warning as 100mph gusts hit Scotland and Northern Ireland"
+    );
+    // The hero image under `Live Reporting`, above the first post: no entry.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Engineers face 'days of work' to restore power",
+            "The Met Office says the strongest gust so far has been 100mph, recorded at Drumalbin \
+             in…",
+            "'The roof just lifted off'",
+            "Watch: Waves crash over harbour wall in Portpatrick",
+            "Schools closed across central belt",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, true, false, false, false]);
+    assert_eq!(
+        authors(&s),
+        vec![
+            vec!["Kevin Keane, BBC Scotland environment correspondent"],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+        ]
+    );
+    assert_eq!(
+        times_of_day(&s),
+        vec!["10:42", "10:30", "10:12", "09:58", "09:41"]
+    );
+    for e in &s.entries {
+        assert!(!e.content_html.contains("fallen tree"), "{}", e.title);
+    }
+}
+
+#[test]
+fn bbc_sport_under_a_sports_menu_with_a_pundit_s_role() {
+    let s = other("bbc-sport-menu-and-pundits.txt");
+    // `Home`, `Football`, `Cricket`, … above the title: the sport menu.
+    assert_eq!(
+        s.title,
+        "As it happened: Wales v Ireland - Six Nations 2026"
+    );
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Full-time: Wales 18-27 Ireland",
+            "Wales 18-27 Ireland",
+            "Huw: Wales have been so much better in this half",
+            "That's a huge call from the referee",
+            "Half-time: Wales 8-20 Ireland",
+            "Team news",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, false, true, true, false, false]);
+    // `Gareth Davies` over an eight-word role naming the station: his byline, not a headline.
+    assert_eq!(
+        authors(&s)[3],
+        vec!["Gareth Davies, Former Wales scrum-half on BBC Radio Wales"]
+    );
+    assert_eq!(
+        html(&s, 3),
+        "<p>That&#39;s a huge call from the referee. Wales were on the front foot and he has \
+         gone upstairs again.</p>"
+    );
+}
+
+#[test]
+fn itv_single_update_with_its_standfirst_under_the_marker() {
+    let s = other("itv-standfirst-under-marker.txt");
+    assert_eq!(
+        s.title,
+        "Rail strikes: Commuters face disruption as drivers walk out"
+    );
+    // The paragraph between `Live updates` and the first timed update is the standfirst.
+    assert_eq!(
+        s.description,
+        "Train drivers at 16 operators are on strike, with many lines running no trains at all."
+    );
+    assert_eq!(titles(&s), vec!["Most Southern services cancelled"]);
+    assert_eq!(authors(&s), vec![vec!["Rachel Townsend"]]);
+    assert_eq!(times_of_day(&s), vec!["08:14"]);
+}
+
+#[test]
+fn local_blog_with_key_updates_and_a_reporter_over_each_time() {
+    let s = other("local-key-updates-and-entry-bylines.txt");
+    assert_eq!(
+        s.title,
+        "LIVE: Major police incident in Truro as cordon put in place"
+    );
+    assert_eq!(
+        s.description,
+        "Live updates from Truro city centre as officers respond to an incident on Lemon Street."
+    );
+    // `Key updates` lists two headlines: links to entries, not entries.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Cordon lifted",
+            "Police confirm one man arrested",
+            "Witnesses describe heavy police presence",
+            "Cordon remains on Lemon Street",
+        ]
+    );
+    // The page's `By Lucy Trewin` / `Community Reporter` and its two stamps are not the
+    // newest entry's; the name over each time is.
+    assert_eq!(authors(&s), vec![vec!["Lucy Trewin"]; 4]);
+    assert_eq!(times_of_day(&s), vec!["11:05", "10:52", "10:35", "10:20"]);
+    // `(Image: Cornwall Live)`: a labelled credit.
+    assert!(html(&s, 2).ends_with(
+        "<figure><figcaption>The scene on Lemon Street this morning <small \
+         class=\"credit\">Image: Cornwall Live</small></figcaption></figure>"
+    ));
+    // The newsletter prompt under the last entry is furniture.
+    assert_eq!(
+        html(&s, 3),
+        "<p>Police have closed part of Lemon Street in Truro while they deal with an incident. \
+         People are being asked to avoid the area.</p>"
+    );
+}
+
+#[test]
+fn us_live_updates_over_the_title_with_from_bylines() {
+    let s = other("us-live-updates-from-bylines.txt");
+    // `Live Updates` over the title and its `Updated …` line labels the page.
+    assert_eq!(s.title, "Supreme Court hears arguments over tariff powers");
+    assert_eq!(
+        s.description,
+        "The justices are hearing a challenge to the president's use of emergency powers to \
+         impose tariffs. Several conservative justices asked pointed questions about the limits \
+         of those powers."
+    );
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Justices appear skeptical of government's position",
+            "Who is challenging the tariffs?",
+            "Arguments are underway at the Supreme Court",
+        ]
+    );
+    // `From CNN's Dana Whitlock`: the newsroom goes, the reporters stay.
+    assert_eq!(
+        authors(&s),
+        vec![
+            vec!["Dana Whitlock"],
+            vec!["Paul Okafor and Rina Sato"],
+            vec![],
+        ]
+    );
+    assert_eq!(times_of_day(&s), vec!["11:58", "11:31", "10:45"]);
+    assert!(!html(&s, 0).contains("Link Copied"));
+}
+
+#[test]
+fn wire_markets_blog_with_a_live_title_under_a_tagline_and_menu() {
+    let s = other("wire-markets-live-dash-headlines.txt");
+    // No stream header: the `Live: …` line under the tagline and the menu is the title.
+    assert_eq!(
+        s.title,
+        "Live: Stock markets today - European shares slip as bank stocks weigh"
+    );
+    // `10:55 GMT — Banks lead decliners`: a stamped headline over its body.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Banks lead decliners",
+            "FTSE 100 opens lower",
+            "Euro steady after German data",
+            "Oil extends gains",
+        ]
+    );
+    // `By Reuters Staff` over the page's stamp is the page's, not the newest entry's.
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 4]);
+    assert_eq!(times_of_day(&s), vec!["10:55", "10:32", "09:48", "09:15"]);
+    // `Reporting by …; Editing by …` and the agency's standards line are furniture.
+    assert_eq!(
+        html(&s, 3),
+        "<p>Brent crude futures rose 0.8% to $84.10 a barrel on supply concerns.</p>"
+    );
+}
+
+#[test]
+fn politics_latest_with_times_to_the_second_under_a_site_name_and_menu() {
+    let s = other("sky-politics-latest-seconds.txt");
+    // The site's name, then its menu, then `Live` over the title.
+    assert_eq!(
+        s.title,
+        "Politics latest: Chancellor defends budget as OBR warns on growth"
+    );
+    assert!(s.description.starts_with("Rachel Reeves says the budget"));
+    // `14:20:04` opens an entry; `Tuesday 18 November 2025 14:20, UK` stamps the page.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Reeves: 'We made the right choices'",
+            "OBR cuts growth forecast",
+            "Conservatives accuse chancellor of \"broken promises\"",
+        ]
+    );
+    // `Sam Coates` / `Deputy political editor` above the stream: the page's reporter.
+    assert_eq!(authors(&s), vec![Vec::<&str>::new(); 3]);
+    assert_eq!(times_of_day(&s), vec!["13:20", "13:02", "12:45"]);
+    // `Watch more on Sky News` is a promotion, not the next entry's headline.
+    assert_eq!(
+        html(&s, 1),
+        "<p>The Office for Budget Responsibility now expects the economy to grow by 1.1% this \
+         year, down from 1.4%.</p>"
+    );
+}
+
+#[test]
+fn guardian_blocks_with_the_contributor_under_the_time() {
+    let s = other("guardian-contributor-under-time.txt");
+    // `Politics live` over the title is the series' label; the page's reporters are not
+    // part of the standfirst.
+    assert_eq!(
+        s.title,
+        "Reeves to set out spending plans as unions warn over pay – as it happened"
+    );
+    assert_eq!(
+        s.description,
+        "Chancellor's statement follows weeks of talks with departments; unions say pay rises \
+         must be fully funded"
+    );
+    // `16.41 BST` over `Pippa Crerar`: the block's contributor (named in the page's byline),
+    // not its headline.
+    assert_eq!(
+        titles(&s),
+        vec![
+            "Evening summary",
+            "Reeves confirms extra £2bn for NHS",
+            "Unison's general secretary said any pay rise \"must come with the money to pay for \
+             it\"…",
+        ]
+    );
+    assert_eq!(derived(&s), vec![false, false, true]);
+    assert_eq!(
+        authors(&s),
+        vec![
+            vec!["Kiran Stacey"],
+            vec!["Pippa Crerar"],
+            vec!["Kiran Stacey"]
+        ]
+    );
+    assert_eq!(times_of_day(&s), vec!["17:02", "15:41", "14:20"]);
 }

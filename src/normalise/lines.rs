@@ -105,7 +105,8 @@ const AGENCIES: &[&str] = &[
     "pool",
 ];
 /// Capitalised words that make a short line a newsroom's name (`ITV News`, `BBC Sport`).
-const NEWSROOM_WORDS: &[&str] = &["News", "Sport", "Sports"];
+/// `ITV Granada`, `BBC Radio Kent`: a broadcaster's regional newsroom names no role either.
+const NEWSROOM_WORDS: &[&str] = &["News", "Sport", "Sports", "ITV", "BBC"];
 /// Words that make a short line a byline's role (`Political correspondent`).
 const ROLE_WORDS: &[&str] = &[
     "correspondent",
@@ -227,7 +228,24 @@ fn strip_number(s: &str) -> Option<(u32, &str)> {
     Some((s[..digits].parse().ok()?, rest))
 }
 
+/// `From CNN's Dana Whitlock and Rina Sato`: a US site's byline, its newsroom first.
+fn from_newsroom(s: &str) -> Option<String> {
+    let rest = s.strip_prefix("From ")?;
+    let (desk, names) = rest.split_once("'s ").or_else(|| rest.split_once("’s "))?;
+    let names = names.trim();
+    let persons = names
+        .split([','])
+        .flat_map(|p| p.split(" and "))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .all(is_person_like);
+    (word_count(desk) <= 3 && persons && word_count(names) <= 12).then(|| names.to_string())
+}
+
 fn byline(s: &str) -> Option<String> {
+    if let Some(b) = from_newsroom(s) {
+        return Some(b);
+    }
     let by = s.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("by "));
     if !by || word_count(s) > 12 {
         return None;
@@ -268,7 +286,8 @@ pub fn is_person_like(s: &str) -> bool {
 
 /// A short line naming a role: `Political correspondent`, `BBC News`, `Reporting from Kyiv`.
 pub fn is_role_like(s: &str) -> bool {
-    (1..=6).contains(&word_count(s))
+    // `Former Wales scrum-half on BBC Radio Wales`: a pundit's role runs to eight words.
+    (1..=8).contains(&word_count(s))
         && s.starts_with(char::is_uppercase)
         && !s.ends_with(['.', '!', '?', ':', ',', '"', '\''])
         && !["The ", "I ", "We ", "It ", "A "]
@@ -278,6 +297,12 @@ pub fn is_role_like(s: &str) -> bool {
             // `News` only as a newsroom's name (`ITV News`), not the word in a sentence.
             NEWSROOM_WORDS.contains(&w) || ROLE_WORDS.contains(&w.to_lowercase().as_str())
         })
+}
+
+/// Whether a line names a role by one of its words (`Senior Reporter`), however capitalised.
+pub fn has_role_word(s: &str) -> bool {
+    s.split(|c: char| !c.is_alphanumeric())
+        .any(|w| ROLE_WORDS.contains(&w.to_lowercase().as_str()))
 }
 
 /// `Name, ITV News`, `Name: Political editor`: a byline without `by`.
@@ -301,7 +326,11 @@ pub fn tidy_byline(s: &str) -> String {
 /// `ITV News`, `ITV News Central`: the publisher, not a role; in a byline slot it says nothing.
 pub fn is_newsroom(s: &str) -> bool {
     is_role_like(s)
-        && s.split_whitespace().any(|w| NEWSROOM_WORDS.contains(&w))
+        // `ITV News Central`, `BBC Sport at Northfield Park`: the newsroom leads; `Former
+        // Wales scrum-half on BBC Radio Wales` is a role that names one.
+        && s.split_whitespace()
+            .take(2)
+            .any(|w| NEWSROOM_WORDS.contains(&w))
         && !s
             .split(|c: char| !c.is_alphanumeric())
             .any(|w| ROLE_WORDS.contains(&w.to_lowercase().as_str()))
@@ -323,10 +352,15 @@ fn bracketed_credit(s: &str) -> Option<(String, String)> {
     let open = body.rfind('(')?;
     let agency = body[open + 1..].trim();
     let lower = agency.to_lowercase();
-    let known = lower
-        .split(['/', ',', ';'])
-        .map(str::trim)
-        .any(|a| AGENCIES.contains(&a));
+    // `(Image: Cornwall Live)`, `(Picture: PA)`: a labelled credit, whoever the agency.
+    let labelled = ["image: ", "picture: ", "photo: ", "pic: "]
+        .iter()
+        .any(|p| lower.starts_with(p));
+    let known = labelled
+        || lower
+            .split(['/', ',', ';'])
+            .map(str::trim)
+            .any(|a| AGENCIES.contains(&a));
     if !known || word_count(s) > 30 {
         return None;
     }
@@ -482,6 +516,20 @@ pub fn classify(raw: &str) -> Option<Line> {
 }
 
 /// Classifies one line under a page's profile. `None` for a blank line.
+/// `8,214.31`, `-0.42%`, `$81.24`, `▲ 1.2%`: a market ticker's figure, alone on its line.
+pub fn is_figure(s: &str) -> bool {
+    let s = s.trim();
+    let body = s
+        .trim_start_matches(['+', '-', '−', '–', '▲', '▼', '$', '£', '€', '¥', ' '])
+        .trim_start_matches(['$', '£', '€', '¥'])
+        .trim_end_matches(['%', 'p', ' ']);
+    body.starts_with(|c: char| c.is_ascii_digit())
+        && body.len() <= 16
+        && body.chars().all(|c| c.is_ascii_digit() || c == ',' || c == '.')
+        // `2026` or `1405` alone is a year or a time, not a price.
+        && (body.contains(['.', ',']) || s != body)
+}
+
 pub fn classify_with(raw: &str, profile: &Profile) -> Option<Line> {
     let indented = raw.starts_with([' ', '\u{a0}']);
     let s = undouble(raw.trim());
@@ -496,6 +544,9 @@ pub fn classify_with(raw: &str, profile: &Profile) -> Option<Line> {
     }
     if let Some(t) = parse_time_line(s) {
         return Some(Line::Time(t));
+    }
+    if is_figure(s) {
+        return Some(Line::Noise);
     }
     if let Some(b) = byline(s) {
         return Some(Line::Byline(b));
@@ -765,6 +816,19 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn ticker_figures() {
+        for f in [
+            "8,214.31", "-0.42%", "+0.11%", "$81.24", "1.2671", "▲ 1.2%", "£4.05",
+        ] {
+            assert!(is_figure(f), "{f}");
+            assert_eq!(classify(f), Some(Line::Noise), "{f}");
+        }
+        for f in ["2026", "1405", "2-1", "3.5 million", "100 homes"] {
+            assert!(!is_figure(f), "{f}");
+        }
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Grouping classified lines into a story: title, standfirst, and entries newest first.
 
 use super::lines::{
-    Line, classify_with, is_headline_like, is_name_like, is_newsroom, is_person_like, is_role_like,
-    tidy_byline,
+    Line, classify_with, has_role_word, is_figure, is_headline_like, is_name_like, is_newsroom,
+    is_person_like, is_role_like, tidy_byline,
 };
 use super::profile::{self, Profile};
 use super::time::{TimeLine, parse_time_prefix};
@@ -90,6 +90,29 @@ fn indent_of(raw: &str) -> usize {
 /// The lines near the top of a page where a banner can end.
 const BANNER_ZONE: usize = 12;
 
+/// The lines near the top of a page where the site's navigation can stand above the title.
+const NAV_ZONE: usize = 40;
+
+/// `Pippa Crerar and Kiran Stacey`, `A, B and C`: the page's reporters, listed.
+fn is_names(s: &str) -> bool {
+    let parts: Vec<&str> = s
+        .split(", ")
+        .flat_map(|p| p.split(" and "))
+        .map(str::trim)
+        .collect();
+    parts.len() >= 2 && parts.iter().all(|p| is_person_like(p))
+}
+
+/// A line of a site's menu: a short name, or furniture.
+fn is_nav(l: &Classified) -> bool {
+    match &l.kind {
+        Line::Text { text, .. } => {
+            text.split_whitespace().count() <= 4 && !text.ends_with(['.', '!', '?', '"'])
+        }
+        kind => !(is_opener(kind) || matches!(kind, Line::Byline(_) | Line::Caption(_))),
+    }
+}
+
 /// Desk labels that sit where a byline would (`National`): not authors.
 const DESKS: &[&str] = &[
     "national",
@@ -139,6 +162,75 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
             l.kind = Line::Noise;
         }
     }
+    // `Politics live`, `Markets live` over the title: the series' label, like `Live`.
+    let first_opener = lines
+        .iter()
+        .position(|l| is_opener(&l.kind))
+        .unwrap_or(lines.len());
+    for i in 0..first_opener
+        .min(NAV_ZONE)
+        .min(lines.len().saturating_sub(1))
+    {
+        let series = matches!(&lines[i].kind, Line::Text { text, .. }
+            if text.split_whitespace().count() <= 3
+                && text.split_whitespace().count() >= 2
+                && text.to_lowercase().ends_with(" live"));
+        if series
+            && matches!(
+                lines[i + 1].kind,
+                Line::Text {
+                    headline_like: true,
+                    ..
+                }
+            )
+        {
+            lines[i].kind = Line::Label;
+            break;
+        }
+    }
+    // `Live` over the title (or right under a headline-like title): what stands above is the
+    // site's navigation (a `Latest` tab, a list of regions), not the page.
+    if let Some(label) = lines
+        .iter()
+        .take(NAV_ZONE)
+        .position(|l| l.kind == Line::Label)
+    {
+        // Navigation is a list of short names: a sentence above (a standfirst) makes the
+        // label the stream's header under the title instead.
+        let nav = is_nav;
+        let text_at = |i: usize| {
+            lines
+                .get(i)
+                .is_some_and(|l| matches!(l.kind, Line::Text { .. }))
+        };
+        // The site's name or tagline may stand above its menu.
+        let menu_under_tagline = || {
+            let Some(first) = lines[..label]
+                .iter()
+                .position(|l| matches!(l.kind, Line::Text { .. }))
+            else {
+                return false;
+            };
+            let rest = &lines[first + 1..label];
+            rest.iter().all(nav)
+                && rest
+                    .iter()
+                    .filter(|l| matches!(l.kind, Line::Text { .. }))
+                    .count()
+                    >= 3
+        };
+        let title_under =
+            text_at(label + 1) && (lines[..label].iter().all(nav) || menu_under_tagline());
+        let title_over = label > 0
+            && matches!(&lines[label - 1].kind, Line::Text { text, headline_like: true }
+                if !text.ends_with('.'))
+            && lines[..label - 1].iter().all(nav);
+        if title_under {
+            lines.drain(..label);
+        } else if title_over {
+            lines.drain(..label - 1);
+        }
+    }
     // A footer begins below the content: above the stream's header (or the title), a line
     // such as `Top stories` is the site's navigation.
     let content_from = lines
@@ -162,7 +254,140 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
             l.kind = Line::Noise;
         }
     }
+    // `Updated 4:18 a.m. ET` right under the title or the stream's header says when the page
+    // last changed: no entry's time.
+    let raw: Vec<&str> = text.lines().collect();
+    let title = lines
+        .iter()
+        .position(|l| matches!(l.kind, Line::Text { .. }));
+    for i in 1..lines.len() {
+        let after_head = Some(i - 1) == title || lines[i - 1].kind == Line::Marker;
+        let updated = raw.get(lines[i].line - 1).is_some_and(|r| {
+            let r = r.trim_start().to_lowercase();
+            r.starts_with("updated") || r.starts_with("last updated")
+        });
+        if after_head && updated && matches!(lines[i].kind, Line::Time(_)) {
+            lines[i].kind = Line::Noise;
+        }
+    }
+    // `FTSE 100` over `8,214.31`: a ticker's name over its figures is no headline.
+    for i in 0..lines.len().saturating_sub(1) {
+        let figure_below = raw.get(lines[i + 1].line - 1).is_some_and(|r| is_figure(r));
+        if let Line::Text { text, .. } = &lines[i].kind {
+            if figure_below
+                && text.split_whitespace().count() <= 4
+                && !text.ends_with(['.', '!', '?', ':'])
+            {
+                lines[i].kind = Line::Noise;
+            }
+        }
+    }
+    // `Live Updates` over the title and its `Updated 1:47 p.m. ET` line, under the site's
+    // menu: the marker labels the page; the menu above it goes.
+    if let Some(m) = lines
+        .iter()
+        .take(NAV_ZONE)
+        .position(|l| l.kind == Line::Marker)
+    {
+        let titled = lines.get(m + 1).is_some_and(|l| {
+            matches!(
+                l.kind,
+                Line::Text {
+                    headline_like: true,
+                    ..
+                }
+            )
+        });
+        let stamped = lines.get(m + 2).is_some_and(|l| {
+            matches!(l.kind, Line::Noise | Line::Time(_))
+                && raw.get(l.line - 1).is_some_and(|r| {
+                    let r = r.trim_start().to_lowercase();
+                    r.starts_with("updated") || r.starts_with("last updated")
+                })
+        });
+        if titled && stamped && lines[..m].iter().all(is_nav) {
+            lines[m].kind = Line::Label;
+            lines[m + 2].kind = Line::Noise;
+            lines.drain(..m);
+        }
+    }
+    // `Key updates` over `Police confirm one man arrested`, `Cordon remains …`: the list of
+    // the section, not headlines (two or more short lines in a row; entries have bodies).
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].kind == Line::Section {
+            let run = lines[i + 1..]
+                .iter()
+                .take_while(|l| {
+                    matches!(
+                        l.kind,
+                        Line::Text {
+                            headline_like: true,
+                            ..
+                        } | Line::Ago
+                    )
+                })
+                .count();
+            let heads = lines[i + 1..i + 1 + run]
+                .iter()
+                .filter(|l| matches!(l.kind, Line::Text { .. }))
+                .count();
+            if heads >= 2 {
+                for l in &mut lines[i + 1..i + 1 + run] {
+                    l.kind = Line::Noise;
+                }
+            }
+            i += run;
+        }
+        i += 1;
+    }
+    // `18.02 BST` over `Kiran Stacey` over the block: the block's contributor, when the page
+    // names that person elsewhere too (another block, the page's byline), so a short headline
+    // in title case is not taken for one.
+    let names: Vec<String> = lines
+        .iter()
+        .filter_map(|l| match &l.kind {
+            Line::Text { text, .. } | Line::Byline(text) => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    for i in 1..lines.len().saturating_sub(1) {
+        let Line::Text { text, .. } = &lines[i].kind else {
+            continue;
+        };
+        let named_elsewhere = || {
+            names.iter().filter(|n| *n == text).count() >= 2
+                || names.iter().any(|n| {
+                    n != text
+                        && n.len() <= 120
+                        && (n.contains(&format!("{text} and "))
+                            || n.contains(&format!("and {text}"))
+                            || n.contains(&format!("{text}, ")))
+                })
+        };
+        if is_person_like(text)
+            && matches!(lines[i - 1].kind, Line::Time(_))
+            && matches!(lines[i + 1].kind, Line::Text { .. })
+            && named_elsewhere()
+        {
+            lines[i].kind = Line::Byline(text.clone());
+        }
+    }
     join_name_and_role(&mut lines);
+    // `Posted at 9:05` over `Dover` over the post: the place is its dateline, not its headline.
+    if profile.datelines {
+        let mut dead = vec![false; lines.len()];
+        for i in 1..lines.len().saturating_sub(1) {
+            let place = matches!(&lines[i].kind, Line::Text { text, .. } if is_place_like(text));
+            if place
+                && matches!(lines[i - 1].kind, Line::Time(_))
+                && matches!(lines[i + 1].kind, Line::Text { .. })
+            {
+                dead[i] = true;
+            }
+        }
+        remove_dead(&mut lines, &dead);
+    }
     label_value_lists(&mut lines);
     join_split_sentences(&mut lines);
     // `published at 09:12` over `09:12`: the page says the time twice (once for screen
@@ -175,6 +400,26 @@ fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
     }
     remove_dead(&mut lines, &dead);
     lines
+}
+
+/// A paragraph of two or more sentences, or a long one: body text, never an image's alt text.
+fn is_paragraph(s: &str) -> bool {
+    let sentences = s
+        .split_inclusive(['.', '!', '?'])
+        .filter(|part| part.split_whitespace().count() >= 3)
+        .count();
+    sentences >= 2 || s.split_whitespace().count() > 30
+}
+
+/// `Dover`, `Tunbridge Wells`, `St Albans`: one to three capitalised words, nothing else.
+fn is_place_like(s: &str) -> bool {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    (1..=3).contains(&words.len())
+        && s.chars().count() <= 30
+        && words.iter().all(|w| {
+            w.chars().next().is_some_and(char::is_uppercase)
+                && w.chars().all(|c| c.is_alphabetic() || "'’-".contains(c))
+        })
 }
 
 /// A sentence the page broke over two lines: the second starts in lower case under a line
@@ -269,8 +514,9 @@ fn join_name_and_role(lines: &mut Vec<Classified>) {
             _ => None,
         };
         let role = match &lines[i + 1].kind {
-            Line::Text { text, .. } => Some(text.clone())
-                .filter(|t| is_role_like(t) && (!is_person_like(t) || is_newsroom(t))),
+            Line::Text { text, .. } => Some(text.clone()).filter(|t| {
+                is_role_like(t) && (!is_person_like(t) || is_newsroom(t) || has_role_word(t))
+            }),
             _ => None,
         };
         if let (Some(name), Some(role)) = (name, role) {
@@ -583,6 +829,27 @@ fn parse_live(
         .iter()
         .position(|l| matches!(l.kind, Line::Text { .. }))
         .ok_or(ParseError::NoTitle { line: last_line })?;
+    let title_at = past_menu(lines, title_at, header.unwrap_or(lines.len()));
+    // `Live: Stock markets today - …` under a tagline and a menu, on a page with no stream
+    // header: the title says it is the page's.
+    let first_opener_at = lines
+        .iter()
+        .position(|l| is_opener(&l.kind))
+        .unwrap_or(lines.len());
+    let title_at = match header {
+        None => lines[title_at..first_opener_at.max(title_at)]
+            .iter()
+            .position(|l| {
+                matches!(&l.kind, Line::Text { text, .. } if {
+                    let t = text.to_lowercase();
+                    ["live: ", "live updates: ", "live blog: ", "as it happened: "]
+                        .iter()
+                        .any(|p| t.starts_with(p))
+                })
+            })
+            .map_or(title_at, |k| title_at + k),
+        Some(_) => title_at,
+    };
     // A stream with no story header (a home page) starts with an entry: its headline is not
     // the page's title, and nothing is a standfirst.
     let first_opener = lines.iter().position(|l| is_opener(&l.kind));
@@ -603,7 +870,7 @@ fn parse_live(
             let paras: Vec<&str> = head
                 .iter()
                 .filter_map(|l| text_of(&l.kind))
-                .filter(|t| !is_person_like(t))
+                .filter(|t| !is_person_like(t) && !is_names(t))
                 .collect();
             (paras.join(" "), h + 1)
         }
@@ -611,6 +878,17 @@ fn parse_live(
         None => {
             let mut end = title_at + 1;
             let mut paras = Vec::new();
+            // Furniture under the title (`Updated 4:18 a.m. ET`, `Share`) is not the end of
+            // the standfirst.
+            let skip = |end: &mut usize| {
+                while lines
+                    .get(*end)
+                    .is_some_and(|l| matches!(l.kind, Line::Noise | Line::Counter))
+                {
+                    *end += 1;
+                }
+            };
+            skip(&mut end);
             while let Some(Line::Text {
                 text,
                 headline_like,
@@ -624,6 +902,7 @@ fn parse_live(
                 if *headline_like {
                     break;
                 }
+                skip(&mut end);
             }
             (paras.join(" "), end)
         }
@@ -640,6 +919,20 @@ fn parse_live(
     }
     let mut entries = group_entries(&lines[body_start..], complete);
     drop_teasers(&mut entries);
+    let mut standfirst = standfirst;
+    if let Some(lead) = take_untimed_lead(&mut entries) {
+        if standfirst.is_empty() {
+            let paras: Vec<&str> = lead
+                .blocks
+                .iter()
+                .filter_map(|b| match b {
+                    Block::Paragraph { text } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect();
+            standfirst = paras.join(" ");
+        }
+    }
     if oldest_first(&entries) {
         entries.reverse();
     }
@@ -661,6 +954,42 @@ fn parse_live(
 
 /// A list of the page's own headlines (key events, a summary of posts) reads as entries with
 /// no text: an entry with no text whose headline another entry carries is that list.
+/// A menu above the title (`Home`, `Football`, `Cricket`, …), under at most a tagline: three or more short names in a
+/// row before the stream's header. The title is the first line after them.
+fn past_menu(lines: &[Classified], first: usize, header: usize) -> usize {
+    let mut names = 0;
+    for (i, l) in lines.iter().enumerate().take(header).skip(first) {
+        match &l.kind {
+            Line::Text { text, .. }
+                if text.split_whitespace().count() <= 3
+                    && !text.ends_with(['.', '!', '?', '"', ':']) =>
+            {
+                names += 1
+            }
+            Line::Text { .. } if names >= 3 => return i,
+            // A site's tagline may stand above its menu.
+            Line::Text { .. } if i == first => {}
+            Line::Text { .. } => return first,
+            kind if is_opener(kind) => return first,
+            _ => {}
+        }
+    }
+    first
+}
+
+/// The page's lead (a hero image under the header, a standfirst under `Live updates`): an
+/// untitled, undated, unsigned group above the first entry of a stream whose every other
+/// entry has its time. It is no entry.
+fn take_untimed_lead(entries: &mut Vec<RawEntry>) -> Option<RawEntry> {
+    let lead = entries.first()?;
+    let untimed_lead = entries.len() >= 2
+        && lead.headline.is_none()
+        && lead.time.is_none()
+        && lead.authors.is_empty()
+        && entries[1..].iter().all(|e| e.time.is_some());
+    untimed_lead.then(|| entries.remove(0))
+}
+
 fn drop_teasers(entries: &mut Vec<RawEntry>) {
     let has_text = |e: &RawEntry| e.blocks.iter().any(|b| !matches!(b, Block::Figure { .. }));
     let with_text: std::collections::HashSet<String> = entries
@@ -1054,7 +1383,12 @@ fn time_placement(lines: &[Classified]) -> TimePlacement {
             continue;
         }
         times += 1;
-        let prev = (0..i).rev().find(|&j| !skip(j));
+        // A name right over the time (`Kiran Stacey` over `17.12 BST`) is a byline, not the
+        // headline the time is under.
+        let name_over = |j: usize| {
+            j + 1 == i && matches!(&lines[j].kind, Line::Text { text, .. } if is_person_like(text))
+        };
+        let prev = (0..i).rev().find(|&j| !skip(j) && !name_over(j));
         let next = (i + 1..lines.len()).find(|&j| !skip(j));
         if prev.is_none() || headline(next) {
             before += 1;
@@ -1086,6 +1420,18 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
     // The body's last block is a timeline (`2pm: …` lines under `Timeline:`).
     let mut in_timeline = false;
 
+    // A byline right above line `i` (`Kiran Stacey` over `17.12 BST` reads as one where times
+    // open entries).
+    let byline_above = |i: usize| {
+        i > 0
+            && match &lines[i - 1].kind {
+                Line::Byline(_) => true,
+                Line::Text { text, .. } => {
+                    placement == TimePlacement::Before && is_person_like(text)
+                }
+                _ => false,
+            }
+    };
     for (i, l) in lines.iter().enumerate() {
         let line = match &l.kind {
             Line::Numbered { number: 1, text }
@@ -1108,14 +1454,26 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                     None => l.kind.clone(),
                 }
             }
+            // `Kiran Stacey` over `17.12 BST` where times open entries: the byline at the top
+            // of the entry the time opens.
+            Line::Text { text, .. }
+                if placement == TimePlacement::Before
+                    && is_person_like(text)
+                    && lines
+                        .get(i + 1)
+                        .is_some_and(|n| matches!(n.kind, Line::Time(_))) =>
+            {
+                Line::Byline(text.clone())
+            }
             // An image's alt text above its caption or credit line: a figure, not a headline.
             Line::Text { text, .. }
-                if lines.get(i + 1).is_some_and(|n| match &n.kind {
-                    Line::Caption(_) | Line::ImageSource(_) => true,
-                    // A credit alone on the next line: this line is the caption.
-                    Line::Credit(_) => text.len() <= 200,
-                    _ => false,
-                }) =>
+                if !is_paragraph(text)
+                    && lines.get(i + 1).is_some_and(|n| match &n.kind {
+                        Line::Caption(_) | Line::ImageSource(_) => true,
+                        // A credit alone on the next line: this line is the caption.
+                        Line::Credit(_) => text.len() <= 200,
+                        _ => false,
+                    }) =>
             {
                 Line::AltText(text.clone())
             }
@@ -1154,8 +1512,12 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
             | Line::Counter
             | Line::Link(_) => continue,
             Line::EntryStart | Line::Untitled | Line::Time(_) if current.is_none() => {
-                // Bylines above the first entry's opening are the page's, not the entry's.
-                pending_authors.clear();
+                // Bylines above the first entry's opening are the page's, not the entry's;
+                // one right over its time line is the entry's.
+                let adjacent = byline_above(i);
+                if !(adjacent && matches!(line, Line::Time(_))) {
+                    pending_authors.clear();
+                }
                 entry_due = true;
                 untitled_due = l.kind == Line::Untitled;
                 if let Line::Time(t) = &line {
@@ -1200,6 +1562,12 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
                     g.time.get_or_insert(*t);
                 }
                 _ => {
+                    // A second time before the entry the first one opened (`11:20, 14 APR` then
+                    // `Updated 12:05` under the page's byline): the page's stamps, and the
+                    // bylines above them the page's.
+                    if entry_due && !byline_above(i) {
+                        pending_authors.clear();
+                    }
                     pending_time = Some(*t);
                     entry_due = true;
                 }
@@ -1224,6 +1592,11 @@ fn group_entries(lines: &[Classified], complete: bool) -> Vec<RawEntry> {
             Line::TimeLed { time, .. } => {
                 if let Some(g) = current.take() {
                     entries.push(g.finish());
+                }
+                // A time line that opened nothing (`March 25, 2026 10:58 AM GMT` under `By
+                // Reuters Staff`) stamped the page: the bylines above it are the page's.
+                if pending_time.is_some() {
+                    pending_authors.clear();
                 }
                 // `10.55am: Buses diverted`: a stamped headline; `0240: The recount…`: text.
                 let headline = match &line {

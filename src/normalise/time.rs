@@ -112,6 +112,11 @@ fn time_of_day(words: &[&str]) -> Option<NaiveTime> {
         Some((h, m)) => (h, Some(m)),
         None => (digits, None),
     };
+    // `14:20:04`: the seconds add nothing a feed shows.
+    let ms = ms.map(|m| match m.split_once(':') {
+        Some((m, sec)) if sec.len() == 2 && sec.bytes().all(|b| b.is_ascii_digit()) => m,
+        _ => m,
+    });
     let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if hs.len() > 2 || !all_digits(hs) {
         return None;
@@ -179,19 +184,20 @@ pub fn parse_time_line(line: &str) -> Option<TimeLine> {
         }
     }
     words.retain(|w| !w.eq_ignore_ascii_case("at") && !matches!(*w, "-" | "|" | ":" | "on"));
-    // `Tue 25 Mar 2025 14.22 GMT`: the day's name adds nothing to its date.
-    if words.first().is_some_and(|w| is_weekday(w)) {
-        words.remove(0);
-    }
+    // `Tue 25 Mar 2025 14.22 GMT`, `08:12 Tuesday 14 April`: the day's name adds nothing to
+    // its date, wherever it stands.
+    words.retain(|w| !is_weekday(w));
+    // The zone after the time, wherever the date stands (`14:05 GMT`, `4:18 a.m. ET Nov. 4,
+    // 2026`).
     let mut offset = None;
-    if let Some(last) = words.last() {
-        if let Some(z) = zone(last) {
-            offset = Some(z);
-            words.pop();
-        } else if matches!(*last, "ET" | "CT" | "MT" | "PT") {
-            // `2:05 p.m. ET`: a US zone without its season; the page's offset stands.
-            words.pop();
-        }
+    if let Some(at) = words
+        .iter()
+        .position(|w| zone(w).is_some() || matches!(*w, "ET" | "CT" | "MT" | "PT" | "UK"))
+        .filter(|&at| at > 0)
+    {
+        // `2:05 p.m. ET`: a US zone without its season; the page's offset stands.
+        offset = zone(words[at]);
+        words.remove(at);
     }
     // Date first (`10 May 2013`, `May 10 2013`), then the time; or time then date.
     let date_of = |w: &[&str]| -> Option<NaiveDate> {
@@ -492,6 +498,22 @@ pub fn infer_times(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zone_between_the_time_and_its_date_and_a_day_name_after_the_time() {
+        let t = parse_time_line("Updated 4:18 a.m. ET Nov. 4, 2026").expect("time");
+        assert_eq!(t.date, NaiveDate::from_ymd_opt(2026, 11, 4));
+        assert_eq!(t.time, NaiveTime::from_hms_opt(4, 18, 0).unwrap());
+        let t = parse_time_line("08:12 Tuesday 14 April").expect("time");
+        assert_eq!(t.time, NaiveTime::from_hms_opt(8, 12, 0).unwrap());
+        let t = parse_time_line("14:05 BST Tue 14 April 2026").expect("time");
+        assert_eq!(t.offset, FixedOffset::east_opt(3600));
+        assert!(parse_time_line("Z 14:05").is_none());
+        let t = parse_time_line("14:20:04").expect("time");
+        assert_eq!(t.time, NaiveTime::from_hms_opt(14, 20, 0).unwrap());
+        let t = parse_time_line("Tuesday 18 November 2025 14:20, UK").expect("time");
+        assert_eq!(t.date, NaiveDate::from_ymd_opt(2025, 11, 18));
+    }
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

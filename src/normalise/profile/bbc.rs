@@ -67,4 +67,5 @@ pub const PROFILE: Profile = Profile {
     ends: &[],
     untitled_headings: &["post update", "posted"],
     banner_ends: &["find out more", "i don't have a tv licence"],
+    datelines: true,
 };

@@ -27,4 +27,5 @@ pub const PROFILE: Profile = Profile {
     ends: &[],
     untitled_headings: &[],
     banner_ends: &[],
+    datelines: false,
 };

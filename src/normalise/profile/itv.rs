@@ -15,14 +15,15 @@ pub const PROFILE: Profile = Profile {
     markers: &["latest itv news reports", "latest reports"],
     labels: &[],
     sections: &[],
-    noise: &[
-        "itv news",
-        "itv report",
-        "watch itv news",
-        "more from itv news",
-    ],
+    noise: &["itv news", "itv report", "watch itv news"],
     noise_prefixes: &["view all "],
-    ends: &[],
+    // The related stories under the stream.
+    ends: &[
+        "more from itv news",
+        "more on this story",
+        "more from this region",
+    ],
     untitled_headings: &[],
     banner_ends: &[],
+    datelines: false,
 };

@@ -25,8 +25,11 @@ pub const PROFILE: Profile = Profile {
         "get the latest",
         "don't miss",
         "for the latest",
+        "get the biggest stories",
+        "get all the latest",
     ],
     ends: &[],
     untitled_headings: &[],
     banner_ends: &[],
+    datelines: false,
 };

@@ -39,6 +39,9 @@ pub struct Profile {
     /// The last line of a banner at the top of the page (`Find out more`): it and everything
     /// above it go.
     pub banner_ends: &'static [&'static str],
+    /// Whether an entry's time can stand over a place name (`Posted at 9:05` over `Dover`):
+    /// the dateline, not the entry's headline.
+    pub datelines: bool,
 }
 
 /// Every profile a page can be read with, the generic one last.
