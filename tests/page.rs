@@ -47,11 +47,6 @@ const INSTANTS: [&str; 10] = [
 /// `INSTANTS`: one line per instant and kind (exact, then inferred).
 fn script_times(page: &str) -> Vec<String> {
     let doc = Html::parse_document(page);
-    let script = doc
-        .select(&sel("script"))
-        .map(|s| s.text().collect::<String>())
-        .find(|s| s.contains("function lfShown"))
-        .expect("the page carries the time script");
     let main = doc.select(&sel("main#entries")).next().expect("<main>");
     let attr = |name: &str| main.value().attr(name).unwrap_or("").to_string();
     let zone = json!({
@@ -59,29 +54,13 @@ fn script_times(page: &str) -> Vec<String> {
         "offset": attr("data-tz-offset").parse::<i64>().unwrap_or(0),
         "names": serde_json::from_str::<Value>(&attr("data-tz-names")).expect("data-tz-names is JSON"),
     });
-    let program = format!(
-        "{script}\nvar zone = {zone};\n{}.forEach(function (iso) {{\n  \
+    let code = format!(
+        "var zone = {zone};\n{}.forEach(function (iso) {{\n  \
          console.log(lfShown(iso, false, zone));\n  console.log(lfShown(iso, true, zone));\n  \
          console.log(lfIsoDay(iso, zone));\n}});\n",
         json!(INSTANTS)
     );
-    let out = Command::new("node")
-        .arg("-e")
-        .arg(&program)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `node` ({e}); install Debian's `nodejs` package (.ci/run does)")
-        });
-    assert!(
-        out.status.success(),
-        "node failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    node_with_time_script(page, &code)
 }
 
 fn server_times(zone: &Zone) -> Vec<String> {
@@ -170,6 +149,76 @@ fn story_pages_and_the_index_show_times_in_the_story_zone() {
         .collect();
     assert_eq!(shown, expected);
     assert_eq!(shown[0], "12:00 BST, 11 May 2013");
+}
+
+/// Runs `code` under Node after the page's time script; its output lines.
+fn node_with_time_script(page: &str, code: &str) -> Vec<String> {
+    let doc = Html::parse_document(page);
+    let script = doc
+        .select(&sel("script"))
+        .map(|s| s.text().collect::<String>())
+        .find(|s| s.contains("function lfAgo"))
+        .expect("the page carries the time script");
+    let out = Command::new("node")
+        .arg("-e")
+        .arg(format!("{script}\n{code}"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `node` ({e}); install Debian's `nodejs` package (.ci/run does)")
+        });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn relative_times_read_like_a_live_blog() {
+    let (_, page) = page_in(Zone::named("Europe/London").unwrap());
+    let seconds = [
+        -600,
+        -30,
+        0,
+        59,
+        60,
+        5 * 60 + 59,
+        3599,
+        3600,
+        23 * 3600,
+        86_400,
+        5 * 86_400,
+        40 * 86_400,
+    ];
+    let code = format!(
+        "var now = Date.parse('2026-11-29T12:00:00Z');\n{}.forEach(function (s) {{ console.log(lfAgo(now - s * 1000, now) || '-'); }});",
+        json!(seconds)
+    );
+    assert_eq!(
+        node_with_time_script(&page, &code),
+        [
+            "-",
+            "just now",
+            "just now",
+            "just now",
+            "1 min ago",
+            "5 min ago",
+            "59 min ago",
+            "1 h ago",
+            "23 h ago",
+            "1 day ago",
+            "5 days ago",
+            "-"
+        ]
+    );
+    // The script refreshes them every 30 s and puts the exact time on hover.
+    assert!(page.contains("setInterval(refresh, 30000)"));
+    assert!(page.contains("s.title = t.title"));
 }
 
 /// The JSON-LD of a page, parsed.
