@@ -66,6 +66,15 @@ fn head(out: &mut String, title: &str) {
     ));
 }
 
+/// Whether a story's last-update time is an inferred entry time (then only its day is known).
+fn updated_inferred(story: &Story) -> bool {
+    story
+        .entries
+        .iter()
+        .find(|e| e.updated == story.updated)
+        .is_some_and(|e| e.time_inferred)
+}
+
 /// The index: every story with its feeds, and autodiscovery links for every feed.
 pub fn index(site: &Site) -> String {
     let mut out = String::new();
@@ -87,7 +96,7 @@ pub fn index(site: &Site) -> String {
             "<li><a href=\"{}\">{}</a> {} ",
             esc(&story_page_url(&site.base_url, &story.slug)),
             esc(&story.title),
-            time_html(&story.zone, story.updated, false),
+            time_html(&story.zone, story.updated, updated_inferred(story)),
         ));
         feed_links(&mut out, site, &story.slug);
         out.push_str("</li>\n");
@@ -253,7 +262,8 @@ fn zone_attributes(story: &Story) -> String {
 }
 
 /// schema.org `LiveBlogPosting` JSON-LD for search engines: the story and, as
-/// `liveBlogUpdate`, a `BlogPosting` per entry with its anchor on this page. Made with
+/// `liveBlogUpdate`, a `BlogPosting` per entry with its anchor on this page (an inferred
+/// entry time as its day only, like the page). Made with
 /// serde_json; every `<` is written `\u003c` so no text (`</script>`, `<!--`) can end or
 /// change the script element. `coverageEndTime` waits for story lifecycles.
 fn json_ld(site: &Site, story: &Story) -> String {
@@ -263,12 +273,17 @@ fn json_ld(site: &Site, story: &Story) -> String {
         .entries
         .iter()
         .map(|e| {
+            // An inferred time is known to the day only: an ISO 8601 date, as the page shows.
+            let date = |t: DateTime<Utc>| match e.time_inferred {
+                true => story.zone.iso_day(t),
+                false => t.to_rfc3339(),
+            };
             let mut post = json!({
                 "@type": "BlogPosting",
                 "headline": e.title,
                 "articleBody": e.summary,
-                "datePublished": e.published.to_rfc3339(),
-                "dateModified": e.updated.to_rfc3339(),
+                "datePublished": date(e.published),
+                "dateModified": date(e.updated),
                 "url": format!("{page}#{}", e.anchor),
             });
             if !e.authors.is_empty() {
