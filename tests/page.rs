@@ -346,7 +346,7 @@ async fn served_pages_carry_live_blog_json_ld_in_step_with_the_entries() {
 async fn an_entry_title_cannot_break_out_of_the_json_ld() {
     let site = TestSite::new();
     let server = site.start().await;
-    let title = "</script><script>alert(1)</script><!-- x";
+    let title = "</script><script>alert('1')</script><!-- x & y";
     server.publish(LIVE, title, "</SCRIPT> body").await;
     let page = server
         .get(&format!("/stories/{LIVE}/"))
@@ -364,7 +364,7 @@ async fn an_entry_title_cannot_break_out_of_the_json_ld() {
     // Nothing the title carried became an element: the page has its own scripts only.
     let doc = Html::parse_document(&page);
     assert_eq!(doc.select(&sel("script")).count(), 3);
-    assert!(!page.contains("<script>alert(1)"));
+    assert!(!page.contains("<script>alert("));
     server.stop().await;
 }
 

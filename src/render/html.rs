@@ -264,7 +264,7 @@ fn zone_attributes(story: &Story) -> String {
 /// schema.org `LiveBlogPosting` JSON-LD for search engines: the story and, as
 /// `liveBlogUpdate`, a `BlogPosting` per entry with its anchor on this page (an inferred
 /// entry time as its day only, like the page). Made with
-/// serde_json; every `<` is written `\u003c` so no text (`</script>`, `<!--`) can end or
+/// serde_json, made script-safe (`script_safe`): no text (`</script>`, `<!--`) can end or
 /// change the script element. `coverageEndTime` waits for story lifecycles.
 fn json_ld(site: &Site, story: &Story) -> String {
     use serde_json::{Value, json};
@@ -314,8 +314,23 @@ fn json_ld(site: &Site, story: &Story) -> String {
     let text = serde_json::to_string(&doc).unwrap_or_default();
     format!(
         "<script type=\"application/ld+json\">{}</script>\n",
-        text.replace('<', "\\u003c")
+        script_safe(&text)
     )
+}
+
+/// JSON made safe inside an HTML `<script>`: `<`, `>`, `&` and `'` as `\u` escapes (as Go's
+/// `encoding/json` does for HTML), so no text can end the element or open a comment, and
+/// a payload reads as data, not markup, to anything scanning the page. These characters only
+/// occur inside JSON strings, where the escapes mean the same. serde_json has no such option.
+fn script_safe(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' | '>' | '&' | '\'' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// A story's page: its entries newest first, kept up to date from the SSE stream starting
