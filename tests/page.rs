@@ -339,6 +339,20 @@ async fn served_pages_carry_live_blog_json_ld_in_step_with_the_entries() {
         json!([{"@type": "Person", "name": "Jane Doe"}, {"@type": "Person", "name": "Ali Khan"}])
     );
     assert_eq!(updates[0]["datePublished"], after["dateModified"]);
+    // The re-rendered page shows the new entry's time in the story's zone, in the one format.
+    let page = server
+        .get(&format!("/stories/{LIVE}/"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let doc = Html::parse_document(&page);
+    let main = doc.select(&sel("main#entries")).next().unwrap();
+    assert_eq!(main.value().attr("data-tz"), Some("Europe/London"));
+    let t = doc.select(&sel("main article time")).next().unwrap();
+    let published = at(updates[0]["datePublished"].as_str().unwrap());
+    let london = Zone::named("Europe/London").unwrap();
+    assert_eq!(t.text().collect::<String>(), london.exact(published));
     server.stop().await;
 }
 
