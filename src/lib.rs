@@ -15,3 +15,4 @@ pub mod render;
 pub mod server;
 pub mod site;
 pub mod text;
+pub mod zone;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::model::StoryKind;
 use crate::normalise::{EntryTime, StoryMeta};
+use crate::zone::Zone;
 
 /// The manifest's file name inside a data directory.
 pub const MANIFEST: &str = "stories.toml";
@@ -66,6 +67,9 @@ pub struct StoryEntry {
     pub time_of_day_known: bool,
     /// The zone of time lines without one, e.g. `+01:00`; defaults to `published`'s offset.
     pub utc_offset: Option<String>,
+    /// The IANA zone the story's pages show times in (`Europe/London`: BST or GMT by date);
+    /// by default the fixed `utc_offset`.
+    pub timezone: Option<String>,
     /// The page template's profile (`bbc-live`, `guardian`, `itv`, `local`, `generic`);
     /// by default the page's content chooses.
     pub template: Option<String>,
@@ -245,6 +249,17 @@ impl Manifest {
                     ));
                 }
             }
+            if let Some(tz) = &s.timezone {
+                if Zone::named(tz).is_none() {
+                    return Err(err(
+                        line,
+                        format!(
+                            "story {:?}: timezone {tz:?} is not an IANA zone name like \"Europe/London\"",
+                            s.slug
+                        ),
+                    ));
+                }
+            }
             if let Some(off) = &s.utc_offset {
                 if parse_offset(off).is_none() {
                     return Err(err(
@@ -287,6 +302,23 @@ impl StoryEntry {
             .unwrap_or_else(|| format!("{}.txt", self.slug))
     }
 
+    /// The zone the story's pages show times in: `timezone`, else the fixed offset of its
+    /// time lines.
+    pub fn zone(&self) -> Zone {
+        self.timezone
+            .as_deref()
+            .and_then(Zone::named)
+            .unwrap_or_else(|| Zone::Fixed(self.offset()))
+    }
+
+    /// The offset of time lines that carry no zone: `utc_offset`, else `published`'s.
+    fn offset(&self) -> FixedOffset {
+        self.utc_offset
+            .as_deref()
+            .and_then(parse_offset)
+            .unwrap_or(*self.published.offset())
+    }
+
     /// What the normaliser needs to know about this story.
     pub fn meta(&self, base_url: &str) -> StoryMeta {
         StoryMeta {
@@ -296,11 +328,7 @@ impl StoryEntry {
             url: Some(self.url.clone()),
             published: self.published.with_timezone(&Utc),
             updated: self.updated.with_timezone(&Utc),
-            offset: self
-                .utc_offset
-                .as_deref()
-                .and_then(parse_offset)
-                .unwrap_or(*self.published.offset()),
+            offset: self.offset(),
             entry_times: self
                 .entries
                 .iter()
@@ -374,6 +402,29 @@ updated = "2013-05-11T12:00:00+01:00"
                 .unwrap_err()
                 .message
                 .contains("before")
+        );
+    }
+
+    #[test]
+    fn timezone_names_an_iana_zone() {
+        let m = Manifest::parse(GOOD, Path::new("m.toml")).unwrap();
+        assert_eq!(
+            m.stories[0].zone(),
+            Zone::Fixed(FixedOffset::east_opt(3600).unwrap())
+        );
+        let with = GOOD.replace(
+            "kind = \"live\"",
+            "kind = \"live\"\ntimezone = \"Europe/London\"",
+        );
+        let m = Manifest::parse(&with, Path::new("m.toml")).unwrap();
+        assert_eq!(m.stories[0].zone().name(), Some("Europe/London"));
+        let bad = GOOD.replace("kind = \"live\"", "kind = \"live\"\ntimezone = \"BST\"");
+        let e = Manifest::parse(&bad, Path::new("m.toml")).unwrap_err();
+        assert_eq!(e.line, Some(7));
+        assert!(
+            e.to_string()
+                .contains("timezone \"BST\" is not an IANA zone"),
+            "{e}"
         );
     }
 

@@ -89,6 +89,9 @@ pub struct Story {
     /// from reports.
     #[serde(default)]
     pub tombstones: Vec<Tombstone>,
+    /// The zone its pages show times in (the manifest's `timezone` or `utc_offset`).
+    #[serde(skip)]
+    pub zone: crate::zone::Zone,
 }
 
 /// How many deletions a story remembers for its feeds.

@@ -112,7 +112,8 @@ impl Site {
             .iter()
             .map(|s| {
                 let path = data_dir.join(s.file_name());
-                let story = read_report(&path, &s.meta(&base_url))?;
+                let mut story = read_report(&path, &s.meta(&base_url))?;
+                story.zone = s.zone();
                 warn_if_empty(&path, &story);
                 Ok(story)
             })

@@ -511,7 +511,8 @@ async fn every_bad_request_gets_its_documented_answer_and_the_feeds_stay_valid()
         .text()
         .await
         .unwrap();
-    assert_eq!(page.matches("<script").count(), 1, "{page}");
+    // Its JSON-LD, its time script and its live script.
+    assert_eq!(page.matches("<script").count(), 3, "{page}");
     assert!(!page.contains("alert('hostile"), "{page}");
     assert!(page.contains("&lt;script&gt;"));
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a handler panicked");

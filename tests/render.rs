@@ -606,6 +606,7 @@ fn entries_with_control_characters_still_render_well_formed_xml() {
             entry(1, "\u{feff}BOM \u{fffe}\u{ffff}", "C1\u{85}\u{9f} controls"),
         ],
         tombstones: Vec::new(),
+        zone: Default::default(),
     };
     let mut site = site();
     site.stories = vec![story];

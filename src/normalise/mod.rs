@@ -285,5 +285,7 @@ pub fn assemble(report: Report, meta: &StoryMeta) -> Story {
         updated,
         entries,
         tombstones: Vec::new(),
+        // Set by the manifest's reader (`Site::load`); pure normalising knows no zone.
+        zone: Default::default(),
     }
 }

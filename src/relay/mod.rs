@@ -267,6 +267,7 @@ impl Relay {
                 updated: s.updated,
                 entries: Vec::new(),
                 tombstones: Vec::new(),
+                zone: s.zone,
             })
             .collect();
         if tx.send(Command::Stories { fresh, reply }).await.is_err() {

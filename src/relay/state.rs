@@ -698,6 +698,7 @@ mod tests {
             updated: DateTime::<Utc>::UNIX_EPOCH,
             entries: vec![],
             tombstones: vec![],
+            zone: Default::default(),
         }
     }
 
