@@ -6,7 +6,7 @@
 mod common;
 
 use common::client;
-use common::process::{Proc, head, publish, serve_command};
+use common::process::{Proc, full_disk_command, head, publish, serve_command};
 use common::{LIVE, SEED, TOKEN, TestSite};
 use livefeed::relay::store;
 use serde_json::Value;
@@ -291,23 +291,7 @@ async fn a_server_restarted_on_a_full_disk_serves_read_only() {
     let (image, _) = log_with_published(&data, &["R1", "R2"]).await;
     edit_report(&data);
     let limit = image.len() as libc::rlim_t;
-    let mut cmd = serve_command(&data);
-    cmd.env("LIVEFEED_TOKEN", TOKEN);
-    // SAFETY: only async-signal-safe calls (setrlimit, signal) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let rl = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: libc::RLIM_INFINITY,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            Ok(())
-        });
-    }
-    let mut proc = Proc::start(cmd);
+    let mut proc = Proc::start(full_disk_command(&data, limit));
     assert_read_only(&mut proc, SEED + 2, "cannot be written").await;
     assert!(proc.terminate());
     assert_eq!(

@@ -5,11 +5,10 @@
 
 mod common;
 
-use common::process::{Proc, serve_command};
+use common::process::{Proc, full_disk_command, serve_command};
 use common::{LIVE, PATIENCE, TOKEN, TestSite};
 use serde_json::{Value, json};
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -380,23 +379,7 @@ async fn readyz_is_503_once_the_log_fails_and_healthz_says_why() {
     let limit = std::fs::metadata(data.join("log").join("events.log"))
         .unwrap()
         .len() as libc::rlim_t;
-    let mut cmd = serve_command(&data);
-    cmd.env("LIVEFEED_TOKEN", TOKEN);
-    // SAFETY: only async-signal-safe calls (setrlimit, signal) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let rl = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: libc::RLIM_INFINITY,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            Ok(())
-        });
-    }
-    let mut proc = Proc::start(cmd);
+    let mut proc = Proc::start(full_disk_command(&data, limit));
     let base = proc.ready().await.unwrap();
     let http = client();
     let health = |path: &'static str| {

@@ -161,3 +161,27 @@ pub async fn head(http: &reqwest::Client, base: &str) -> u64 {
     let body: serde_json::Value = res.json().await.unwrap();
     body["head"].as_u64().unwrap()
 }
+
+/// `serve` on `data` with publishing on, on a disk that is full beyond `limit` bytes per file, as
+/// root can feel it: RLIMIT_FSIZE makes every write that grows a file past it fail (EFBIG;
+/// SIGXFSZ ignored, so it is an error, not a kill).
+pub fn full_disk_command(data: &Path, limit: libc::rlim_t) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = serve_command(data);
+    cmd.env("LIVEFEED_TOKEN", TOKEN);
+    // SAFETY: only async-signal-safe calls (setrlimit, signal) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    cmd
+}
