@@ -227,8 +227,10 @@ impl Hub {
         story: Option<String>,
         limit: usize,
     ) -> Result<Page, CursorGone> {
-        if !self.needs_history(after) {
-            return self.page(after, story.as_deref(), limit);
+        // Memory first: the usual wake-up takes one read lock; the log only when memory refuses.
+        match self.page(after, story.as_deref(), limit) {
+            Err(_) if self.needs_history(after) => {}
+            answer => return answer,
         }
         let hub = Arc::clone(&self);
         let read = tokio::task::spawn_blocking(move || hub.page_from_history(after, story, limit));

@@ -307,14 +307,19 @@ impl HttpBody for SseBody {
                 let read = std::task::ready!(Pin::new(fetch).poll(cx));
                 this.fetch = None;
                 read.unwrap_or_else(|_| Err(hub.gone()))
-            } else if hub.needs_history(this.cursor) {
-                let (hub, story, cursor) = (Arc::clone(hub), this.story.clone(), this.cursor);
-                this.fetch = Some(tokio::task::spawn_blocking(move || {
-                    hub.page_from_history(cursor, story, BATCH)
-                }));
-                continue;
             } else {
-                hub.page(this.cursor, this.story.as_deref(), BATCH)
+                // Memory first; the log only for a cursor older than memory.
+                match hub.page(this.cursor, this.story.as_deref(), BATCH) {
+                    Err(_) if hub.needs_history(this.cursor) => {
+                        let (hub, story, cursor) =
+                            (Arc::clone(hub), this.story.clone(), this.cursor);
+                        this.fetch = Some(tokio::task::spawn_blocking(move || {
+                            hub.page_from_history(cursor, story, BATCH)
+                        }));
+                        continue;
+                    }
+                    answer => answer,
+                }
             };
             match page {
                 Ok(page) => {
