@@ -31,7 +31,9 @@ fn saved_copies(data: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|rd| rd.map(|e| e.unwrap().path()).collect())
         .unwrap_or_default();
-    out.retain(|p| !["events.log", "LOCK"].contains(&p.file_name().unwrap().to_str().unwrap()));
+    out.retain(|p| {
+        !["events.log", "LOCK", "EPOCH"].contains(&p.file_name().unwrap().to_str().unwrap())
+    });
     out.sort();
     out
 }

@@ -1403,6 +1403,7 @@ impl livefeed::relay::store::Store for FlakyStore {
 
     fn append(
         &mut self,
+        after: u64,
         events: &[livefeed::relay::event::Event],
     ) -> Result<(), livefeed::relay::store::StoreError> {
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
@@ -1411,7 +1412,11 @@ impl livefeed::relay::store::Store for FlakyStore {
                 source: std::io::Error::other("disk full"),
             });
         }
-        self.inner.append(events)
+        self.inner.append(after, events)
+    }
+
+    fn reader(&self) -> std::sync::Arc<dyn livefeed::relay::store::Reader> {
+        self.inner.reader()
     }
 }
 

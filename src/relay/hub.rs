@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use tokio::sync::watch;
 
 use super::event::{Event, Op};
-use super::store::History;
+use super::store::{Epoch, Reader};
 
 /// A committed event, serialised once: every long-poll page and every SSE stream shares these
 /// bytes (reference-counted `Bytes`), so a subscriber never holds a copy of its own.
@@ -48,6 +48,8 @@ impl Committed {
 pub struct CursorGone {
     pub oldest: u64,
     pub head: u64,
+    /// The history the log holds now (a cursor of another epoch names nothing in it).
+    pub epoch: Epoch,
 }
 
 /// Events after a cursor.
@@ -107,13 +109,18 @@ pub struct Hub {
     rendered_seq: AtomicU64,
     /// Set when storage failed: publishing stops until a restart recovers the log.
     failed: AtomicBool,
+    /// Set while the store is unreachable (a shared engine's outage): why, and until when
+    /// publishes are answered 503 without trying it again.
+    outage: std::sync::Mutex<Option<(String, std::time::Instant)>>,
+    /// The epoch of the history the events in memory belong to.
+    epoch: AtomicU64,
     /// Why publishing is off, for `/healthz` (the first reason given wins).
     failure: std::sync::OnceLock<String>,
     /// How many events, and how many bytes of them, to keep in memory; older cursors are
     /// answered from `history`, or get a 410 without one.
     memory: Memory,
     /// The log read back, for cursors older than memory.
-    history: OnceLock<Arc<dyn History>>,
+    history: OnceLock<Arc<dyn Reader>>,
 }
 
 /// How much of the log the hub keeps in memory (at least the newest event).
@@ -156,6 +163,8 @@ impl Hub {
             head_seq: AtomicU64::new(0),
             rendered_seq: AtomicU64::new(0),
             failed: AtomicBool::new(false),
+            outage: std::sync::Mutex::new(None),
+            epoch: AtomicU64::new(0),
             failure: std::sync::OnceLock::new(),
             memory: memory.into(),
             history: OnceLock::new(),
@@ -205,8 +214,35 @@ impl Hub {
     }
 
     /// Lets cursors older than memory be answered from the log itself.
-    pub fn set_history(&self, history: Arc<dyn History>) {
+    pub fn set_history(&self, history: Arc<dyn Reader>) {
         let _ = self.history.set(history);
+    }
+
+    /// The epoch of the history served.
+    pub fn epoch(&self) -> Epoch {
+        Epoch(self.epoch.load(Ordering::Acquire))
+    }
+
+    pub fn set_epoch(&self, epoch: Epoch) {
+        self.epoch.store(epoch.0, Ordering::Release);
+    }
+
+    /// The log's history was replaced: forgets every event of the old one and serves the new
+    /// one: its newest `events`, up to `head`. Waiters wake; cursors of the old epoch are
+    /// refused from now on.
+    pub fn reset(&self, epoch: Epoch, head: u64, events: impl IntoIterator<Item = Committed>) {
+        {
+            let mut log = self.log.write().unwrap_or_else(|p| p.into_inner());
+            *log = Log {
+                head,
+                ..Log::default()
+            };
+            self.head_seq.store(head, Ordering::Release);
+            self.set_epoch(epoch);
+        }
+        self.commit(events);
+        // Wake every waiter even when the head did not move: their epoch did.
+        self.head_tx.send_modify(|_| {});
     }
 
     /// Whether a page after `after` must be read from the log rather than memory.
@@ -246,7 +282,11 @@ impl Hub {
     /// The answer for a cursor that cannot be served now.
     pub fn gone(&self) -> CursorGone {
         let (oldest, head) = self.bounds();
-        CursorGone { oldest, head }
+        CursorGone {
+            oldest,
+            head,
+            epoch: self.epoch(),
+        }
     }
 
     /// Blocking (run it on a blocking thread): events after `after` from the log, up to the
@@ -264,10 +304,12 @@ impl Hub {
             let log = self.log.read().unwrap_or_else(|p| p.into_inner());
             (log.events.front().map_or(log.head, |e| e.seq - 1), log.head)
         };
-        let events = history.read(after, until, HISTORY_STEP).map_err(|e| {
-            tracing::error!(error = %e, after, "reading the event log back failed");
-            self.gone()
-        })?;
+        let events = history
+            .read(self.epoch(), after, until, HISTORY_STEP)
+            .map_err(|e| {
+                tracing::error!(error = %e, after, "reading the event log back failed");
+                self.gone()
+            })?;
         let mut page = Page {
             events: Vec::new(),
             next: after,
@@ -304,6 +346,7 @@ impl Hub {
             return Err(CursorGone {
                 oldest,
                 head: log.head,
+                epoch: self.epoch(),
             });
         }
         let start = (after + 1 - oldest) as usize;
@@ -459,6 +502,28 @@ impl Hub {
     pub fn fail_because(&self, reason: impl Into<String>) {
         let _ = self.failure.set(reason.into());
         self.failed.store(true, Ordering::SeqCst);
+    }
+
+    /// The store cannot be reached: publishes are answered 503 for `retry_after` without trying
+    /// it, then tried again.
+    pub fn set_outage(&self, reason: String, retry_after: std::time::Duration) {
+        let until = std::time::Instant::now() + retry_after;
+        *self.outage.lock().unwrap_or_else(|p| p.into_inner()) = Some((reason, until));
+    }
+
+    pub fn clear_outage(&self) {
+        self.outage.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// Why the store is unreachable, and how long until it is tried again (zero: try now).
+    pub fn outage(&self) -> Option<(String, std::time::Duration)> {
+        let outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
+        outage.as_ref().map(|(why, until)| {
+            (
+                why.clone(),
+                until.saturating_duration_since(std::time::Instant::now()),
+            )
+        })
     }
 
     /// Why publishing is off, when it is.

@@ -8,22 +8,24 @@
 
 pub mod cache;
 pub mod event;
+mod follower;
 pub mod hub;
+pub mod memstore;
 pub mod renderer;
 pub mod state;
 pub mod store;
 pub mod writer;
 
 use chrono::Utc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::Story;
 use crate::site::Site;
-use event::Event;
 use hub::{Committed, Hub};
 use state::{EntryInput, State};
-use store::{Store, StoreError};
+use store::{Reader, Store, StoreError};
 pub use writer::{Ack, ChangeError, StoriesChanged};
 use writer::{Command, Writer};
 
@@ -42,12 +44,15 @@ pub struct Relay {
     /// Asks the renderer for an immediate render; dropped (with the writer's) on close.
     render_tx: Mutex<Option<std::sync::mpsc::Sender<renderer::Msg>>>,
     renderer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    follower: Mutex<Option<std::thread::JoinHandle<()>>>,
+    stop_following: Arc<AtomicBool>,
+    reader: Arc<dyn Reader>,
 }
 
 impl Relay {
     /// Opens the log, replays it over the data's stories (or, on first start, turns the data's
     /// entries into `create` events, oldest first), relays report changes made while stopped,
-    /// renders every file and starts the writer.
+    /// renders every file and starts the writer, the follower and the renderer.
     pub fn open(
         site: Site,
         mut store: Box<dyn Store>,
@@ -66,92 +71,47 @@ impl Relay {
                 "event log was damaged; kept every intact record before the damage"
             );
         }
-        let fresh_stories = site.stories.clone();
-        let mut state = State::empty(site);
-        let mut keys = writer::Keys::default();
+        let reader = store.reader();
         let hub = Arc::new(Hub::new(memory));
-        if let Some(history) = store.history() {
-            hub.set_history(history);
-        }
+        hub.set_history(Arc::clone(&reader));
+        hub.set_epoch(recovered.epoch);
         if let Some(why) = &recovered.read_only {
             tracing::error!(reason = %why, "event log is read-only; serving what it holds, publishing off");
             hub.fail_because(format!("read-only: {why}"));
         }
+        // Every event carries its entry's anchor: the state relearns each anchor ever given.
+        let committed = State::from_log(site.clone(), &recovered.events);
+        let mut keys = writer::Keys::default();
         for e in &recovered.events {
-            // Every event carries its entry's anchor: the state relearns each anchor ever given.
-            // An API entry's link follows the story page to this run's base URL (the events
-            // themselves stay as they were relayed).
-            match state.rebased(e) {
-                Some(moved) => state.apply_unsorted(&moved),
-                None => state.apply_unsorted(e),
-            }
             keys.insert_event(e);
         }
         keys.prune(Utc::now());
-        state.settle();
         hub.commit(recovered.events.iter().map(Committed::from_event));
-        let next_seq = recovered.events.last().map_or(1, |e| e.seq + 1);
+        let at = store::Position {
+            epoch: recovered.epoch,
+            head: recovered.events.last().map_or(0, |e| e.seq),
+        };
         tracing::info!(
             events = recovered.events.len(),
-            head = next_seq - 1,
+            head = at.head,
+            epoch = %at.epoch,
             "event log opened"
         );
+        drop(recovered);
 
         let mut writer = Writer {
-            state,
+            state: committed.clone(),
+            committed,
+            site: site.clone(),
             store,
+            reader: Arc::clone(&reader),
             hub: Arc::clone(&hub),
-            next_seq,
+            at,
             keys,
             render: None,
+            delivered: Arc::new(follower::Delivered::new(at.head)),
         };
-        // Everything the reports say that the log does not know yet (all of it on first start).
-        let mut changes = writer::fitting(
-            fresh_stories
-                .iter()
-                .flat_map(|fresh| writer.state.diff_report(fresh))
-                .collect(),
-        );
-        // On first start every entry is a create: in time order across stories.
-        changes.sort_by_key(|c| (c.op != event::Op::Create, c.entry.published));
-        // Kept to undo the startup events when the log cannot take them: the served state
-        // must be exactly what is durable.
-        let before = (!changes.is_empty() && !hub.failed()).then(|| writer.state.clone());
-        let startup: Vec<Event> = if hub.failed() {
-            if !changes.is_empty() {
-                tracing::warn!(
-                    changes = changes.len(),
-                    "report changes not relayed: the event log is read-only"
-                );
-            }
-            Vec::new()
-        } else {
-            changes
-                .into_iter()
-                .map(|c| writer.report_event(c))
-                .collect()
-        };
-        writer.state.settle();
-        if !startup.is_empty() {
-            match writer.store.append(&startup) {
-                Ok(()) => {
-                    hub.commit(startup.iter().map(Committed::from_event));
-                    tracing::info!(
-                        events = startup.len(),
-                        "relayed report contents not yet in the log"
-                    );
-                }
-                Err(e) => {
-                    // Disk full or a log that refuses writes: serve what is durable, read-only.
-                    tracing::error!(error = %e, "event log write failed at start; serving read-only, publishing off");
-                    hub.fail_because(format!("read-only: the event log cannot be written: {e}"));
-                    if let Some(state) = before {
-                        writer.state = state;
-                    }
-                    writer.next_seq = startup[0].seq;
-                }
-            }
-        }
+        writer.relay_reports_at_start(&site.stories);
         let all: Vec<&Story> = writer.state.site.stories.iter().collect();
         hub.set_files(cache::render_changed(
             &writer.state.site,
@@ -175,6 +135,20 @@ impl Relay {
             .name("livefeed-render".into())
             .spawn(move || renderer.run(render_rx))
             .map_err(|e| thread_error("render thread", e))?;
+        let stop_following = Arc::new(AtomicBool::new(false));
+        let follower = follower::Follower {
+            reader: Arc::clone(&reader),
+            hub: Arc::clone(&hub),
+            render: render_tx.clone(),
+            at: writer.at,
+            delivered: Arc::clone(&writer.delivered),
+            site,
+            stop: Arc::clone(&stop_following),
+        };
+        let follow_handle = std::thread::Builder::new()
+            .name("livefeed-follow".into())
+            .spawn(move || follower.run())
+            .map_err(|e| thread_error("follower thread", e))?;
         writer.render = Some(render_tx.clone());
         let (tx, rx) = mpsc::channel(4096);
         let handle = std::thread::Builder::new()
@@ -187,6 +161,9 @@ impl Relay {
             writer: Mutex::new(Some(handle)),
             render_tx: Mutex::new(Some(render_tx)),
             renderer: Mutex::new(Some(render_handle)),
+            follower: Mutex::new(Some(follow_handle)),
+            stop_following,
+            reader,
         })
     }
 
@@ -326,11 +303,21 @@ impl Relay {
         }
     }
 
-    /// Stops accepting changes, lets the writer finish what it has, and waits for it and for
-    /// the renderer to stop.
+    /// Stops accepting changes, lets the writer finish what it has, the follower hand it on,
+    /// and waits for them and for the renderer to stop.
     pub fn close(&self) {
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(handle) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = handle.join();
+        }
+        self.stop_following.store(true, Ordering::Release);
+        self.reader.close();
+        if let Some(handle) = self
+            .follower
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             let _ = handle.join();
         }
         self.render_tx

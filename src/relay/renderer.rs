@@ -40,6 +40,8 @@ pub enum Msg {
         remove: Vec<String>,
         done: Option<tokio::sync::oneshot::Sender<()>>,
     },
+    /// The log's history was replaced: these are the stories now, up to `seq`.
+    Reset { state: Box<State>, seq: u64 },
 }
 
 pub struct Renderer {
@@ -100,6 +102,20 @@ impl Renderer {
                         }
                     }
                     Msg::Urgent => urgent = true,
+                    Msg::Reset { state, seq } => {
+                        for story in &self.state.site.stories {
+                            if !state.site.stories.iter().any(|s| s.slug == story.slug) {
+                                gone.extend(cache::story_paths(&story.slug));
+                            }
+                        }
+                        self.state = *state;
+                        self.seq = seq;
+                        dirty.extend(self.state.site.stories.iter().map(|s| s.slug.clone()));
+                        memo = cache::ArchiveMemo::new();
+                        let now = Instant::now();
+                        behind = Some((now, now));
+                        urgent = true;
+                    }
                     Msg::Stories { add, remove, done } => {
                         for slug in &remove {
                             if self.state.remove_story(slug) {

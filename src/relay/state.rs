@@ -226,13 +226,10 @@ impl State {
         }
     }
 
-    /// The stories as `livefeed serve` would start with them over `events` (read from the log
-    /// without writing or locking it), for `livefeed build`: the events replayed, then what
-    /// the reports in `site` say that the log does not know yet, applied in memory only (as
-    /// `Relay::open` does, without the writer). An entry published through the API under
-    /// another base URL (a server's own address) links to its place under `site`'s.
-    pub fn replay(site: Site, events: &[Event]) -> State {
-        let fresh = site.stories.clone();
+    /// The stories with `events` (a whole history, read from the log) applied, as the relay
+    /// starts with them: entries the API made under another base URL follow the story pages
+    /// to this site's.
+    pub fn from_log(site: Site, events: &[Event]) -> State {
         let mut state = State::empty(site);
         for event in events {
             match state.rebased(event) {
@@ -241,6 +238,17 @@ impl State {
             }
         }
         state.settle();
+        state
+    }
+
+    /// The stories as `livefeed serve` would start with them over `events` (read from the log
+    /// without writing or locking it), for `livefeed build`: the events replayed, then what
+    /// the reports in `site` say that the log does not know yet, applied in memory only (as
+    /// `Relay::open` does, without the writer). An entry published through the API under
+    /// another base URL (a server's own address) links to its place under `site`'s.
+    pub fn replay(site: Site, events: &[Event]) -> State {
+        let fresh = site.stories.clone();
+        let mut state = State::from_log(site, events);
         let mut changes: Vec<ReportChange> =
             fresh.iter().flat_map(|f| state.diff_report(f)).collect();
         changes.sort_by_key(|c| (c.op != Op::Create, c.entry.published));

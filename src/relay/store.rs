@@ -30,6 +30,42 @@ const HEADER: usize = 8;
 pub const LOG_FILE: &str = "events.log";
 /// The lock file's name in the log directory.
 pub const LOCK_FILE: &str = "LOCK";
+/// The file holding the log's [`Epoch`], in hex, in the log directory.
+pub const EPOCH_FILE: &str = "EPOCH";
+
+/// The epoch of the log in `dir`: read from its file, or made (and written, durably) when the
+/// history is new (`fresh`) or predates epochs.
+fn epoch_of(dir: &Path, fresh: bool, writable: bool) -> Result<Epoch, StoreError> {
+    let path = dir.join(EPOCH_FILE);
+    if !fresh {
+        if let Some(epoch) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return Ok(epoch);
+        }
+    }
+    let epoch = Epoch::random();
+    if writable {
+        write_epoch(dir, epoch)?;
+    }
+    Ok(epoch)
+}
+
+/// Replaces the epoch file atomically: a temporary file, synced, renamed over it, then the
+/// directory synced.
+fn write_epoch(dir: &Path, epoch: Epoch) -> Result<(), StoreError> {
+    let path = dir.join(EPOCH_FILE);
+    let tmp = dir.join(format!("{EPOCH_FILE}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        writeln!(f, "{epoch}")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        fsync_dir(dir)
+    };
+    write().map_err(io_error(&path))
+}
 
 /// Storage failed. The relay stops accepting publishes after one of these.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +95,19 @@ pub enum StoreError {
     /// An event that cannot be one record (the writer refuses such changes before this).
     #[error("event {seq} cannot be written to the log: {why}")]
     Record { seq: u64, why: RecordError },
+    /// The store cannot be reached now (a shared engine's outage); the same append may succeed
+    /// later.
+    #[error("the event log is unavailable: {reason}")]
+    Unavailable {
+        reason: String,
+        retry_after: std::time::Duration,
+    },
+    /// Another writer appended first: the log's head is `head`, not what the append followed.
+    #[error("another writer appended first (the log's head is {head})")]
+    Conflict { head: u64 },
+    /// The log's history was replaced: cursors of the old one mean nothing in it.
+    #[error("the event log's history was replaced (epoch {found}, expected {expected})")]
+    EpochChanged { expected: Epoch, found: Epoch },
     /// Another process holds the log directory's lock.
     #[error(
         "{}: the event log is in use by another livefeed process ({holder}); stop it, or give \
@@ -68,53 +117,155 @@ pub enum StoreError {
     Locked { path: PathBuf, holder: String },
 }
 
-/// Where the log lives. `append` must return only once the events are durable.
-pub trait Store: Send {
-    /// Reads every event, in order, cutting a torn tail; fails on any other damage.
-    fn load(&mut self) -> Result<Recovered, StoreError>;
-    /// Appends events and makes them durable (one sync for the whole batch).
-    fn append(&mut self, events: &[Event]) -> Result<(), StoreError>;
-    /// Reads events back after [`Store::load`], for cursors older than the events the relay
-    /// keeps in memory; `None` when this store cannot.
-    fn history(&self) -> Option<Arc<dyn History>> {
-        None
+/// A log's identity: a random number made with its history. A log whose history was replaced
+/// (recreated, cut by `log repair`, restored from an old copy, flushed) has another epoch, so a
+/// cursor into the old history is refused, never answered with events of the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Epoch(pub u64);
+
+impl Epoch {
+    /// A new epoch, from the operating system's random source.
+    pub fn random() -> Epoch {
+        let mut bytes = [0u8; 8];
+        // Without the OS source (never seen on Linux), the clock still tells histories apart.
+        if getrandom::fill(&mut bytes).is_err() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            bytes = (nanos ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+        }
+        Epoch(u64::from_le_bytes(bytes))
     }
 }
 
-/// Events read back from durable storage, off the async runtime (the caller runs it on a
-/// blocking thread).
-pub trait History: Send + Sync {
-    /// Events with `after < seq <= until`, oldest first, at most `max` of them.
-    fn read(&self, after: u64, until: u64, max: usize) -> Result<Vec<Event>, StoreError>;
+impl std::fmt::Display for Epoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
 }
 
-/// Every how many records the file log's history remembers an offset.
-const INDEX_EVERY: u64 = 256;
+impl std::str::FromStr for Epoch {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Epoch, Self::Err> {
+        u64::from_str_radix(s, 16).map(Epoch)
+    }
+}
 
-/// The file log read back: a sparse index of record offsets (seq `1 + k * INDEX_EVERY`),
-/// kept up to date by appends, and a fresh read-only handle per read.
-pub struct FileHistory {
+/// Where a log stands: its epoch and its last seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    pub epoch: Epoch,
+    pub head: u64,
+}
+
+impl StoreError {
+    /// Whether the same append may succeed later: the store is unreachable for now, or another
+    /// writer got there first (catch up and decide again).
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable { .. } | StoreError::Conflict { .. }
+        )
+    }
+}
+
+/// Where the log lives: the writer's side of it.
+///
+/// The writer proposes events whose seqs follow the head it has seen (`after + 1`, …); the
+/// store accepts them all, durably, or refuses them all: [`StoreError::Conflict`] when another
+/// writer appended first (the writer catches up through [`Reader::read`] and decides again),
+/// [`StoreError::Unavailable`] when it cannot be reached now (retry later), anything else when
+/// it must stop. Idempotency keys travel inside the events, so a key and its answer are
+/// recorded with the record, atomically.
+pub trait Store: Send {
+    /// Recovers the log (cutting a torn tail; any other damage fails) and returns its events.
+    fn load(&mut self) -> Result<Recovered, StoreError>;
+    /// Appends events whose seqs are `after + 1`, `after + 2`, … and returns once they are
+    /// durable (one sync for the whole batch); a conflict when the head is not `after`.
+    fn append(&mut self, after: u64, events: &[Event]) -> Result<(), StoreError>;
+    /// The read side, shared by the follower, the hub and the writer's catch-up (after
+    /// [`Store::load`]).
+    fn reader(&self) -> Arc<dyn Reader>;
+}
+
+/// The log read back and followed. Blocking: callers run it on their own thread or a blocking
+/// task, never on the async runtime.
+pub trait Reader: Send + Sync {
+    /// The log's epoch and head now.
+    fn position(&self) -> Result<Position, StoreError>;
+    /// Waits until the head passes `after`, or `timeout`, or [`Reader::close`]; returns the
+    /// position then.
+    fn wait(&self, after: u64, timeout: std::time::Duration) -> Result<Position, StoreError>;
+    /// Events with `after < seq <= until`, oldest first, at most `max` of them, from the
+    /// history of `epoch` ([`StoreError::EpochChanged`] when the log has another).
+    fn read(
+        &self,
+        epoch: Epoch,
+        after: u64,
+        until: u64,
+        max: usize,
+    ) -> Result<Vec<Event>, StoreError>;
+    /// Wakes every [`Reader::wait`]: the relay is closing.
+    fn close(&self);
+}
+
+/// Every how many records the file log's reader remembers an offset.
+const INDEX_EVERY: u64 = 256;
+/// The newest appended events the file log's reader keeps in memory for the follower.
+const TAIL_EVENTS: usize = 4096;
+
+/// The file log read back: a sparse index of record offsets (seq `1 + k * INDEX_EVERY`), the
+/// newest appended events in memory, and a fresh read-only handle per read of older ones.
+pub struct FileReader {
     path: PathBuf,
+    epoch: Epoch,
     /// `(seq, offset)` of every `INDEX_EVERY`-th record, in order; and the end of the log.
     index: Mutex<(Vec<(u64, u64)>, u64)>,
+    tail: Mutex<Tail>,
+    appended: std::sync::Condvar,
 }
 
-impl FileHistory {
-    /// Notes the records of an append that started at byte `at` of the file.
+#[derive(Default)]
+struct Tail {
+    events: std::collections::VecDeque<Event>,
+    head: u64,
+    closed: bool,
+}
+
+impl FileReader {
+    /// Notes the records of an append that started at byte `at` of the file, and wakes the
+    /// follower.
     fn appended(&self, events: &[Event], sizes: &[usize], mut at: u64) {
-        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-        for (e, size) in events.iter().zip(sizes) {
-            if e.seq % INDEX_EVERY == 1 {
-                index.0.push((e.seq, at));
+        {
+            let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+            for (e, size) in events.iter().zip(sizes) {
+                if e.seq % INDEX_EVERY == 1 {
+                    index.0.push((e.seq, at));
+                }
+                at += *size as u64;
             }
-            at += *size as u64;
+            index.1 = at;
         }
-        index.1 = at;
+        let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        for e in events {
+            tail.head = e.seq;
+            tail.events.push_back(e.clone());
+        }
+        let over = tail.events.len().saturating_sub(TAIL_EVENTS);
+        tail.events.drain(..over);
+        drop(tail);
+        self.appended.notify_all();
     }
-}
 
-impl History for FileHistory {
-    fn read(&self, after: u64, until: u64, max: usize) -> Result<Vec<Event>, StoreError> {
+    fn position_now(&self) -> Position {
+        let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        Position {
+            epoch: self.epoch,
+            head: tail.head,
+        }
+    }
+
+    fn read_file(&self, after: u64, until: u64, max: usize) -> Result<Vec<Event>, StoreError> {
         let io = |source| StoreError::Io {
             path: self.path.clone(),
             source,
@@ -161,10 +312,64 @@ impl History for FileHistory {
     }
 }
 
+impl Reader for FileReader {
+    fn position(&self) -> Result<Position, StoreError> {
+        Ok(self.position_now())
+    }
+
+    fn wait(&self, after: u64, timeout: std::time::Duration) -> Result<Position, StoreError> {
+        let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        let (tail, _) = self
+            .appended
+            .wait_timeout_while(tail, timeout, |t| t.head <= after && !t.closed)
+            .unwrap_or_else(|p| p.into_inner());
+        Ok(Position {
+            epoch: self.epoch,
+            head: tail.head,
+        })
+    }
+
+    fn read(
+        &self,
+        epoch: Epoch,
+        after: u64,
+        until: u64,
+        max: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        if epoch != self.epoch {
+            return Err(StoreError::EpochChanged {
+                expected: epoch,
+                found: self.epoch,
+            });
+        }
+        {
+            // The newest events, as the follower asks for them, come from memory.
+            let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+            if tail.events.front().is_some_and(|e| e.seq <= after + 1) {
+                return Ok(tail
+                    .events
+                    .iter()
+                    .filter(|e| e.seq > after && e.seq <= until)
+                    .take(max)
+                    .cloned()
+                    .collect());
+            }
+        }
+        self.read_file(after, until, max)
+    }
+
+    fn close(&self) {
+        self.tail.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+        self.appended.notify_all();
+    }
+}
+
 /// What recovery found.
 #[derive(Debug, Default)]
 pub struct Recovered {
     pub events: Vec<Event>,
+    /// The log's epoch (made with it).
+    pub epoch: Epoch,
     /// Bytes cut off the end of the log, and why; empty when the log was clean.
     pub dropped_bytes: u64,
     pub reason: Option<String>,
@@ -509,6 +714,8 @@ pub fn repair(dir: &Path) -> Result<Repair, StoreError> {
     file.set_len(found.offset as u64)
         .and_then(|()| file.sync_all())
         .map_err(&err)?;
+    // Records were dropped: cursors past the cut would name other events from now on.
+    write_epoch(dir, Epoch::random())?;
     Ok(Repair {
         scan,
         saved_copy: Some(copy),
@@ -524,7 +731,7 @@ pub struct FileStore {
     buf: Vec<u8>,
     /// The sizes of the records in `buf`.
     sizes: Vec<usize>,
-    history: Option<Arc<FileHistory>>,
+    reader: Option<Arc<FileReader>>,
 }
 
 impl FileStore {
@@ -535,7 +742,7 @@ impl FileStore {
             lock: None,
             buf: Vec::new(),
             sizes: Vec::new(),
-            history: None,
+            reader: None,
         }
     }
 
@@ -587,9 +794,11 @@ impl Store for FileStore {
         let (mut file, read_only) = self.open()?;
         let mut image = Vec::new();
         file.read_to_end(&mut image).map_err(|e| self.io(e))?;
+        let epoch = epoch_of(&dir, image.is_empty(), read_only.is_none())?;
         let scan = scan(&image);
         let mut recovered = Recovered {
             events: scan.events,
+            epoch,
             read_only,
             ..Recovered::default()
         };
@@ -631,14 +840,35 @@ impl Store for FileStore {
             at += HEADER + len as usize;
             seq += 1;
         }
-        self.history = Some(Arc::new(FileHistory {
+        let head = recovered.events.last().map_or(0, |e| e.seq);
+        let tail_from = recovered.events.len().saturating_sub(TAIL_EVENTS);
+        self.reader = Some(Arc::new(FileReader {
             path: self.path.clone(),
+            epoch,
             index: Mutex::new((index, end)),
+            tail: Mutex::new(Tail {
+                events: recovered.events[tail_from..].iter().cloned().collect(),
+                head,
+                closed: false,
+            }),
+            appended: std::sync::Condvar::new(),
         }));
         Ok(recovered)
     }
 
-    fn append(&mut self, events: &[Event]) -> Result<(), StoreError> {
+    fn append(&mut self, after: u64, events: &[Event]) -> Result<(), StoreError> {
+        let Some(reader) = self.reader.clone() else {
+            return Err(self.io(std::io::Error::other("log not opened")));
+        };
+        // One writer per log (the directory lock), so this only catches a caller's mistake.
+        let head = reader.position_now().head;
+        let follows = events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.seq == after + 1 + i as u64);
+        if head != after || !follows {
+            return Err(StoreError::Conflict { head });
+        }
         self.buf.clear();
         self.sizes.clear();
         for e in events {
@@ -655,14 +885,15 @@ impl Store for FileStore {
             .and_then(|at| file.write_all(&self.buf).map(|()| at))
             .and_then(|at| file.sync_data().map(|()| at));
         let at = result.map_err(|e| self.io(e))?;
-        if let Some(history) = &self.history {
-            history.appended(events, &self.sizes, at);
-        }
+        reader.appended(events, &self.sizes, at);
         Ok(())
     }
 
-    fn history(&self) -> Option<Arc<dyn History>> {
-        self.history.clone().map(|h| h as Arc<dyn History>)
+    fn reader(&self) -> Arc<dyn Reader> {
+        match &self.reader {
+            Some(reader) => Arc::clone(reader) as Arc<dyn Reader>,
+            None => Arc::new(crate::relay::memstore::Closed),
+        }
     }
 }
 #[cfg(test)]
@@ -711,7 +942,7 @@ mod tests {
     fn history_reads_back_any_range_across_appends_and_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let n = 3 * INDEX_EVERY + 5;
-        let check = |history: &dyn History, head: u64| {
+        let check = |reader: &FileReader, head: u64| {
             for (after, until, max) in [
                 (0, head, usize::MAX),
                 (0, 3, usize::MAX),
@@ -721,14 +952,21 @@ mod tests {
                 (head - 1, head, usize::MAX),
                 (head, head, usize::MAX),
             ] {
-                let got: Vec<u64> = history
-                    .read(after, until, max)
+                let want: Vec<u64> = (after + 1..=until).take(max).collect();
+                // From the file, and through the trait (the newest from memory).
+                let got: Vec<u64> = reader
+                    .read_file(after, until, max)
                     .unwrap()
                     .iter()
                     .map(|e| e.seq)
                     .collect();
-                let want: Vec<u64> = (after + 1..=until).take(max).collect();
-                assert_eq!(got, want, "after {after} until {until} max {max}");
+                assert_eq!(got, want, "file: after {after} until {until} max {max}");
+                let got: Vec<u64> = Reader::read(reader, reader.epoch, after, until, max)
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.seq)
+                    .collect();
+                assert_eq!(got, want, "reader: after {after} until {until} max {max}");
             }
         };
         {
@@ -742,14 +980,14 @@ mod tests {
                     break;
                 }
                 seq += batch.len() as u64;
-                store.append(&batch).unwrap();
+                store.append(batch[0].seq - 1, &batch).unwrap();
             }
-            check(&*store.history().unwrap(), n);
+            check(store.reader.as_ref().unwrap(), n);
         }
         // The index is rebuilt from the file at the next start.
         let mut store = FileStore::new(dir.path());
         assert_eq!(store.load().unwrap().events.len() as u64, n);
-        check(&*store.history().unwrap(), n);
+        check(store.reader.as_ref().unwrap(), n);
     }
 
     #[test]
@@ -757,8 +995,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = FileStore::new(dir.path());
         assert!(store.load().unwrap().events.is_empty());
-        store.append(&[event(1), event(2)]).unwrap();
-        store.append(&[event(3)]).unwrap();
+        store.append(0, &[event(1), event(2)]).unwrap();
+        store.append(2, &[event(3)]).unwrap();
         let log = store.path().to_path_buf();
         let full = std::fs::read(&log).unwrap();
         // The lock is per open file: a second store on the directory waits for this one.
@@ -777,7 +1015,7 @@ mod tests {
             assert_eq!(r.dropped_bytes as usize, cut - last_start);
             assert!(r.saved_copy.is_none());
             // Appending continues cleanly after the repair.
-            s.append(&[event(3)]).unwrap();
+            s.append(2, &[event(3)]).unwrap();
             drop(s);
             assert_eq!(FileStore::new(dir.path()).load().unwrap().events.len(), 3);
         }
@@ -788,7 +1026,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = FileStore::new(dir.path());
         store.load().unwrap();
-        store.append(&[event(1), event(2), event(3)]).unwrap();
+        store.append(0, &[event(1), event(2), event(3)]).unwrap();
         drop(store);
         let mut image = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
         let mut first = Vec::new();
@@ -816,7 +1054,7 @@ mod tests {
         let mut store = FileStore::new(dir);
         store.load().unwrap();
         let events: Vec<Event> = (1..=n).map(event).collect();
-        store.append(&events).unwrap();
+        store.append(events[0].seq - 1, &events).unwrap();
         let image = std::fs::read(store.path()).unwrap();
         let mut starts = vec![0];
         let mut at = 0;

@@ -11,11 +11,13 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::event::{Event, Op, Source};
+use super::follower::Delivered;
 use super::hub::{Committed, Hub};
 use super::renderer;
 use super::state::{EntryInput, ReportChange, State};
-use super::store::{self, Store};
+use super::store::{self, Position, Reader, Store, StoreError};
 use crate::model::{Entry, Story};
+use crate::site::Site;
 
 /// The answer to an accepted publish, edit or delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +39,12 @@ pub enum ChangeError {
     UnknownEntry(String),
     #[error("the event log cannot be written; publishing is stopped until a restart: {0}")]
     Storage(String),
+    /// The store cannot be reached now; try again after `retry_after`.
+    #[error("the event log is unavailable for now ({reason}); try again shortly")]
+    Unavailable {
+        reason: String,
+        retry_after: std::time::Duration,
+    },
     #[error(
         "this Idempotency-Key was used for another request (another story or body) within the \
          last 24 hours; send a new key for a new entry"
@@ -199,21 +207,41 @@ pub struct StoriesChanged {
 
 /// The most commands folded into one sync.
 const MAX_BATCH: usize = 1024;
+/// How many times a batch is decided again after conflicts before its publishes are answered
+/// 503 (another writer keeps winning the race).
+const MAX_CONFLICTS: usize = 16;
+/// How long an answer waits for the follower to make its events visible.
+const DELIVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Writer {
+    /// The stories the decisions of the batch at hand are made on: `committed` plus the
+    /// events decided so far in it.
     pub state: State,
+    /// The stories with every event the store holds applied, up to `at.head`.
+    pub committed: State,
+    /// The stories as configured (the manifest), to rebuild from when the history is replaced.
+    pub site: Site,
     pub store: Box<dyn Store>,
+    pub reader: Arc<dyn Reader>,
     pub hub: Arc<Hub>,
-    pub next_seq: u64,
+    /// The history written to and the last seq it holds (as far as this writer has read).
+    pub at: Position,
     /// Idempotency keys of publishes, with what they were used for and their first answer.
     pub keys: Keys,
-    /// Where durable events go to be rendered into files (see [`renderer`]).
+    /// The render thread, told about manifest changes (events reach it through the follower).
     pub render: Option<std::sync::mpsc::Sender<renderer::Msg>>,
+    /// How far the follower has made events visible.
+    pub(crate) delivered: Arc<Delivered>,
 }
 
-enum Pending {
-    Ack(Reply, Ack),
-    Count(oneshot::Sender<usize>, usize),
+/// What one command comes to.
+enum Outcome {
+    /// Answered now: refused, or a retry of a publish already durable.
+    Now(Result<Ack, ChangeError>),
+    /// Answered once the batch is durable and visible (or with why it is not).
+    Durable(Ack),
+    /// A report reading: how many events it made.
+    Count(usize),
 }
 
 impl Writer {
@@ -229,41 +257,19 @@ impl Writer {
             }
             self.process(batch);
         }
-        tracing::info!(head = self.next_seq - 1, "event log writer stopped");
+        tracing::info!(head = self.at.head, "event log writer stopped");
     }
 
-    /// Assigns the next seq to a change and applies it to the state.
+    /// The event of one change, with the next seq, applied to the working state.
     pub(crate) fn event(
         &mut self,
         op: Op,
         entry: Entry,
         source: Source,
         key: Option<IdempotencyKey>,
-    ) -> Event {
-        self.make_event(op, entry, source, key, None)
-    }
-
-    /// The event of one change a report reading makes.
-    pub(crate) fn report_event(&mut self, change: ReportChange) -> Event {
-        self.make_event(
-            change.op,
-            change.entry,
-            Source::Report,
-            None,
-            change.report_anchor,
-        )
-    }
-
-    fn make_event(
-        &mut self,
-        op: Op,
-        entry: Entry,
-        source: Source,
-        key: Option<IdempotencyKey>,
         report_anchor: Option<String>,
+        seq: u64,
     ) -> Event {
-        let seq = self.next_seq;
-        self.next_seq += 1;
         let (idempotency_key, idempotency_fingerprint) =
             key.map_or((None, None), |k| (Some(k.key), Some(k.fingerprint)));
         let event = Event {
@@ -283,6 +289,18 @@ impl Writer {
         event
     }
 
+    /// The event of one change a report reading makes.
+    pub(crate) fn report_event(&mut self, change: ReportChange, seq: u64) -> Event {
+        self.event(
+            change.op,
+            change.entry,
+            Source::Report,
+            None,
+            change.report_anchor,
+            seq,
+        )
+    }
+
     pub(crate) fn ack(event: &Event) -> Ack {
         Ack {
             id: event.entry.id.clone(),
@@ -293,170 +311,117 @@ impl Writer {
         }
     }
 
-    /// Turns one command into events (applied to the state at once, so later commands in the
-    /// batch see them), or answers it straight away when it is refused or a replay.
-    fn prepare(&mut self, cmd: Command, events: &mut Vec<Event>, pending: &mut Vec<Pending>) {
-        // Whole seconds: feeds carry second precision, and edits step by at least one.
-        let now = Utc::now().trunc_subsecs(0);
-        let failed = self.hub.failed();
-        let hub = Arc::clone(&self.hub);
-        let storage = move || {
-            let why = hub.failure().unwrap_or("an earlier write failed");
-            ChangeError::Storage(why.to_string())
-        };
+    /// Decides what one command comes to: its events (applied to the working state, so later
+    /// commands in the batch see them) and its answer.
+    fn decide(
+        &mut self,
+        cmd: &Command,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+        keyed: &mut Vec<String>,
+    ) -> Outcome {
+        let next = self.at.head + 1 + events.len() as u64;
+        let refused = |e| Outcome::Now(Err(e));
+        let failure = self
+            .hub
+            .failure()
+            .map(|why| ChangeError::Storage(why.to_string()));
         match cmd {
             Command::Publish {
-                story,
-                input,
-                key,
-                reply,
+                story, input, key, ..
             } => {
-                let first = key.as_ref().and_then(|k| {
-                    let first = self.keys.get(&k.key, now)?;
-                    Some(first.matches(&story, k).then(|| first.ack.clone()))
-                });
-                if let Some(first) = first {
-                    // The same key for another request: refused, never a silent drop.
-                    let Some(first) = first else {
-                        let _ = reply.send(Err(ChangeError::KeyReused));
-                        return;
-                    };
-                    let ack = Ack {
-                        replayed: true,
-                        ..first
-                    };
-                    if events.iter().any(|e| e.seq == ack.seq) {
-                        // The first publish is in this batch, not durable yet: answer with it.
-                        pending.push(Pending::Ack(reply, ack));
-                    } else {
-                        let _ = reply.send(Ok(ack));
+                if let Some(k) = key {
+                    if let Some(first) = self.keys.get(&k.key, now) {
+                        // The same key for another request: refused, never a silent drop.
+                        if !first.matches(story, k) {
+                            return refused(ChangeError::KeyReused);
+                        }
+                        let ack = Ack {
+                            replayed: true,
+                            ..first.ack.clone()
+                        };
+                        // The first publish may be in this batch, not durable yet.
+                        return if ack.seq > self.at.head {
+                            Outcome::Durable(ack)
+                        } else {
+                            Outcome::Now(Ok(ack))
+                        };
                     }
-                    return;
                 }
-                if failed {
-                    let _ = reply.send(Err(storage()));
-                    return;
+                if let Some(failure) = failure {
+                    return refused(failure);
                 }
-                let Some(entry) = self.state.new_entry(&story, &input, now) else {
-                    let _ = reply.send(Err(ChangeError::UnknownStory(story)));
-                    return;
+                if let Some((why, wait)) = self.hub.outage() {
+                    if !wait.is_zero() {
+                        return refused(ChangeError::Unavailable {
+                            reason: why,
+                            retry_after: wait,
+                        });
+                    }
+                }
+                let Some(entry) = self.state.new_entry(story, input, now) else {
+                    return refused(ChangeError::UnknownStory(story.clone()));
                 };
                 if let Err(why) = store::entry_fits(&entry) {
-                    let _ = reply.send(Err(ChangeError::TooLarge(why)));
-                    return;
+                    return refused(ChangeError::TooLarge(why));
                 }
-                let keyed = key.is_some();
-                let event = self.event(Op::Create, entry, Source::Api, key);
-                let ack = Self::ack(&event);
-                if keyed {
+                let event = self.event(Op::Create, entry, Source::Api, key.clone(), None, next);
+                if key.is_some() {
                     self.keys.prune(now);
                     self.keys.insert_event(&event);
+                    keyed.extend(event.idempotency_key.clone());
                 }
+                let ack = Self::ack(&event);
                 events.push(event);
-                pending.push(Pending::Ack(reply, ack));
+                Outcome::Durable(ack)
             }
             Command::Edit {
-                story,
-                id,
-                input,
-                reply,
+                story, id, input, ..
             } => {
-                if failed {
-                    let _ = reply.send(Err(storage()));
-                    return;
+                if let Some(failure) = failure {
+                    return refused(failure);
                 }
-                let entry = match self.lookup(&story, &id) {
-                    Ok(old) => self.state.edited(old, &input, now),
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                        return;
-                    }
+                let entry = match self.lookup(story, id) {
+                    Ok(old) => self.state.edited(old, input, now),
+                    Err(e) => return refused(e),
                 };
                 if let Err(why) = store::entry_fits(&entry) {
-                    let _ = reply.send(Err(ChangeError::TooLarge(why)));
-                    return;
+                    return refused(ChangeError::TooLarge(why));
                 }
                 // An edit or delete through the API hands the entry to the publisher.
-                let source = Source::Api;
-                let event = self.event(Op::Update, entry, source, None);
-                pending.push(Pending::Ack(reply, Self::ack(&event)));
+                let event = self.event(Op::Update, entry, Source::Api, None, None, next);
+                let ack = Self::ack(&event);
                 events.push(event);
+                Outcome::Durable(ack)
             }
-            Command::Delete { story, id, reply } => {
-                if failed {
-                    let _ = reply.send(Err(storage()));
-                    return;
+            Command::Delete { story, id, .. } => {
+                if let Some(failure) = failure {
+                    return refused(failure);
                 }
-                let entry = match self.lookup(&story, &id) {
+                let entry = match self.lookup(story, id) {
                     Ok(old) => old.clone(),
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                        return;
-                    }
+                    Err(e) => return refused(e),
                 };
-                // An edit or delete through the API hands the entry to the publisher.
-                let source = Source::Api;
-                let event = self.event(Op::Delete, entry, source, None);
-                pending.push(Pending::Ack(reply, Self::ack(&event)));
+                let event = self.event(Op::Delete, entry, Source::Api, None, None, next);
+                let ack = Self::ack(&event);
                 events.push(event);
+                Outcome::Durable(ack)
             }
-            Command::Stories { fresh, reply } => {
-                let removed: Vec<String> = self
-                    .state
-                    .site
-                    .stories
-                    .iter()
-                    .filter(|s| !fresh.iter().any(|f| f.slug == s.slug))
-                    .map(|s| s.slug.clone())
-                    .collect();
-                let add: Vec<Story> = fresh
-                    .into_iter()
-                    .filter(|f| self.state.story(&f.slug).is_none())
-                    .map(|f| Story {
-                        entries: Vec::new(),
-                        ..f
-                    })
-                    .collect();
-                for slug in &removed {
-                    self.state.remove_story(slug);
-                }
-                for story in &add {
-                    self.state.add_story(story.clone());
-                }
-                let mut changed = StoriesChanged {
-                    added: add.iter().map(|s| s.slug.clone()).collect(),
-                    removed: removed.clone(),
-                    rendered: None,
-                };
-                if let (Some(render), false) = (&self.render, add.is_empty() && removed.is_empty())
-                {
-                    let (done, rendered) = oneshot::channel();
-                    let msg = renderer::Msg::Stories {
-                        add,
-                        remove: removed,
-                        done: Some(done),
-                    };
-                    if render.send(msg).is_ok() {
-                        changed.rendered = Some(rendered);
-                    }
-                }
-                let _ = reply.send(changed);
-            }
-            Command::Sync { fresh, reply } => {
-                if failed {
-                    return;
+            Command::Sync { fresh, .. } => {
+                if self.hub.failed() {
+                    return Outcome::Count(0);
                 }
                 self.state.settle();
-                let changes = fitting(self.state.diff_report(&fresh));
+                let changes = fitting(self.state.diff_report(fresh));
                 let n = changes.len();
                 for change in changes {
-                    let event = self.report_event(change);
+                    let seq = self.at.head + 1 + events.len() as u64;
+                    let event = self.report_event(change, seq);
                     events.push(event);
                 }
-                if let Some(reply) = reply {
-                    pending.push(Pending::Count(reply, n));
-                }
+                Outcome::Count(n)
             }
+            Command::Stories { .. } => Outcome::Count(0),
         }
     }
 
@@ -469,53 +434,277 @@ impl Writer {
             .ok_or_else(|| ChangeError::UnknownEntry(id.to_string()))
     }
 
-    fn process(&mut self, batch: Vec<Command>) {
-        let mut events = Vec::new();
-        let mut pending = Vec::new();
-        for cmd in batch {
-            self.prepare(cmd, &mut events, &mut pending);
+    /// Serves the stories of a fresh reading of the manifest (no event: the log keeps every
+    /// story's history whether it is served or not).
+    fn stories(&mut self, fresh: Vec<Story>, reply: oneshot::Sender<StoriesChanged>) {
+        let removed: Vec<String> = self
+            .state
+            .site
+            .stories
+            .iter()
+            .filter(|s| !fresh.iter().any(|f| f.slug == s.slug))
+            .map(|s| s.slug.clone())
+            .collect();
+        let add: Vec<Story> = fresh
+            .into_iter()
+            .filter(|f| self.state.story(&f.slug).is_none())
+            .map(|f| Story {
+                entries: Vec::new(),
+                ..f
+            })
+            .collect();
+        for state in [&mut self.state, &mut self.committed] {
+            for slug in &removed {
+                state.remove_story(slug);
+            }
+            for story in &add {
+                state.add_story(story.clone());
+            }
         }
-        if !events.is_empty() {
-            let started = std::time::Instant::now();
-            if let Err(e) = self.store.append(&events) {
-                tracing::error!(error = %e, "event log write failed; publishing stopped");
-                self.hub.fail();
-                // A retry must not be told that a publish that never reached the disk succeeded.
-                for k in events.iter().filter_map(|e| e.idempotency_key.as_ref()) {
-                    self.keys.remove(k);
-                }
-                for p in pending {
-                    if let Pending::Ack(reply, _) = p {
-                        let _ = reply.send(Err(ChangeError::Storage(e.to_string())));
+        self.site.stories.retain(|s| !removed.contains(&s.slug));
+        self.site.stories.extend(add.iter().cloned());
+        let mut changed = StoriesChanged {
+            added: add.iter().map(|s| s.slug.clone()).collect(),
+            removed: removed.clone(),
+            rendered: None,
+        };
+        if let (Some(render), false) = (&self.render, add.is_empty() && removed.is_empty()) {
+            let (done, rendered) = oneshot::channel();
+            let msg = renderer::Msg::Stories {
+                add,
+                remove: removed,
+                done: Some(done),
+            };
+            if render.send(msg).is_ok() {
+                changed.rendered = Some(rendered);
+            }
+        }
+        let _ = reply.send(changed);
+    }
+
+    /// Applies what other writers appended since `at.head` (nothing, with one writer), or
+    /// rebuilds everything when the log's history was replaced.
+    fn catch_up(&mut self) {
+        let Ok(pos) = self.reader.position() else {
+            // Unreachable: the append will say so.
+            return;
+        };
+        if pos.epoch != self.at.epoch {
+            self.rebuild(pos);
+            return;
+        }
+        while self.at.head < pos.head {
+            match self
+                .reader
+                .read(self.at.epoch, self.at.head, pos.head, MAX_BATCH)
+            {
+                Ok(events) if !events.is_empty() => {
+                    for e in &events {
+                        self.committed.apply_unsorted(e);
+                        self.state.apply_unsorted(e);
+                        self.keys.insert_event(e);
+                        self.at.head = e.seq;
                     }
                 }
-                return;
-            }
-            crate::metrics::get()
-                .record_append(events.iter().map(|e| (e.op, e.source)), started.elapsed());
-            self.publish(events);
-        }
-        for p in pending {
-            match p {
-                Pending::Ack(reply, ack) => {
-                    let _ = reply.send(Ok(ack));
-                }
-                Pending::Count(reply, n) => {
-                    let _ = reply.send(n);
-                }
+                _ => break,
             }
         }
     }
 
-    /// Makes durable events visible: hands them to the renderer, which re-renders the stories
-    /// they touch on its own thread, then wakes the waiters. In that order, so a reader that
-    /// sees an event and finds a file older than it knows the renderer already has the event.
-    fn publish(&self, events: Vec<Event>) {
-        let committed: Vec<Committed> = events.iter().map(Committed::from_event).collect();
-        if let Some(render) = &self.render {
-            let _ = render.send(renderer::Msg::Events(events));
+    /// The log's history was replaced: the stories are what the new one makes.
+    fn rebuild(&mut self, pos: Position) {
+        let mut events: Vec<Event> = Vec::new();
+        while (events.len() as u64) < pos.head {
+            match self
+                .reader
+                .read(pos.epoch, events.len() as u64, pos.head, 64 * MAX_BATCH)
+            {
+                Ok(more) if !more.is_empty() => events.extend(more),
+                _ => break,
+            }
         }
-        self.hub.commit(committed);
+        tracing::warn!(epoch = %pos.epoch, events = events.len(), "writer: the event log's history was replaced; deciding on the new one");
+        self.committed = State::from_log(self.site.clone(), &events);
+        self.state = self.committed.clone();
+        self.keys = Keys::default();
+        for e in &events {
+            self.keys.insert_event(e);
+        }
+        self.keys.prune(Utc::now());
+        self.at = Position {
+            epoch: pos.epoch,
+            head: events.last().map_or(0, |e| e.seq),
+        };
+    }
+
+    /// Relays everything the reports say that the log does not know yet (all of it on first
+    /// start: creates in time order across stories), before the relay serves. A log that
+    /// cannot take them leaves the relay read-only, serving exactly what is durable.
+    pub(crate) fn relay_reports_at_start(&mut self, fresh: &[Story]) {
+        let mut changes = fitting(
+            fresh
+                .iter()
+                .flat_map(|fresh| self.state.diff_report(fresh))
+                .collect(),
+        );
+        changes.sort_by_key(|c| (c.op != Op::Create, c.entry.published));
+        if changes.is_empty() {
+            return;
+        }
+        if self.hub.failed() {
+            tracing::warn!(
+                changes = changes.len(),
+                "report changes not relayed: the event log is read-only"
+            );
+            return;
+        }
+        let events: Vec<Event> = changes
+            .into_iter()
+            .zip(self.at.head + 1..)
+            .map(|(c, seq)| self.report_event(c, seq))
+            .collect();
+        self.state.settle();
+        match self.store.append(self.at.head, &events) {
+            Ok(()) => {
+                for e in &events {
+                    self.committed.apply_unsorted(e);
+                }
+                self.committed.settle();
+                self.at.head += events.len() as u64;
+                self.delivered = Arc::new(Delivered::new(self.at.head));
+                // Before any reader exists: the hub starts with them, the follower after them.
+                self.hub.commit(events.iter().map(Committed::from_event));
+                tracing::info!(
+                    events = events.len(),
+                    "relayed report contents not yet in the log"
+                );
+            }
+            Err(e) => {
+                // Disk full or a log that refuses writes: serve what is durable, read-only.
+                tracing::error!(error = %e, "event log write failed at start; serving read-only, publishing off");
+                self.hub
+                    .fail_because(format!("read-only: the event log cannot be written: {e}"));
+                self.rollback(&[]);
+            }
+        }
+    }
+
+    /// Undoes the decisions of a batch the store did not take.
+    fn rollback(&mut self, keyed: &[String]) {
+        for k in keyed {
+            self.keys.remove(k);
+        }
+        self.state = self.committed.clone();
+    }
+
+    fn process(&mut self, batch: Vec<Command>) {
+        let mut rest = Vec::with_capacity(batch.len());
+        for cmd in batch {
+            match cmd {
+                Command::Stories { fresh, reply } => self.stories(fresh, reply),
+                other => rest.push(other),
+            }
+        }
+        if rest.is_empty() {
+            return;
+        }
+        let mut conflicts = 0;
+        loop {
+            self.catch_up();
+            // Whole seconds: feeds carry second precision, and edits step by at least one.
+            let now = Utc::now().trunc_subsecs(0);
+            let mut events = Vec::new();
+            let mut keyed = Vec::new();
+            let outcomes: Vec<Outcome> = rest
+                .iter()
+                .map(|c| self.decide(c, now, &mut events, &mut keyed))
+                .collect();
+            if events.is_empty() {
+                return answer(rest, outcomes, None);
+            }
+            let started = std::time::Instant::now();
+            match self.store.append(self.at.head, &events) {
+                Ok(()) => {
+                    crate::metrics::get()
+                        .record_append(events.iter().map(|e| (e.op, e.source)), started.elapsed());
+                    for e in &events {
+                        self.committed.apply_unsorted(e);
+                    }
+                    self.at.head += events.len() as u64;
+                    self.hub.clear_outage();
+                    // Answered once visible: a publisher that got seq N finds N when it reads.
+                    if !self.delivered.wait_for(self.at.head, DELIVERY) {
+                        tracing::warn!(
+                            seq = self.at.head,
+                            "events are durable but not yet visible after 5 s; answering"
+                        );
+                    }
+                    return answer(rest, outcomes, None);
+                }
+                Err(e) => {
+                    self.rollback(&keyed);
+                    match e {
+                        StoreError::Conflict { head } if conflicts < MAX_CONFLICTS => {
+                            conflicts += 1;
+                            tracing::debug!(head, "another writer appended first; deciding again");
+                        }
+                        e if e.retryable() => {
+                            let retry_after = match &e {
+                                StoreError::Unavailable { retry_after, .. } => *retry_after,
+                                _ => std::time::Duration::from_secs(1),
+                            };
+                            tracing::warn!(error = %e, "event log unavailable; publishes answered 503 until it returns");
+                            self.hub.set_outage(e.to_string(), retry_after);
+                            let why = ChangeError::Unavailable {
+                                reason: e.to_string(),
+                                retry_after,
+                            };
+                            return answer(rest, outcomes, Some(why));
+                        }
+                        e => {
+                            tracing::error!(error = %e, "event log write failed; publishing stopped");
+                            self.hub.fail();
+                            // A retry must not be told that a publish that never reached the
+                            // disk succeeded.
+                            return answer(
+                                rest,
+                                outcomes,
+                                Some(ChangeError::Storage(e.to_string())),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends each command its answer; `failed` says why the batch's events were not taken.
+fn answer(batch: Vec<Command>, outcomes: Vec<Outcome>, failed: Option<ChangeError>) {
+    for (cmd, outcome) in batch.into_iter().zip(outcomes) {
+        let reply = match cmd {
+            Command::Publish { reply, .. }
+            | Command::Edit { reply, .. }
+            | Command::Delete { reply, .. } => reply,
+            Command::Sync { reply, .. } => {
+                let n = match (&outcome, &failed) {
+                    (Outcome::Count(n), None) => *n,
+                    _ => 0,
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(n);
+                }
+                continue;
+            }
+            Command::Stories { .. } => continue,
+        };
+        let result = match (outcome, &failed) {
+            (Outcome::Now(result), _) => result,
+            (Outcome::Durable(ack), None) => Ok(ack),
+            (Outcome::Durable(_), Some(why)) => Err(why.clone()),
+            (Outcome::Count(_), _) => continue,
+        };
+        let _ = reply.send(result);
     }
 }
 

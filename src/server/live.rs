@@ -24,6 +24,7 @@ use super::query::{DEFAULT_LIMIT, DEFAULT_TIMEOUT, LiveQuery};
 use super::respond::{Body, cors, full, problem};
 use crate::metrics::{self, GaugeGuard};
 use crate::relay::hub::{Committed, CursorGone, Page};
+use crate::relay::store::Epoch;
 
 fn gone(g: CursorGone) -> Response<Body> {
     let mut res = problem(
@@ -34,13 +35,13 @@ fn gone(g: CursorGone) -> Response<Body> {
             g.head,
             g.oldest.saturating_sub(1)
         ),
-        json!({ "oldest": g.oldest, "head": g.head }),
+        json!({ "oldest": g.oldest, "head": g.head, "epoch": g.epoch.to_string() }),
     );
     cors(res.headers_mut());
     res
 }
 
-fn page_response(page: &Page) -> Response<Body> {
+fn page_response(page: &Page, epoch: Epoch) -> Response<Body> {
     if !page.events.is_empty() {
         metrics::get()
             .delivered_longpoll
@@ -55,7 +56,11 @@ fn page_response(page: &Page) -> Response<Body> {
         }
         body.put_slice(&e.json);
     }
-    let _ = write!(body, "],\"next\":{},\"head\":{}}}", page.next, page.head);
+    let _ = write!(
+        body,
+        "],\"next\":{},\"head\":{},\"epoch\":\"{epoch}\"}}",
+        page.next, page.head
+    );
     let mut res = Response::new(full(body.freeze()));
     // The same headers on every page: made once, copied out (a fan-out answers thousands).
     static HEADERS: std::sync::LazyLock<HeaderMap> = std::sync::LazyLock::new(|| {
@@ -90,6 +95,11 @@ pub async fn long_poll(app: Arc<App>, q: LiveQuery) -> Response<Body> {
     let mut head = app.relay.hub.subscribe();
     let mut shutdown = app.shutdown.clone();
     let hub = || Arc::clone(&app.relay.hub);
+    // A cursor of another history names nothing in this one.
+    let epoch = app.relay.hub.epoch();
+    if q.epoch.is_some_and(|e| e != epoch) {
+        return gone(app.relay.hub.gone());
+    }
     let first = match hub()
         .page_any(cursor, story.map(str::to_string), limit)
         .await
@@ -98,7 +108,7 @@ pub async fn long_poll(app: Arc<App>, q: LiveQuery) -> Response<Body> {
         Err(g) => return gone(g),
     };
     if !first.events.is_empty() || timeout.is_zero() || *shutdown.borrow() {
-        return page_response(&first);
+        return page_response(&first, epoch);
     }
     cursor = first.next;
     // The cap is this server's own semaphore, not the process-wide gauge.
@@ -114,10 +124,14 @@ pub async fn long_poll(app: Arc<App>, q: LiveQuery) -> Response<Body> {
                 if changed.is_err() {
                     break;
                 }
+                if app.relay.hub.epoch() != epoch {
+                    // The history was replaced while we waited.
+                    return gone(app.relay.hub.gone());
+                }
                 match hub().page_any(cursor, story.map(str::to_string), limit).await {
                     Ok(page) if !page.events.is_empty() => {
                         metrics::get().record_wake();
-                        return page_response(&page);
+                        return page_response(&page, epoch);
                     }
                     Ok(page) => cursor = page.next,
                     Err(g) => return gone(g),
@@ -128,11 +142,14 @@ pub async fn long_poll(app: Arc<App>, q: LiveQuery) -> Response<Body> {
         }
     }
     let head = app.relay.hub.head();
-    page_response(&Page {
-        events: Vec::new(),
-        next: cursor,
-        head,
-    })
+    page_response(
+        &Page {
+            events: Vec::new(),
+            next: cursor,
+            head,
+        },
+        epoch,
+    )
 }
 
 /// The connection an SSE stream is served on, so that the stream can close it when its client
@@ -229,6 +246,8 @@ struct SseBody {
     app: Arc<App>,
     story: Option<String>,
     cursor: u64,
+    /// The history `cursor` belongs to.
+    epoch: Epoch,
     sub: Arc<Subscriber>,
     /// Frames of this stream alone (`retry:`, `reset`), sent before any event.
     notices: VecDeque<Bytes>,
@@ -250,6 +269,15 @@ impl Drop for SseBody {
 }
 
 impl SseBody {
+    /// Tells the client its cursor cannot be served, and goes on from the head.
+    fn reset(&mut self, g: CursorGone) {
+        let data =
+            json!({ "oldest": g.oldest, "head": g.head, "epoch": g.epoch.to_string() }).to_string();
+        self.notices
+            .push_back(Bytes::from(format!("event: reset\ndata: {data}\n\n")));
+        self.cursor = g.head;
+    }
+
     fn emit(&self, frame: Bytes) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         Poll::Ready(Some(Ok(Frame::data(Held::wrap(frame, &self.sub)))))
     }
@@ -303,6 +331,13 @@ impl HttpBody for SseBody {
                 }
             }
             let hub = &this.app.relay.hub;
+            if hub.epoch() != this.epoch && this.fetch.is_none() {
+                // The history was replaced: say so, and go on from the new one's head.
+                let g = hub.gone();
+                this.reset(g);
+                this.epoch = g.epoch;
+                continue;
+            }
             let page = if let Some(fetch) = this.fetch.as_mut() {
                 let read = std::task::ready!(Pin::new(fetch).poll(cx));
                 this.fetch = None;
@@ -337,12 +372,7 @@ impl HttpBody for SseBody {
                         this.batch.extend(page.events);
                     }
                 }
-                Err(g) => {
-                    let data = json!({ "oldest": g.oldest, "head": g.head }).to_string();
-                    this.notices
-                        .push_back(Bytes::from(format!("event: reset\ndata: {data}\n\n")));
-                    this.cursor = g.head;
-                }
+                Err(g) => this.reset(g),
             }
         }
     }
@@ -357,6 +387,8 @@ pub fn sse(app: Arc<App>, q: LiveQuery, last_event_id: Option<u64>) -> Response<
     let start = last_event_id
         .or(q.after)
         .unwrap_or_else(|| app.relay.hub.head());
+    // A cursor of another history (`epoch=` from an earlier answer) starts with a reset.
+    let epoch = q.epoch.unwrap_or_else(|| app.relay.hub.epoch());
     let head = app.relay.hub.subscribe();
     let sub = Arc::new(Subscriber::default());
     let watchdog = tokio::spawn(watchdog(
@@ -368,6 +400,7 @@ pub fn sse(app: Arc<App>, q: LiveQuery, last_event_id: Option<u64>) -> Response<
     let body = SseBody {
         story: q.story,
         cursor: start,
+        epoch,
         sub,
         notices: VecDeque::from([Bytes::from(format!(
             "retry: {}\n\n",

@@ -564,7 +564,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             let status = if reasons.is_empty() { "ok" } else { "degraded" };
             respond::json(
                 StatusCode::OK,
-                &serde_json::json!({ "status": status, "reasons": reasons, "oldest": oldest, "head": head }),
+                &serde_json::json!({ "status": status, "reasons": reasons, "oldest": oldest, "head": head, "epoch": app.relay.hub.epoch().to_string() }),
             )
         }
         ["readyz"] => {
@@ -575,6 +575,9 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             }
             if let Some(why) = app.relay.hub.failure() {
                 reasons.push(format!("the event log cannot take publishes: {why}"));
+            }
+            if let Some((why, _)) = app.relay.hub.outage() {
+                reasons.push(format!("the event log is unavailable: {why}"));
             }
             let (status, word) = if reasons.is_empty() {
                 (StatusCode::OK, "ready")
@@ -624,6 +627,9 @@ fn health_reasons(app: &App) -> Vec<String> {
     let mut reasons = Vec::new();
     if let Some(why) = app.relay.hub.failure() {
         reasons.push(format!("event log not writable: {why}"));
+    }
+    if let Some((why, _)) = app.relay.hub.outage() {
+        reasons.push(format!("event log unavailable: {why}"));
     }
     if let Some(why) = app.health.report_failure() {
         reasons.push(format!("a report failed to load: {why}"));

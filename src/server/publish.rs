@@ -286,6 +286,20 @@ fn answer(result: Result<Ack, ChangeError>) -> Response<Body> {
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
             res
         }
+        Err(ChangeError::Unavailable {
+            reason,
+            retry_after,
+        }) => {
+            // An outage of a shared store: nothing was written; the same request may be sent
+            // again (with its Idempotency-Key) once it is back.
+            let detail = format!("the event log is unavailable for now ({reason}); retry shortly");
+            let mut res = problem(StatusCode::SERVICE_UNAVAILABLE, &detail, Value::Null);
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            res
+        }
     }
 }
 

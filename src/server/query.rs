@@ -45,6 +45,9 @@ pub fn percent_decode(s: &str) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LiveQuery {
     pub after: Option<u64>,
+    /// The history `after` belongs to (the `epoch` of an earlier answer); a cursor of another
+    /// history is refused with 410 rather than answered with the events of this one.
+    pub epoch: Option<crate::relay::store::Epoch>,
     pub story: Option<String>,
     pub limit: Option<usize>,
     pub timeout: Option<u64>,
@@ -82,6 +85,20 @@ impl LiveQuery {
             match name.as_str() {
                 "after" => {
                     if q.after.replace(number("after", &value)?).is_some() {
+                        return Err(twice());
+                    }
+                }
+                "epoch" => {
+                    let valid = !value.is_empty()
+                        && value.len() <= 16
+                        && value.bytes().all(|b| b.is_ascii_hexdigit());
+                    let epoch = value.parse().ok().filter(|_| valid).ok_or_else(|| {
+                        bad(
+                            "epoch",
+                            "must be the epoch of an earlier answer (hexadecimal)",
+                        )
+                    })?;
+                    if q.epoch.replace(epoch).is_some() {
                         return Err(twice());
                     }
                 }
