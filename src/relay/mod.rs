@@ -112,6 +112,7 @@ impl Relay {
             delivered: Arc::new(follower::Delivered::new(at.head)),
         };
         writer.relay_reports_at_start(&site.stories);
+        writer.delivered = Arc::new(follower::Delivered::new(hub.head()));
         let all: Vec<&Story> = writer.state.site.stories.iter().collect();
         hub.set_files(cache::render_changed(
             &writer.state.site,
@@ -129,7 +130,7 @@ impl Relay {
         let renderer = renderer::Renderer {
             state: writer.state.clone(),
             hub: Arc::clone(&hub),
-            seq: hub.head(),
+            seq: writer.at.head,
         };
         let render_handle = std::thread::Builder::new()
             .name("livefeed-render".into())
@@ -140,7 +141,11 @@ impl Relay {
             reader: Arc::clone(&reader),
             hub: Arc::clone(&hub),
             render: render_tx.clone(),
-            at: writer.at,
+            // From what the hub has: on a shared log the writer may have read further at start.
+            at: store::Position {
+                epoch: writer.at.epoch,
+                head: hub.head(),
+            },
             delivered: Arc::clone(&writer.delivered),
             site,
             stop: Arc::clone(&stop_following),

@@ -91,12 +91,14 @@ impl Renderer {
             for msg in first.into_iter().chain(rx.try_iter()) {
                 match msg {
                     Msg::Events(events) => {
-                        for e in &events {
+                        // The replica may already have them (read by the writer at start).
+                        let from = self.seq;
+                        for e in events.iter().filter(|e| e.seq > from) {
                             self.state.apply_unsorted(e);
                             self.seq = self.seq.max(e.seq);
                             dirty.insert(e.story.clone());
                         }
-                        if !events.is_empty() {
+                        if self.seq > from {
                             let now = Instant::now();
                             behind = Some(behind.map_or((now, now), |(first, _)| (first, now)));
                         }

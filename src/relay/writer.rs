@@ -541,50 +541,67 @@ impl Writer {
     /// start: creates in time order across stories), before the relay serves. A log that
     /// cannot take them leaves the relay read-only, serving exactly what is durable.
     pub(crate) fn relay_reports_at_start(&mut self, fresh: &[Story]) {
-        let mut changes = fitting(
-            fresh
-                .iter()
-                .flat_map(|fresh| self.state.diff_report(fresh))
-                .collect(),
-        );
-        changes.sort_by_key(|c| (c.op != Op::Create, c.entry.published));
-        if changes.is_empty() {
-            return;
-        }
-        if self.hub.failed() {
-            tracing::warn!(
-                changes = changes.len(),
-                "report changes not relayed: the event log is read-only"
+        for _ in 0..MAX_CONFLICTS {
+            // On a shared log another node may have relayed them already: what it appended
+            // is read first, and only the differences left are relayed.
+            self.catch_up();
+            self.state.settle();
+            let mut changes = fitting(
+                fresh
+                    .iter()
+                    .flat_map(|fresh| self.state.diff_report(fresh))
+                    .collect(),
             );
-            return;
-        }
-        let events: Vec<Event> = changes
-            .into_iter()
-            .zip(self.at.head + 1..)
-            .map(|(c, seq)| self.report_event(c, seq))
-            .collect();
-        self.state.settle();
-        match self.store.append(self.at.head, &events) {
-            Ok(()) => {
-                for e in &events {
-                    self.committed.apply_unsorted(e);
-                }
-                self.committed.settle();
-                self.at.head += events.len() as u64;
-                self.delivered = Arc::new(Delivered::new(self.at.head));
-                // Before any reader exists: the hub starts with them, the follower after them.
-                self.hub.commit(events.iter().map(Committed::from_event));
-                tracing::info!(
-                    events = events.len(),
-                    "relayed report contents not yet in the log"
-                );
+            changes.sort_by_key(|c| (c.op != Op::Create, c.entry.published));
+            if changes.is_empty() {
+                return;
             }
-            Err(e) => {
-                // Disk full or a log that refuses writes: serve what is durable, read-only.
-                tracing::error!(error = %e, "event log write failed at start; serving read-only, publishing off");
-                self.hub
-                    .fail_because(format!("read-only: the event log cannot be written: {e}"));
-                self.rollback(&[]);
+            if self.hub.failed() {
+                tracing::warn!(
+                    changes = changes.len(),
+                    "report changes not relayed: the event log is read-only"
+                );
+                return;
+            }
+            let events: Vec<Event> = changes
+                .into_iter()
+                .zip(self.at.head + 1..)
+                .map(|(c, seq)| self.report_event(c, seq))
+                .collect();
+            self.state.settle();
+            match self.store.append(self.at.head, &events) {
+                Ok(()) => {
+                    for e in &events {
+                        self.committed.apply_unsorted(e);
+                    }
+                    self.committed.settle();
+                    self.at.head += events.len() as u64;
+                    // Before any reader exists: the hub starts with them, the follower after.
+                    self.hub.commit(events.iter().map(Committed::from_event));
+                    tracing::info!(
+                        events = events.len(),
+                        "relayed report contents not yet in the log"
+                    );
+                    return;
+                }
+                Err(StoreError::Conflict { head }) => {
+                    self.rollback(&[]);
+                    tracing::debug!(head, "another writer appended first; relaying again");
+                }
+                Err(e) if e.retryable() => {
+                    // The report watcher relays them once the log is back.
+                    self.rollback(&[]);
+                    tracing::warn!(error = %e, "report changes not relayed at start: the event log is unavailable");
+                    return;
+                }
+                Err(e) => {
+                    // Disk full or a log that refuses writes: serve what is durable, read-only.
+                    tracing::error!(error = %e, "event log write failed at start; serving read-only, publishing off");
+                    self.hub
+                        .fail_because(format!("read-only: the event log cannot be written: {e}"));
+                    self.rollback(&[]);
+                    return;
+                }
             }
         }
     }
