@@ -361,6 +361,15 @@ struct ServeArgs {
     #[arg(long, value_name = "BYTES", env = "LIVEFEED_MEMORY_BYTES",
           default_value_t = 64 * 1024 * 1024)]
     memory_bytes: usize,
+    /// Write a snapshot of the stories every N events (and when stopping), so a start reads
+    /// the snapshot and the log after it instead of all history.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "LIVEFEED_SNAPSHOT_EVERY",
+        default_value_t = livefeed::relay::snapshot::DEFAULT_EVERY
+    )]
+    snapshot_every: u64,
     /// Where to write the access log, one line per request (level `info`, target
     /// `livefeed::access`, so `RUST_LOG` applies): `off`, `stderr`, or a FILE to append to.
     #[arg(
@@ -591,7 +600,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         events: args.keep_events,
         bytes: args.memory_bytes,
     };
-    let relay = Relay::open(site, file_store(&log_dir), memory)?;
+    let options = livefeed::relay::Options {
+        memory,
+        snapshot_every: args.snapshot_every,
+    };
+    let relay = Relay::open_with(site, file_store(&log_dir), options)?;
     let shared = server::SharedToken::default();
     *shared.write().unwrap_or_else(|p| p.into_inner()) = token.clone();
     let publishing = token.is_some();

@@ -32,7 +32,8 @@ fn saved_copies(data: &Path) -> Vec<PathBuf> {
         .map(|rd| rd.map(|e| e.unwrap().path()).collect())
         .unwrap_or_default();
     out.retain(|p| {
-        !["events.log", "LOCK", "EPOCH"].contains(&p.file_name().unwrap().to_str().unwrap())
+        !["events.log", "LOCK", "EPOCH", "snapshot"]
+            .contains(&p.file_name().unwrap().to_str().unwrap())
     });
     out.sort();
     out

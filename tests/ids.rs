@@ -7,6 +7,27 @@ use std::collections::HashSet;
 use livefeed::model::Story;
 use livefeed::normalise::{StoryMeta, normalise};
 
+/// Every event the relay holds, from memory and, before it, from the log (a restart starts
+/// from a snapshot with only the log after it in memory).
+fn every_event(relay: &livefeed::relay::Relay) -> livefeed::relay::hub::Page {
+    let mut all = livefeed::relay::hub::Page::default();
+    loop {
+        let page = match relay.hub.page(all.next, None, usize::MAX) {
+            Ok(page) => page,
+            Err(_) => relay
+                .hub
+                .page_from_history(all.next, None, usize::MAX)
+                .unwrap(),
+        };
+        if page.events.is_empty() {
+            return all;
+        }
+        all.next = page.next;
+        all.head = page.head;
+        all.events.extend(page.events);
+    }
+}
+
 fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
@@ -202,7 +223,7 @@ mod relay {
 
     /// Folds every event the relay holds into the live entries.
     pub fn view(relay: &Relay) -> View {
-        let page = relay.hub.page(0, None, usize::MAX).unwrap();
+        let page = super::every_event(relay);
         let mut v = View {
             events: page.events.len(),
             ..View::default()
@@ -439,7 +460,7 @@ mod property {
 
         /// Checks the relay's whole history against the model.
         fn check(&mut self, relay: &livefeed::relay::Relay) -> BTreeMap<String, String> {
-            let page = relay.hub.page(0, None, usize::MAX).unwrap();
+            let page = super::every_event(relay);
             let mut live: BTreeMap<String, String> = BTreeMap::new();
             for c in &page.events {
                 let e: Value = serde_json::from_slice(&c.json).unwrap();

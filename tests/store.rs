@@ -226,3 +226,110 @@ async fn a_replaced_history_refuses_old_cursors_and_never_serves_them_new_events
     assert_eq!(ack["seq"], 6);
     server.stop().await;
 }
+
+/// The stories a relay serves, as the bytes of its feeds and pages.
+fn served(relay: &livefeed::relay::Relay, site: &livefeed::site::Site) -> Vec<(String, Vec<u8>)> {
+    let mut paths = vec!["/".to_string(), "/feeds/all.atom".to_string()];
+    for s in &site.stories {
+        paths.extend(livefeed::relay::cache::story_paths(&s.slug));
+    }
+    paths
+        .into_iter()
+        .map(|p| {
+            let body = relay
+                .hub
+                .file(&p)
+                .unwrap_or_else(|| panic!("{p} is served"))
+                .body
+                .to_vec();
+            (p, body)
+        })
+        .collect()
+}
+
+fn copy_log(from: &std::path::Path, to: &std::path::Path, snapshot: bool) {
+    std::fs::create_dir_all(to).unwrap();
+    for name in ["events.log", "EPOCH", "snapshot"] {
+        if name == "snapshot" && !snapshot {
+            continue;
+        }
+        std::fs::copy(from.join(name), to.join(name)).unwrap();
+    }
+}
+
+fn snapshot_seq(log: &std::path::Path) -> Option<u64> {
+    let bytes = std::fs::read(log.join("snapshot")).ok()?;
+    let line = bytes.split(|&b| b == b'\n').next()?;
+    serde_json::from_slice::<Value>(line).ok()?["seq"].as_u64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_reads_the_snapshot_and_only_the_log_after_it() {
+    use livefeed::relay::state::EntryInput;
+    use livefeed::relay::{Options, Relay, file_store, hub::Memory};
+    use livefeed::site::Site;
+    let test = TestSite::new();
+    let load = || Site::load(&test.data(), None).unwrap();
+    let options = Options {
+        memory: Memory {
+            events: 40,
+            bytes: 1 << 20,
+        },
+        snapshot_every: 100,
+    };
+    let open = |dir: &std::path::Path| {
+        let (site, dir) = (load(), dir.to_path_buf());
+        tokio::task::spawn_blocking(move || Relay::open_with(site, file_store(&dir), options))
+    };
+    let relay = open(&test.log()).await.unwrap().unwrap();
+    let seed = relay.hub.head();
+    const N: u64 = 250;
+    for i in 0..N {
+        let input = EntryInput::cleaned(&format!("Update {i}"), "Text.", None, None);
+        relay.publish(STORY, input, None).await.unwrap();
+    }
+    let head = seed + N;
+    // The periodic snapshots are written off the publish path: wait for the one near 200.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while snapshot_seq(&test.log()).is_none_or(|s| s < 200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot was written: {:?}",
+            std::fs::read_dir(test.log())
+                .map(|d| d.map(|e| e.unwrap().file_name()).collect::<Vec<_>>())
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The log as a crash would leave it now, with and without its snapshot.
+    let crashed = tempfile::tempdir().unwrap();
+    let (with, without) = (crashed.path().join("with"), crashed.path().join("without"));
+    copy_log(&test.log(), &with, true);
+    copy_log(&test.log(), &without, false);
+    let taken = snapshot_seq(&with).unwrap();
+    assert!(taken < head, "the copy has events after its snapshot");
+
+    let from_snapshot = open(&with).await.unwrap().unwrap();
+    let started = from_snapshot.started();
+    assert_eq!(started.snapshot, Some(taken));
+    assert_eq!(
+        started.events_read as u64,
+        head - taken,
+        "only the log after it"
+    );
+    let replayed = open(&without).await.unwrap().unwrap();
+    assert_eq!(replayed.started().snapshot, None);
+    assert_eq!(replayed.started().events_read as u64, head);
+    // The same stories either way, to the byte.
+    let site = load();
+    assert_eq!(from_snapshot.hub.head(), head);
+    assert_eq!(served(&from_snapshot, &site), served(&replayed, &site));
+    // A cursor older than the snapshot and than memory is read back from the log.
+    let page = std::sync::Arc::clone(&from_snapshot.hub)
+        .page_any(0, None, 1000)
+        .await
+        .unwrap();
+    let got: Vec<u64> = page.events.iter().map(|e| e.seq).collect();
+    assert_eq!(got.first(), Some(&1));
+    assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "in order, no gap");
+    drop((from_snapshot, replayed, relay));
+}

@@ -121,6 +121,9 @@ pub struct Hub {
     memory: Memory,
     /// The log read back, for cursors older than memory.
     history: OnceLock<Arc<dyn Reader>>,
+    /// What the stories' whole history says about `Last-Modified` moving forward, for when
+    /// memory does not hold all of it (a start from a snapshot).
+    forward: std::sync::Mutex<Option<HashMap<String, bool>>>,
 }
 
 /// How much of the log the hub keeps in memory (at least the newest event).
@@ -168,6 +171,7 @@ impl Hub {
             failure: std::sync::OnceLock::new(),
             memory: memory.into(),
             history: OnceLock::new(),
+            forward: std::sync::Mutex::new(None),
         }
     }
 
@@ -216,6 +220,12 @@ impl Hub {
     /// Lets cursors older than memory be answered from the log itself.
     pub fn set_history(&self, history: Arc<dyn Reader>) {
         let _ = self.history.set(history);
+    }
+
+    /// Tells the hub, for every story, whether its whole history moved `Last-Modified`
+    /// forward (`State::dates_move_forward`).
+    pub fn set_dates_move_forward(&self, forward: HashMap<String, bool>) {
+        *self.forward.lock().unwrap_or_else(|p| p.into_inner()) = Some(forward);
     }
 
     /// The epoch of the history served.
@@ -420,8 +430,18 @@ impl Hub {
                 None => {
                     let forward = forward.get_or_insert_with(|| {
                         let log = self.log.read().unwrap_or_else(|p| p.into_inner());
-                        if log.events.front().is_some_and(|e| e.seq != 1) {
-                            return None;
+                        // Memory must hold the whole history (a start from a snapshot holds
+                        // only what follows it).
+                        let whole = match log.events.front() {
+                            Some(e) => e.seq == 1,
+                            None => log.head == 0,
+                        };
+                        if !whole {
+                            return self
+                                .forward
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .clone();
                         }
                         Some(super::cache::dates_move_forward(
                             log.events

@@ -12,6 +12,7 @@ mod follower;
 pub mod hub;
 pub mod memstore;
 pub mod renderer;
+pub mod snapshot;
 pub mod state;
 pub mod store;
 pub mod writer;
@@ -34,6 +35,34 @@ use writer::{Command, Writer};
 pub enum RelayError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::Unreadable),
+}
+
+/// How the relay keeps its memory and its snapshots.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub memory: hub::Memory,
+    /// A snapshot of the state every this many events (see [`snapshot`]).
+    pub snapshot_every: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            memory: hub::Memory::default(),
+            snapshot_every: snapshot::DEFAULT_EVERY,
+        }
+    }
+}
+
+/// What the relay read to start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Started {
+    /// The seq of the snapshot it started from, if any.
+    pub snapshot: Option<u64>,
+    /// The events it read from the log (those after the snapshot).
+    pub events_read: usize,
 }
 
 /// A handle to the relay, shared by every connection.
@@ -45,8 +74,10 @@ pub struct Relay {
     render_tx: Mutex<Option<std::sync::mpsc::Sender<renderer::Msg>>>,
     renderer: Mutex<Option<std::thread::JoinHandle<()>>>,
     follower: Mutex<Option<std::thread::JoinHandle<()>>>,
+    snapshotter: Mutex<Option<std::thread::JoinHandle<()>>>,
     stop_following: Arc<AtomicBool>,
     reader: Arc<dyn Reader>,
+    started: Started,
 }
 
 impl Relay {
@@ -55,8 +86,21 @@ impl Relay {
     /// renders every file and starts the writer, the follower and the renderer.
     pub fn open(
         site: Site,
-        mut store: Box<dyn Store>,
+        store: Box<dyn Store>,
         memory: impl Into<hub::Memory>,
+    ) -> Result<Relay, RelayError> {
+        let options = Options {
+            memory: memory.into(),
+            ..Options::default()
+        };
+        Relay::open_with(site, store, options)
+    }
+
+    /// [`Relay::open`] with every option.
+    pub fn open_with(
+        site: Site,
+        mut store: Box<dyn Store>,
+        options: Options,
     ) -> Result<Relay, RelayError> {
         // Damage with intact records after it is an error here: nothing is cut without the
         // operator (`livefeed log repair`). A torn tail was cut by `load`.
@@ -72,7 +116,7 @@ impl Relay {
             );
         }
         let reader = store.reader();
-        let hub = Arc::new(Hub::new(memory));
+        let hub = Arc::new(Hub::new(options.memory));
         hub.set_history(Arc::clone(&reader));
         hub.set_epoch(recovered.epoch);
         if let Some(why) = &recovered.read_only {
@@ -80,19 +124,52 @@ impl Relay {
             hub.fail_because(format!("read-only: {why}"));
         }
         // Every event carries its entry's anchor: the state relearns each anchor ever given.
-        let committed = State::from_log(site.clone(), &recovered.events);
         let mut keys = writer::Keys::default();
+        let started = Started {
+            snapshot: recovered.snapshot.as_ref().map(|s| s.seq),
+            events_read: recovered.events.len(),
+        };
+        let committed = match &recovered.snapshot {
+            Some(saved) => {
+                let snap = snapshot::decode(&saved.payload)?;
+                for (key, record) in snap.keys {
+                    keys.insert(key, record);
+                }
+                let mut state = State::restore(snap.projection, site.clone());
+                for e in &recovered.events {
+                    match state.rebased(e) {
+                        Some(moved) => state.apply_unsorted(&moved),
+                        None => state.apply_unsorted(e),
+                    }
+                }
+                state.settle();
+                state
+            }
+            None => State::from_log(site.clone(), &recovered.events),
+        };
         for e in &recovered.events {
             keys.insert_event(e);
         }
         keys.prune(Utc::now());
-        hub.commit(recovered.events.iter().map(Committed::from_event));
         let at = store::Position {
             epoch: recovered.epoch,
-            head: recovered.events.last().map_or(0, |e| e.seq),
+            head: recovered
+                .events
+                .last()
+                .map(|e| e.seq)
+                .or(started.snapshot)
+                .unwrap_or(0),
         };
+        // The hub starts at the head (a snapshot's seq when nothing follows it), with the
+        // events read; older ones are read back from the log.
+        hub.reset(
+            at.epoch,
+            started.snapshot.unwrap_or(0),
+            recovered.events.iter().map(Committed::from_event),
+        );
         tracing::info!(
             events = recovered.events.len(),
+            snapshot = ?started.snapshot,
             head = at.head,
             epoch = %at.epoch,
             "event log opened"
@@ -110,9 +187,11 @@ impl Relay {
             keys,
             render: None,
             delivered: Arc::new(follower::Delivered::new(at.head)),
+            snapshots: None,
         };
         writer.relay_reports_at_start(&site.stories);
         writer.delivered = Arc::new(follower::Delivered::new(hub.head()));
+        hub.set_dates_move_forward(writer.state.dates_move_forward());
         let all: Vec<&Story> = writer.state.site.stories.iter().collect();
         hub.set_files(cache::render_changed(
             &writer.state.site,
@@ -136,6 +215,14 @@ impl Relay {
             .name("livefeed-render".into())
             .spawn(move || renderer.run(render_rx))
             .map_err(|e| thread_error("render thread", e))?;
+        let since = writer.at.head - started.snapshot.unwrap_or(0);
+        let (taker, takes) = snapshot::Taker::new(options.snapshot_every, since);
+        writer.snapshots = Some(taker);
+        let snapshot_reader = Arc::clone(&reader);
+        let snapshot_handle = std::thread::Builder::new()
+            .name("livefeed-snapshot".into())
+            .spawn(move || snapshot::run(takes, snapshot_reader))
+            .map_err(|e| thread_error("snapshot thread", e))?;
         let stop_following = Arc::new(AtomicBool::new(false));
         let follower = follower::Follower {
             reader: Arc::clone(&reader),
@@ -167,9 +254,16 @@ impl Relay {
             render_tx: Mutex::new(Some(render_tx)),
             renderer: Mutex::new(Some(render_handle)),
             follower: Mutex::new(Some(follow_handle)),
+            snapshotter: Mutex::new(Some(snapshot_handle)),
             stop_following,
             reader,
+            started,
         })
+    }
+
+    /// What the relay read to start (a snapshot, and how many events after it).
+    pub fn started(&self) -> Started {
+        self.started
     }
 
     fn sender(&self) -> Option<mpsc::Sender<Command>> {
@@ -313,6 +407,15 @@ impl Relay {
     pub fn close(&self) {
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(handle) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = handle.join();
+        }
+        // The writer's last snapshot is written before the relay reports closed.
+        if let Some(handle) = self
+            .snapshotter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             let _ = handle.join();
         }
         self.stop_following.store(true, Ordering::Release);

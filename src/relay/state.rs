@@ -36,6 +36,25 @@ pub struct State {
     dormant: HashMap<String, Vec<Event>>,
     /// Stories removed from the manifest while serving, with their entries, likewise.
     hidden: HashMap<String, Story>,
+    /// Per story (and the combined feeds): whether every event so far moved its newest
+    /// `updated` strictly forward, and that second (see `cache::dates_move_forward`).
+    forward: HashMap<String, (bool, i64)>,
+}
+
+/// What a snapshot keeps of a [`State`]: the stories and what the log taught about them,
+/// without the site's configuration (which comes from the run that reads it).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Projection {
+    stories: Vec<Story>,
+    base_updated: HashMap<String, DateTime<Utc>>,
+    origin: HashMap<String, Source>,
+    given: HashSet<String>,
+    report_anchor: HashMap<String, String>,
+    handed_over: HashMap<String, Vec<Handed>>,
+    dormant: HashMap<String, Vec<Event>>,
+    hidden: HashMap<String, Story>,
+    #[serde(default)]
+    forward: HashMap<String, (bool, i64)>,
 }
 
 fn anchor_key(slug: &str, anchor: &str) -> String {
@@ -63,6 +82,7 @@ impl State {
             unsorted: HashMap::new(),
             dormant: HashMap::new(),
             hidden: HashMap::new(),
+            forward: HashMap::new(),
         }
     }
 
@@ -129,6 +149,17 @@ impl State {
     ///
     /// [`settle`]: State::settle
     pub fn apply_unsorted(&mut self, event: &Event) {
+        let t = (event.op != Op::Delete).then(|| event.entry.updated.timestamp());
+        for key in [event.story.as_str(), crate::render::ALL] {
+            let (ok, last) = self
+                .forward
+                .entry(key.to_string())
+                .or_insert((true, i64::MIN));
+            match t {
+                Some(t) if *ok && t > *last => *last = t,
+                _ => *ok = false,
+            }
+        }
         let Some(story) = self.site.stories.iter_mut().find(|s| s.slug == event.story) else {
             if !self.hidden.contains_key(&event.story) {
                 self.dormant
@@ -224,6 +255,101 @@ impl State {
             // A new entry can only move the newest update forward.
             story.updated = story.updated.max(event.entry.updated).max(base);
         }
+    }
+
+    /// What a snapshot keeps (entries in feed order).
+    pub fn projection(&mut self) -> Projection {
+        self.settle();
+        Projection {
+            stories: self.site.stories.clone(),
+            base_updated: self.base_updated.clone(),
+            origin: self.origin.clone(),
+            given: self.given.clone(),
+            report_anchor: self.report_anchor.clone(),
+            handed_over: self.handed_over.clone(),
+            dormant: self.dormant.clone(),
+            hidden: self.hidden.clone(),
+            forward: self.forward.clone(),
+        }
+    }
+
+    /// Which contents went only through states of their own `Last-Modified` (see
+    /// `cache::dates_move_forward`, which works out the same from events in memory).
+    pub fn dates_move_forward(&self) -> HashMap<String, bool> {
+        self.forward
+            .iter()
+            .map(|(k, (ok, _))| (k.clone(), *ok))
+            .collect()
+    }
+
+    /// The state a snapshot kept, under `site`'s configuration and manifest as they are now:
+    /// stories added to the manifest since are served (with their history, if the log has
+    /// one), stories removed are kept aside, every story's metadata is the manifest's, and
+    /// entries the API made link to their story pages under `site`'s base URL.
+    pub fn restore(p: Projection, site: Site) -> State {
+        let manifest = site.stories.clone();
+        let mut state = State {
+            site: Site {
+                stories: p.stories,
+                ..site
+            },
+            base_updated: p.base_updated,
+            origin: p.origin,
+            given: p.given,
+            report_anchor: p.report_anchor,
+            handed_over: p.handed_over,
+            unsorted: HashMap::new(),
+            dormant: p.dormant,
+            hidden: p.hidden,
+            forward: p.forward,
+        };
+        let gone: Vec<String> = state
+            .site
+            .stories
+            .iter()
+            .filter(|s| !manifest.iter().any(|m| m.slug == s.slug))
+            .map(|s| s.slug.clone())
+            .collect();
+        for slug in gone {
+            state.remove_story(&slug);
+        }
+        for m in &manifest {
+            match state.site.stories.iter_mut().find(|s| s.slug == m.slug) {
+                Some(kept) => {
+                    let entries = std::mem::take(&mut kept.entries);
+                    let tombstones = std::mem::take(&mut kept.tombstones);
+                    let updated = kept.updated.max(m.updated);
+                    *kept = Story {
+                        entries,
+                        tombstones,
+                        updated,
+                        ..m.clone()
+                    };
+                    state.base_updated.insert(m.slug.clone(), m.updated);
+                }
+                None => {
+                    state.add_story(Story {
+                        entries: Vec::new(),
+                        ..m.clone()
+                    });
+                }
+            }
+        }
+        state
+            .site
+            .stories
+            .sort_by_key(|s| manifest.iter().position(|m| m.slug == s.slug));
+        let base = state.site.base_url.clone();
+        for story in &mut state.site.stories {
+            let ours = crate::render::story_page_url(&base, &story.slug);
+            for e in &mut story.entries {
+                let api = state.origin.get(&e.id) == Some(&Source::Api);
+                if api && e.url.split_once('#').is_some_and(|(page, _)| page != ours) {
+                    e.url = format!("{ours}#{}", e.anchor);
+                }
+            }
+        }
+        state
     }
 
     /// The stories with `events` (a whole history, read from the log) applied, as the relay
@@ -534,7 +660,7 @@ fn content_key(e: &Entry) -> ContentKey<'_> {
 }
 
 /// A report entry the API edited or deleted, as the report last showed it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Handed {
     /// The normaliser's anchor for it.
     anchor: String,

@@ -207,6 +207,13 @@ pub trait Reader: Send + Sync {
     ) -> Result<Vec<Event>, StoreError>;
     /// Wakes every [`Reader::wait`]: the relay is closing.
     fn close(&self);
+    /// Keeps `payload`, a snapshot of the relay's state after `seq`, durably and atomically,
+    /// so the next start reads it and the log after it only. False when this store keeps no
+    /// snapshots (or `seq` is no longer at hand).
+    fn save_snapshot(&self, seq: u64, payload: &[u8]) -> Result<bool, StoreError> {
+        let _ = (seq, payload);
+        Ok(false)
+    }
 }
 
 /// Every how many records the file log's reader remembers an offset.
@@ -228,6 +235,8 @@ pub struct FileReader {
 #[derive(Default)]
 struct Tail {
     events: std::collections::VecDeque<Event>,
+    /// `(seq, offset after its record)` of the newest records, for snapshots.
+    ends: std::collections::VecDeque<(u64, u64)>,
     head: u64,
     closed: bool,
 }
@@ -236,6 +245,7 @@ impl FileReader {
     /// Notes the records of an append that started at byte `at` of the file, and wakes the
     /// follower.
     fn appended(&self, events: &[Event], sizes: &[usize], mut at: u64) {
+        let mut ends = Vec::with_capacity(events.len());
         {
             let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
             for (e, size) in events.iter().zip(sizes) {
@@ -243,6 +253,7 @@ impl FileReader {
                     index.0.push((e.seq, at));
                 }
                 at += *size as u64;
+                ends.push((e.seq, at));
             }
             index.1 = at;
         }
@@ -253,6 +264,9 @@ impl FileReader {
         }
         let over = tail.events.len().saturating_sub(TAIL_EVENTS);
         tail.events.drain(..over);
+        tail.ends.extend(ends);
+        let over = tail.ends.len().saturating_sub(TAIL_EVENTS);
+        tail.ends.drain(..over);
         drop(tail);
         self.appended.notify_all();
     }
@@ -362,14 +376,51 @@ impl Reader for FileReader {
         self.tail.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
         self.appended.notify_all();
     }
+
+    fn save_snapshot(&self, seq: u64, payload: &[u8]) -> Result<bool, StoreError> {
+        let offset = {
+            let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+            match tail.ends.iter().find(|(s, _)| *s == seq) {
+                Some((_, end)) => *end,
+                None => return Ok(false),
+            }
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let path = dir.join(SNAPSHOT_FILE);
+        let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+        let header = SnapshotHeader {
+            format: SNAPSHOT_FORMAT,
+            epoch: self.epoch.to_string(),
+            seq,
+            offset,
+            len: payload.len() as u64,
+            crc: crc32fast::hash(payload),
+        };
+        let write = || -> std::io::Result<()> {
+            let mut f = std::io::BufWriter::new(File::create(&tmp)?);
+            serde_json::to_writer(&mut f, &header)?;
+            f.write_all(b"\n")?;
+            f.write_all(payload)?;
+            let f = f.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            fsync_dir(dir)
+        };
+        write().map_err(io_error(&path))?;
+        Ok(true)
+    }
 }
 
 /// What recovery found.
 #[derive(Debug, Default)]
 pub struct Recovered {
+    /// The events after the snapshot (all of them without one).
     pub events: Vec<Event>,
     /// The log's epoch (made with it).
     pub epoch: Epoch,
+    /// The newest snapshot the store holds of the relay's state, when there is a usable one:
+    /// `events` continue after its seq.
+    pub snapshot: Option<SavedSnapshot>,
     /// Bytes cut off the end of the log, and why; empty when the log was clean.
     pub dropped_bytes: u64,
     pub reason: Option<String>,
@@ -378,6 +429,107 @@ pub struct Recovered {
     pub saved_copy: Option<PathBuf>,
     /// Set when the log can be read but not written: why. The relay then serves read-only.
     pub read_only: Option<String>,
+}
+
+/// A snapshot of the relay's state as the store keeps it: opaque bytes, taken at `seq`.
+#[derive(Debug, Clone)]
+pub struct SavedSnapshot {
+    pub seq: u64,
+    pub payload: Vec<u8>,
+}
+
+/// The snapshot file's name in the log directory.
+pub const SNAPSHOT_FILE: &str = "snapshot";
+/// The snapshot file's layout version; a file of another version is ignored (full replay).
+const SNAPSHOT_FORMAT: u32 = 1;
+
+/// The first line of the snapshot file; the payload follows it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SnapshotHeader {
+    format: u32,
+    epoch: String,
+    seq: u64,
+    /// Where the record after `seq` starts in `events.log`.
+    offset: u64,
+    len: u64,
+    crc: u32,
+}
+
+/// The snapshot in `dir` when it belongs to this history and checks out; why not otherwise.
+fn read_snapshot(
+    dir: &Path,
+    epoch: Epoch,
+    log_len: u64,
+) -> Result<Option<(SnapshotHeader, Vec<u8>)>, String> {
+    let bytes = match std::fs::read(dir.join(SNAPSHOT_FILE)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let nl = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("no header line")?;
+    let header: SnapshotHeader =
+        serde_json::from_slice(&bytes[..nl]).map_err(|e| format!("header: {e}"))?;
+    let payload = bytes[nl + 1..].to_vec();
+    if header.format != SNAPSHOT_FORMAT {
+        return Err(format!(
+            "format {} (this build reads {SNAPSHOT_FORMAT})",
+            header.format
+        ));
+    }
+    if header.epoch != epoch.to_string() {
+        return Err(format!("of another history (epoch {})", header.epoch));
+    }
+    if header.offset > log_len {
+        return Err(format!(
+            "taken at byte {} of a log of {log_len} bytes",
+            header.offset
+        ));
+    }
+    if payload.len() as u64 != header.len || crc32fast::hash(&payload) != header.crc {
+        return Err("its checksum does not match".into());
+    }
+    Ok(Some((header, payload)))
+}
+
+/// Checks the records before a snapshot without decoding them: each length within bounds,
+/// each checksum right, exactly `records` of them ending at `offset`. Returns the sparse index
+/// of their offsets; why not, when anything is off.
+fn check_prefix(file: &mut File, offset: u64, records: u64) -> Result<Vec<(u64, u64)>, String> {
+    let mut r = std::io::BufReader::with_capacity(1 << 20, &mut *file);
+    r.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    let (mut at, mut seq) = (0u64, 0u64);
+    let mut index = Vec::new();
+    let mut payload = Vec::new();
+    while at < offset {
+        let mut header = [0u8; HEADER];
+        r.read_exact(&mut header).map_err(|e| e.to_string())?;
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as u64;
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        if len as usize > MAX_RECORD || at + HEADER as u64 + len > offset {
+            return Err(format!(
+                "record at byte {at} runs past the snapshot's offset"
+            ));
+        }
+        payload.resize(len as usize, 0);
+        r.read_exact(&mut payload).map_err(|e| e.to_string())?;
+        if crc32fast::hash(&payload) != crc {
+            return Err(format!("record at byte {at} fails its checksum"));
+        }
+        seq += 1;
+        if seq % INDEX_EVERY == 1 {
+            index.push((seq, at));
+        }
+        at += HEADER as u64 + len;
+    }
+    if seq != records {
+        return Err(format!(
+            "{seq} records before the snapshot's offset, not {records}"
+        ));
+    }
+    Ok(index)
 }
 
 /// Encodes one record. An event whose payload would be larger than [`MAX_RECORD`] is refused:
@@ -457,12 +609,17 @@ pub fn decode(buf: &[u8]) -> Result<(Event, usize), Damage> {
 
 /// Reads a whole log image: the good events, and where and why it stopped.
 pub fn decode_all(buf: &[u8]) -> (Vec<Event>, usize, Option<Damage>) {
+    decode_all_from(buf, 1)
+}
+
+/// [`decode_all`] of a part of a log whose first record is seq `first`.
+pub fn decode_all_from(buf: &[u8], first: u64) -> (Vec<Event>, usize, Option<Damage>) {
     let mut events: Vec<Event> = Vec::new();
     let mut at = 0;
     while at < buf.len() {
         match decode(&buf[at..]) {
             Ok((event, used)) => {
-                let expected = events.last().map_or(1, |e| e.seq + 1);
+                let expected = events.last().map_or(first, |e| e.seq + 1);
                 if event.seq != expected {
                     return (
                         events,
@@ -523,9 +680,15 @@ impl Scan {
 /// hides where the next record starts, hence the byte-by-byte search; it is cheap because a
 /// record's JSON payload has no zero bytes, so nearly every offset fails the length check.
 pub fn scan(buf: &[u8]) -> Scan {
-    let (events, good, damage) = decode_all(buf);
+    scan_from(buf, 1)
+}
+
+/// [`scan`] of a part of a log whose first record is seq `first` (the tail after a snapshot);
+/// offsets are within `buf`.
+pub fn scan_from(buf: &[u8], first: u64) -> Scan {
+    let (events, good, damage) = decode_all_from(buf, first);
     let damage = damage.map(|kind| {
-        let last = events.last().map_or(0, |e| e.seq);
+        let last = events.last().map_or(first - 1, |e| e.seq);
         // A record with a valid checksum at the damaged point itself (a seq out of order) is
         // never a torn write.
         let from = if decode(&buf[good..]).is_ok() {
@@ -792,55 +955,89 @@ impl Store for FileStore {
         create_dirs(&dir).map_err(io_error(&dir))?;
         self.lock = lock(&dir)?;
         let (mut file, read_only) = self.open()?;
+        let len = file.metadata().map_err(|e| self.io(e))?.len();
+        let epoch = epoch_of(&dir, len == 0, read_only.is_none())?;
+        // With a snapshot of this history, only the records after it are decoded; those before
+        // it are checked (lengths and checksums, no decoding) and indexed. Any doubt about them
+        // and the whole log is read as without a snapshot, so damage is found as before.
+        let mut prefix_index = Vec::new();
+        let snapshot = match read_snapshot(&dir, epoch, len).and_then(|found| match found {
+            Some((h, payload)) => {
+                prefix_index = check_prefix(&mut file, h.offset, h.seq)?;
+                Ok(Some((h, payload)))
+            }
+            None => Ok(None),
+        }) {
+            Ok(found) => found,
+            Err(why) => {
+                tracing::warn!(reason = %why, "snapshot not used; reading the whole event log");
+                None
+            }
+        };
+        let (start, first) = snapshot
+            .as_ref()
+            .map_or((0, 1), |(h, _)| (h.offset, h.seq + 1));
         let mut image = Vec::new();
-        file.read_to_end(&mut image).map_err(|e| self.io(e))?;
-        let epoch = epoch_of(&dir, image.is_empty(), read_only.is_none())?;
-        let scan = scan(&image);
+        file.seek(SeekFrom::Start(start))
+            .and_then(|_| file.read_to_end(&mut image))
+            .map_err(|e| self.io(e))?;
+        let scan = scan_from(&image, first);
         let mut recovered = Recovered {
             events: scan.events,
             epoch,
+            snapshot: snapshot.map(|(h, payload)| SavedSnapshot {
+                seq: h.seq,
+                payload,
+            }),
             read_only,
             ..Recovered::default()
         };
         if let Some(found) = scan.damage {
+            let good = start + found.offset as u64;
             if !found.torn_tail() {
                 // Acknowledged records follow: keep every byte and let the operator decide.
                 self.lock = None;
                 return Err(StoreError::Damaged {
                     path: self.path.clone(),
-                    offset: found.offset as u64,
+                    offset: good,
                     kind: format!("{:?}", found.kind),
-                    before: recovered.events.len(),
+                    before: (first - 1) as usize + recovered.events.len(),
                     after: found.intact_after,
                 });
             }
-            let good = found.offset;
-            recovered.dropped_bytes = (image.len() - good) as u64;
+            recovered.dropped_bytes = len - good;
             recovered.reason = Some(format!("{:?} at byte {good}", found.kind));
             if recovered.read_only.is_none() {
                 if found.kind != Damage::Torn {
                     // A full-length record that fails its checks may have been acknowledged
                     // and then rotted: keep the original for the operator.
-                    recovered.saved_copy = Some(save_aside(&self.path, good, &image)?);
+                    let whole = std::fs::read(&self.path).map_err(|e| self.io(e))?;
+                    recovered.saved_copy = Some(save_aside(&self.path, good as usize, &whole)?);
                 }
-                file.set_len(good as u64).map_err(|e| self.io(e))?;
+                file.set_len(good).map_err(|e| self.io(e))?;
                 file.sync_all().map_err(|e| self.io(e))?;
             }
         }
         let end = file.seek(SeekFrom::End(0)).map_err(|e| self.io(e))?;
         self.file = Some(file);
-        // Record boundaries from the headers alone: the prefix up to `end` decoded cleanly.
-        let mut index = Vec::new();
-        let (mut at, mut seq) = (0usize, 1u64);
-        while (at as u64) < end && at + HEADER <= image.len() {
+        // Record boundaries from the headers alone: the part read decoded cleanly up to `end`.
+        // Before a snapshot the index has one point, at the snapshot; older reads walk the file
+        // from its start.
+        let mut index = prefix_index;
+        let mut ends = std::collections::VecDeque::new();
+        let (mut at, mut seq) = (0usize, first);
+        while start + (at as u64) < end && at + HEADER <= image.len() {
             if seq % INDEX_EVERY == 1 {
-                index.push((seq, at as u64));
+                index.push((seq, start + at as u64));
             }
             let len = u32::from_le_bytes([image[at], image[at + 1], image[at + 2], image[at + 3]]);
             at += HEADER + len as usize;
+            ends.push_back((seq, start + at as u64));
             seq += 1;
         }
-        let head = recovered.events.last().map_or(0, |e| e.seq);
+        let over = ends.len().saturating_sub(TAIL_EVENTS);
+        ends.drain(..over);
+        let head = recovered.events.last().map_or(first - 1, |e| e.seq);
         let tail_from = recovered.events.len().saturating_sub(TAIL_EVENTS);
         self.reader = Some(Arc::new(FileReader {
             path: self.path.clone(),
@@ -848,6 +1045,7 @@ impl Store for FileStore {
             index: Mutex::new((index, end)),
             tail: Mutex::new(Tail {
                 events: recovered.events[tail_from..].iter().cloned().collect(),
+                ends,
                 head,
                 closed: false,
             }),

@@ -20,7 +20,7 @@ use crate::model::{Entry, Story};
 use crate::site::Site;
 
 /// The answer to an accepted publish, edit or delete.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ack {
     pub id: String,
     pub seq: u64,
@@ -75,7 +75,7 @@ pub fn fingerprint(story: &str, input: &EntryInput) -> String {
 }
 
 /// What a key was used for, and its first answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct KeyRecord {
     pub ack: Ack,
     pub story: String,
@@ -158,6 +158,14 @@ impl Keys {
         self.map.len()
     }
 
+    /// Every live key with its record, for a snapshot.
+    pub fn entries(&self) -> Vec<(String, KeyRecord)> {
+        self.map
+            .iter()
+            .map(|(k, r)| (k.clone(), r.clone()))
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
@@ -232,6 +240,8 @@ pub struct Writer {
     pub render: Option<std::sync::mpsc::Sender<renderer::Msg>>,
     /// How far the follower has made events visible.
     pub(crate) delivered: Arc<Delivered>,
+    /// Copies of the committed state for the snapshot thread.
+    pub(crate) snapshots: Option<super::snapshot::Taker>,
 }
 
 /// What one command comes to.
@@ -257,6 +267,11 @@ impl Writer {
             }
             self.process(batch);
         }
+        // A last snapshot, so the next start reads little of the log.
+        if let Some(taker) = &mut self.snapshots {
+            taker.after(0, self.at.head, &self.committed, &self.keys, true);
+        }
+        self.snapshots = None;
         tracing::info!(head = self.at.head, "event log writer stopped");
     }
 
@@ -649,6 +664,10 @@ impl Writer {
                     }
                     self.at.head += events.len() as u64;
                     self.hub.clear_outage();
+                    if let Some(taker) = &mut self.snapshots {
+                        let n = events.len() as u64;
+                        taker.after(n, self.at.head, &self.committed, &self.keys, false);
+                    }
                     // Answered once visible: a publisher that got seq N finds N when it reads.
                     if !self.delivered.wait_for(self.at.head, DELIVERY) {
                         tracing::warn!(
