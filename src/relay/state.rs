@@ -138,6 +138,17 @@ impl State {
             }
             return;
         };
+        if event.op == Op::State {
+            // The story's lifecycle: no entry changes.
+            story.ended = event.ended;
+            return;
+        }
+        // At most one pinned entry: pinning one unpins the story's others (on replay too).
+        if event.entry.pinned && event.op != Op::Delete {
+            for e in story.entries.iter_mut().filter(|e| e.id != event.entry.id) {
+                e.pinned = false;
+            }
+        }
         // `origin` holds the id of every live entry: an unknown id needs no search.
         let pos = if self.origin.contains_key(&event.entry.id) {
             story.entries.iter().position(|e| e.id == event.entry.id)
@@ -185,7 +196,7 @@ impl State {
                 }
                 recompute_updated = true;
             }
-            (Op::Delete, None) => {}
+            (Op::Delete, None) | (Op::State, _) => {}
         }
         self.given
             .insert(anchor_key(&story.slug, &event.entry.anchor));
@@ -256,6 +267,7 @@ impl State {
                 idempotency_fingerprint: None,
                 at: None,
                 report_anchor: change.report_anchor,
+                ended: None,
             });
         }
         state.settle();
@@ -495,6 +507,8 @@ impl State {
             summary: String::new(),
             content_html: String::new(),
             blocks: Vec::new(),
+            key: input.key.unwrap_or(false),
+            pinned: input.pinned.unwrap_or(false),
         };
         fill_body(&mut entry, input);
         Some(entry)
@@ -509,6 +523,9 @@ impl State {
         if let Some(p) = input.published {
             entry.published = p;
         }
+        // Flags not sent are kept.
+        entry.key = input.key.unwrap_or(old.key);
+        entry.pinned = input.pinned.unwrap_or(old.pinned);
         fill_body(&mut entry, input);
         entry
     }
@@ -580,6 +597,12 @@ pub struct EntryInput {
     pub body: String,
     pub authors: Option<Vec<String>>,
     pub published: Option<DateTime<Utc>>,
+    /// `key: true` makes it a key event; `None` leaves an edited entry's flag as it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<bool>,
+    /// `pinned: true` pins it (and unpins the story's other entry); `None` leaves it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<bool>,
 }
 
 impl EntryInput {
@@ -600,6 +623,8 @@ impl EntryInput {
                     .collect()
             }),
             published,
+            key: None,
+            pinned: None,
         }
     }
 }
@@ -684,6 +709,8 @@ mod tests {
             content_html: String::new(),
             url: String::new(),
             blocks: vec![],
+            key: false,
+            pinned: false,
         }
     }
 
@@ -698,6 +725,7 @@ mod tests {
             updated: DateTime::<Utc>::UNIX_EPOCH,
             entries: vec![],
             tombstones: vec![],
+            ended: None,
             zone: Default::default(),
         }
     }
@@ -713,6 +741,7 @@ mod tests {
             idempotency_fingerprint: None,
             at: None,
             report_anchor: None,
+            ended: None,
         }
     }
 

@@ -176,6 +176,12 @@ pub enum Command {
         id: String,
         reply: Reply,
     },
+    /// `PUT /stories/{story}`: end the story (`ended` set) or make it live again.
+    Lifecycle {
+        story: String,
+        ended: Option<DateTime<Utc>>,
+        reply: Reply,
+    },
     /// The manifest was read again: serve the stories added to it, stop serving those removed.
     Stories {
         fresh: Vec<Story>,
@@ -276,6 +282,7 @@ impl Writer {
             idempotency_fingerprint,
             at: Some(Utc::now().trunc_subsecs(0)),
             report_anchor,
+            ended: None,
         };
         // The writer never needs its entries in feed order except to diff a report (it settles
         // them first); the renderer keeps its own ordered replica. So an event costs O(1) here.
@@ -397,6 +404,39 @@ impl Writer {
                 // An edit or delete through the API hands the entry to the publisher.
                 let source = Source::Api;
                 let event = self.event(Op::Delete, entry, source, None);
+                pending.push(Pending::Ack(reply, Self::ack(&event)));
+                events.push(event);
+            }
+            Command::Lifecycle {
+                story,
+                ended,
+                reply,
+            } => {
+                if failed {
+                    let _ = reply.send(Err(storage()));
+                    return;
+                }
+                if self.state.story(&story).is_none() {
+                    let _ = reply.send(Err(ChangeError::UnknownStory(story)));
+                    return;
+                }
+                let event = Event {
+                    seq: self.next_seq,
+                    op: Op::State,
+                    story: story.clone(),
+                    entry: Entry {
+                        story,
+                        ..Entry::default()
+                    },
+                    source: Source::Api,
+                    idempotency_key: None,
+                    idempotency_fingerprint: None,
+                    at: Some(now),
+                    report_anchor: None,
+                    ended,
+                };
+                self.next_seq += 1;
+                self.state.apply_unsorted(&event);
                 pending.push(Pending::Ack(reply, Self::ack(&event)));
                 events.push(event);
             }
