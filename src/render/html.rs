@@ -23,10 +23,10 @@ blockquote{margin:1rem 0;padding-left:1rem;border-left:3px solid #ccc}\
 figure{margin:1rem 0;font-style:italic}.credit{color:#666}.feeds a{margin-right:.6rem}\
 .ago{color:#666;font-size:.9em}\
 .key-events{background:#fff8e6;border:1px solid #f0d9a0;padding:.4rem .9rem;margin:1rem 0}\
-.key-events h2,.pinned h2{font-size:.9rem;text-transform:uppercase;letter-spacing:.05em;margin:.3rem 0}\
+.key-events>h2,.pinned>h2{font-size:.9rem;text-transform:uppercase;letter-spacing:.05em;margin:.3rem 0}\
 .key-events ol{margin:.3rem 0;padding-left:1.2rem}.key-events a{color:#05a}\
 .pinned{border:2px solid #05a;padding:0 .9rem;margin:1rem 0}.pinned article{border-top:0}\
-.new-bar{position:sticky;top:.5rem;z-index:1;display:block;margin:.5rem auto;padding:.4rem 1rem;border:0;border-radius:1rem;background:#05a;color:#fff;font:inherit;font-weight:700;cursor:pointer}\
+.new-bar{position:fixed;top:.5rem;left:50%;transform:translateX(-50%);z-index:1;box-shadow:0 1px 4px rgba(0,0,0,.3);padding:.4rem 1rem;border:0;border-radius:1rem;background:#05a;color:#fff;font:inherit;font-weight:700;cursor:pointer}\
 [hidden]{display:none!important}\
 .stories{list-style:none;padding:0}.stories li{border-top:1px solid #ddd;padding:.6rem 0}\
 .stories h2{font-size:1.15rem;margin:0 0 .2rem}.latest{margin:.2rem 0}";
@@ -400,7 +400,7 @@ const LIVE_SCRIPT: &str = r#"<script>
       note.textContent = 'This story has ended: coverage ended ';
       note.appendChild(timeEl(msg.ended, false));
       note.appendChild(document.createTextNode('. Updates may still correct it.'));
-      if (es) { es.close(); es = null; }
+      if (es) { es.close(); es = null; main.removeAttribute('data-listening'); }
     }
   }
   function apply(ev) {
@@ -445,6 +445,8 @@ const LIVE_SCRIPT: &str = r#"<script>
   es = new EventSource('/live/events?story=' + encodeURIComponent(story) + '&after=' + after);
   ['create', 'update', 'delete', 'state'].forEach(function (op) { es.addEventListener(op, apply); });
   es.addEventListener('reset', function () { location.reload(); });
+  // Marks a page whose stream is open (tests/browser.rs waits for it).
+  es.addEventListener('open', function () { main.setAttribute('data-listening', ''); });
 })();
 </script>
 "#;
