@@ -304,6 +304,17 @@ async fn a_story_ends_and_reopens_through_the_api_durably_and_subscribers_hear_i
         .unwrap();
     assert_eq!(res.status(), 401);
     assert!(res.headers().get("access-control-allow-origin").is_none());
+    // Its preflight is a publishing one: no origin is named, so 403 and no CORS headers.
+    let res = server
+        .http
+        .request(Method::OPTIONS, server.url(&format!("/stories/{LIVE}")))
+        .header("Origin", "https://elsewhere.example")
+        .header("Access-Control-Request-Method", "PUT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(res.headers().get("access-control-allow-origin").is_none());
     for (body, field) in [
         (json!({"state": "over"}), "state"),
         (json!({}), "state"),
