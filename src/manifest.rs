@@ -61,6 +61,10 @@ pub struct StoryEntry {
     pub published: DateTime<FixedOffset>,
     #[serde(deserialize_with = "date_time")]
     pub updated: DateTime<FixedOffset>,
+    /// When the story ended (its page and feeds say so; JSON Feed `expired`); absent while it
+    /// is live. `PUT /stories/{story}` changes it at run time.
+    #[serde(default, deserialize_with = "optional_date_time")]
+    pub ended: Option<DateTime<FixedOffset>>,
     /// False when the time of day of `published`/`updated` is a documented default rather
     /// than a known fact. Informational.
     #[serde(default = "yes")]
@@ -236,6 +240,12 @@ impl Manifest {
                 return Err(err(
                     line,
                     format!("story {:?}: updated is before published", s.slug),
+                ));
+            }
+            if s.ended.is_some_and(|e| e < s.published) {
+                return Err(err(
+                    line,
+                    format!("story {:?}: ended is before published", s.slug),
                 ));
             }
             if let Some(file) = &s.file {
@@ -426,6 +436,31 @@ updated = "2013-05-11T12:00:00+01:00"
                 .contains("timezone \"BST\" is not an IANA zone"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn ended_is_a_date_after_published() {
+        let m = Manifest::parse(GOOD, Path::new("m.toml")).unwrap();
+        assert_eq!(m.stories[0].ended, None);
+        let with = GOOD.replace(
+            "kind = \"live\"",
+            "kind = \"live\"\nended = \"2013-05-12T18:00:00+01:00\"",
+        );
+        let m = Manifest::parse(&with, Path::new("m.toml")).unwrap();
+        assert_eq!(
+            m.stories[0]
+                .ended
+                .map(|t| t.with_timezone(&Utc).to_rfc3339()),
+            Some("2013-05-12T17:00:00+00:00".to_string())
+        );
+        let before = with.replace("2013-05-12T18", "2013-05-09T18");
+        let e = Manifest::parse(&before, Path::new("m.toml")).unwrap_err();
+        assert_eq!(e.line, Some(7));
+        assert!(e.to_string().contains("ended is before published"), "{e}");
+        let bad = with.replace("2013-05-12T18:00:00+01:00", "yesterday");
+        let e = Manifest::parse(&bad, Path::new("data/stories.toml")).unwrap_err();
+        assert!(e.to_string().starts_with("data/stories.toml:10"), "{e}");
+        assert!(e.to_string().contains("RFC 3339"), "{e}");
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub enum Block {
 }
 
 /// One normalised item: what feeds, pages and live events carry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Entry {
     /// The story's slug.
     pub story: String,
@@ -67,6 +67,13 @@ pub struct Entry {
     pub content_html: String,
     /// The story page plus the entry's anchor.
     pub url: String,
+    /// A key event: listed in the story page's "Key events" box. Absent (false) in older logs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub key: bool,
+    /// Shown first on the story page; at most one entry of a story is pinned (pinning another
+    /// unpins it: `relay::state`). Absent (false) in older logs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
     /// The structure `content_html` was made from; not carried in events or on disk.
     #[serde(skip)]
     pub blocks: Vec<Block>,
@@ -89,6 +96,10 @@ pub struct Story {
     /// from reports.
     #[serde(default)]
     pub tombstones: Vec<Tombstone>,
+    /// When the story ended (the manifest's `ended`, or `PUT /stories/{story}` with
+    /// `{"state":"ended"}`); `None` while it is live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<DateTime<Utc>>,
     /// The zone its pages show times in (the manifest's `timezone` or `utc_offset`).
     #[serde(skip)]
     pub zone: crate::zone::Zone,

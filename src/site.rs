@@ -114,6 +114,7 @@ impl Site {
                 let path = data_dir.join(s.file_name());
                 let mut story = read_report(&path, &s.meta(&base_url))?;
                 story.zone = s.zone();
+                story.ended = s.ended.map(|t| t.with_timezone(&chrono::Utc));
                 warn_if_empty(&path, &story);
                 Ok(story)
             })

@@ -116,6 +116,12 @@ impl Zone {
         )
     }
 
+    /// The clock time of `t` in this zone: `14:34` (the "Updated" mark of an edited entry).
+    pub fn clock(&self, t: DateTime<Utc>) -> String {
+        let (l, _, _) = self.local(t);
+        format!("{:02}:{:02}", l.hour(), l.minute())
+    }
+
     /// What a page shows for a time: the exact time, or only the day for an inferred one.
     pub fn shown(&self, t: DateTime<Utc>, inferred: bool) -> String {
         if inferred {

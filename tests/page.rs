@@ -112,7 +112,7 @@ fn story_pages_and_the_index_show_times_in_the_story_zone() {
         "data/ names the zone"
     );
     let page = Html::parse_document(&html::story_page(&site, story, 0));
-    let times: Vec<_> = page.select(&sel("main article time")).collect();
+    let times: Vec<_> = page.select(&sel("main article .meta > time")).collect();
     assert_eq!(times.len(), story.entries.len());
     for (t, e) in times.iter().zip(&story.entries) {
         let text = t.text().collect::<String>();
@@ -134,7 +134,10 @@ fn story_pages_and_the_index_show_times_in_the_story_zone() {
     assert!(story.entries.iter().all(|e| e.time_inferred));
     let article = site.story(ARTICLE).unwrap();
     let page = Html::parse_document(&html::story_page(&site, article, 0));
-    let t = page.select(&sel("main article time")).next().unwrap();
+    let t = page
+        .select(&sel("main article .meta > time"))
+        .next()
+        .unwrap();
     // 11:00 UTC on 16 June 2013 is noon in London, in summer time.
     assert_eq!(t.text().collect::<String>(), "12:00 BST, 16 June 2013");
     let index = Html::parse_document(&html::index(&site));
@@ -269,7 +272,7 @@ async fn check_json_ld(server: &common::Server, slug: &str) -> Value {
         .collect();
     assert_eq!(updates.len(), articles.len());
     let shown: Vec<&str> = doc
-        .select(&sel("main article time"))
+        .select(&sel("main article .meta > time"))
         .map(|t| t.value().attr("datetime").unwrap())
         .collect();
     for (((u, item), id), datetime) in updates.iter().zip(items).zip(&articles).zip(shown) {
@@ -349,7 +352,10 @@ async fn served_pages_carry_live_blog_json_ld_in_step_with_the_entries() {
     let doc = Html::parse_document(&page);
     let main = doc.select(&sel("main#entries")).next().unwrap();
     assert_eq!(main.value().attr("data-tz"), Some("Europe/London"));
-    let t = doc.select(&sel("main article time")).next().unwrap();
+    let t = doc
+        .select(&sel("main article .meta > time"))
+        .next()
+        .unwrap();
     let published = at(updates[0]["datePublished"].as_str().unwrap());
     let london = Zone::named("Europe/London").unwrap();
     assert_eq!(t.text().collect::<String>(), london.exact(published));

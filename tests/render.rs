@@ -581,6 +581,8 @@ fn entry(n: u32, title: &str, body: &str) -> Entry {
         content_html: format!("<p>{body}</p>"),
         url: format!("https://example.org/built#e{n}"),
         blocks: Vec::new(),
+        key: false,
+        pinned: false,
     }
 }
 
@@ -606,6 +608,8 @@ fn entries_with_control_characters_still_render_well_formed_xml() {
             entry(1, "\u{feff}BOM \u{fffe}\u{ffff}", "C1\u{85}\u{9f} controls"),
         ],
         tombstones: Vec::new(),
+        // Ended: its feeds' descriptions carry the ended line too.
+        ended: Some(t),
         zone: Default::default(),
     };
     let mut site = site();

@@ -265,6 +265,8 @@ pub fn assemble(report: Report, meta: &StoryMeta) -> Story {
                 updated,
                 time_inferred: inferred,
                 blocks: raw.blocks,
+                key: false,
+                pinned: false,
             }
         })
         .collect();
@@ -285,6 +287,8 @@ pub fn assemble(report: Report, meta: &StoryMeta) -> Story {
         updated,
         entries,
         tombstones: Vec::new(),
+        // Set by the manifest's reader (`Site::load`).
+        ended: None,
         // Set by the manifest's reader (`Site::load`); pure normalising knows no zone.
         zone: Default::default(),
     }

@@ -6,13 +6,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Entry;
 
-/// What happened to an entry.
+/// What happened to an entry, or (`State`) to a story: ended or live again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
     Create,
     Update,
     Delete,
+    /// The story's lifecycle: ended (`Event::ended` set) or live again. Its `entry` is an
+    /// empty one naming the story only.
+    State,
 }
 
 impl Op {
@@ -21,6 +24,7 @@ impl Op {
             Op::Create => "create",
             Op::Update => "update",
             Op::Delete => "delete",
+            Op::State => "state",
         }
     }
 }
@@ -56,15 +60,24 @@ pub struct Event {
     /// one (the normaliser's was already taken), so re-reads of the report find it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_anchor: Option<String>,
+    /// For a `state` event: when the story ended; `None` makes it live again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<DateTime<Utc>>,
 }
 
-/// The public form of an event (no source, no key).
+/// The public form of an event (no source, no key). A `state` event carries the story's
+/// `state` (`"ended"` or `"live"`) and `ended` instead of an entry.
 #[derive(Serialize)]
 struct Wire<'a> {
     seq: u64,
     op: Op,
     story: &'a str,
-    entry: &'a Entry,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entry: Option<&'a Entry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended: Option<DateTime<Utc>>,
 }
 
 impl Event {
@@ -74,7 +87,12 @@ impl Event {
             seq: self.seq,
             op: self.op,
             story: &self.story,
-            entry: &self.entry,
+            entry: (self.op != Op::State).then_some(&self.entry),
+            state: (self.op == Op::State).then_some(match self.ended {
+                Some(_) => "ended",
+                None => "live",
+            }),
+            ended: self.ended,
         };
         // A struct of strings, numbers and dates always serialises.
         Bytes::from(serde_json::to_vec(&wire).unwrap_or_default())

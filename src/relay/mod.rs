@@ -320,6 +320,22 @@ impl Relay {
             .await
     }
 
+    /// Ends a story (`ended` set: the time it ended) or makes it live again (`None`): a
+    /// `state` event, durable and relayed like an entry's.
+    pub async fn set_state(
+        &self,
+        story: &str,
+        ended: Option<chrono::DateTime<Utc>>,
+    ) -> Result<Ack, ChangeError> {
+        let story = story.to_string();
+        self.request(|reply| Command::Lifecycle {
+            story,
+            ended,
+            reply,
+        })
+        .await
+    }
+
     /// Serves the stories of a fresh reading of the manifest: those added to it are served
     /// (empty until their reports are synced: [`Relay::sync_report`]), those removed from it
     /// are no longer served (their history stays in the log). Returns once the change is
@@ -343,6 +359,7 @@ impl Relay {
                 updated: s.updated,
                 entries: Vec::new(),
                 tombstones: Vec::new(),
+                ended: s.ended,
                 zone: s.zone,
             })
             .collect();

@@ -39,6 +39,8 @@ pub struct State {
     /// Per story (and the combined feeds): whether every event so far moved its newest
     /// `updated` strictly forward, and that second (see `cache::dates_move_forward`).
     forward: HashMap<String, (bool, i64)>,
+    /// Stories whose lifecycle an event set (it then wins over the manifest's `ended`).
+    lifecycle: HashSet<String>,
 }
 
 /// What a snapshot keeps of a [`State`]: the stories and what the log taught about them,
@@ -55,6 +57,8 @@ pub struct Projection {
     hidden: HashMap<String, Story>,
     #[serde(default)]
     forward: HashMap<String, (bool, i64)>,
+    #[serde(default)]
+    lifecycle: HashSet<String>,
 }
 
 fn anchor_key(slug: &str, anchor: &str) -> String {
@@ -83,6 +87,7 @@ impl State {
             dormant: HashMap::new(),
             hidden: HashMap::new(),
             forward: HashMap::new(),
+            lifecycle: HashSet::new(),
         }
     }
 
@@ -169,6 +174,18 @@ impl State {
             }
             return;
         };
+        if event.op == Op::State {
+            // The story's lifecycle: no entry changes.
+            story.ended = event.ended;
+            self.lifecycle.insert(event.story.clone());
+            return;
+        }
+        // At most one pinned entry: pinning one unpins the story's others (on replay too).
+        if event.entry.pinned && event.op != Op::Delete {
+            for e in story.entries.iter_mut().filter(|e| e.id != event.entry.id) {
+                e.pinned = false;
+            }
+        }
         // `origin` holds the id of every live entry: an unknown id needs no search.
         let pos = if self.origin.contains_key(&event.entry.id) {
             story.entries.iter().position(|e| e.id == event.entry.id)
@@ -216,7 +233,7 @@ impl State {
                 }
                 recompute_updated = true;
             }
-            (Op::Delete, None) => {}
+            (Op::Delete, None) | (Op::State, _) => {}
         }
         self.given
             .insert(anchor_key(&story.slug, &event.entry.anchor));
@@ -270,6 +287,7 @@ impl State {
             dormant: self.dormant.clone(),
             hidden: self.hidden.clone(),
             forward: self.forward.clone(),
+            lifecycle: self.lifecycle.clone(),
         }
     }
 
@@ -302,6 +320,7 @@ impl State {
             dormant: p.dormant,
             hidden: p.hidden,
             forward: p.forward,
+            lifecycle: p.lifecycle,
         };
         let gone: Vec<String> = state
             .site
@@ -319,10 +338,15 @@ impl State {
                     let entries = std::mem::take(&mut kept.entries);
                     let tombstones = std::mem::take(&mut kept.tombstones);
                     let updated = kept.updated.max(m.updated);
+                    let ended = match state.lifecycle.contains(&m.slug) {
+                        true => kept.ended,
+                        false => m.ended,
+                    };
                     *kept = Story {
                         entries,
                         tombstones,
                         updated,
+                        ended,
                         ..m.clone()
                     };
                     state.base_updated.insert(m.slug.clone(), m.updated);
@@ -390,6 +414,7 @@ impl State {
                 idempotency_fingerprint: None,
                 at: None,
                 report_anchor: change.report_anchor,
+                ended: None,
             });
         }
         state.settle();
@@ -629,6 +654,8 @@ impl State {
             summary: String::new(),
             content_html: String::new(),
             blocks: Vec::new(),
+            key: input.key.unwrap_or(false),
+            pinned: input.pinned.unwrap_or(false),
         };
         fill_body(&mut entry, input);
         Some(entry)
@@ -643,6 +670,9 @@ impl State {
         if let Some(p) = input.published {
             entry.published = p;
         }
+        // Flags not sent are kept.
+        entry.key = input.key.unwrap_or(old.key);
+        entry.pinned = input.pinned.unwrap_or(old.pinned);
         fill_body(&mut entry, input);
         entry
     }
@@ -714,6 +744,12 @@ pub struct EntryInput {
     pub body: String,
     pub authors: Option<Vec<String>>,
     pub published: Option<DateTime<Utc>>,
+    /// `key: true` makes it a key event; `None` leaves an edited entry's flag as it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<bool>,
+    /// `pinned: true` pins it (and unpins the story's other entry); `None` leaves it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<bool>,
 }
 
 impl EntryInput {
@@ -734,6 +770,8 @@ impl EntryInput {
                     .collect()
             }),
             published,
+            key: None,
+            pinned: None,
         }
     }
 }
@@ -818,6 +856,8 @@ mod tests {
             content_html: String::new(),
             url: String::new(),
             blocks: vec![],
+            key: false,
+            pinned: false,
         }
     }
 
@@ -832,6 +872,7 @@ mod tests {
             updated: DateTime::<Utc>::UNIX_EPOCH,
             entries: vec![],
             tombstones: vec![],
+            ended: None,
             zone: Default::default(),
         }
     }
@@ -847,6 +888,7 @@ mod tests {
             idempotency_fingerprint: None,
             at: None,
             report_anchor: None,
+            ended: None,
         }
     }
 

@@ -1127,12 +1127,15 @@ mod tests {
                 content_html: String::new(),
                 url: String::new(),
                 blocks: vec![],
+                key: false,
+                pinned: false,
             },
             source: Source::Api,
             idempotency_key: None,
             idempotency_fingerprint: None,
             at: None,
             report_anchor: None,
+            ended: None,
         }
     }
 

@@ -192,6 +192,12 @@ pub enum Command {
         id: String,
         reply: Reply,
     },
+    /// `PUT /stories/{story}`: end the story (`ended` set) or make it live again.
+    Lifecycle {
+        story: String,
+        ended: Option<DateTime<Utc>>,
+        reply: Reply,
+    },
     /// The manifest was read again: serve the stories added to it, stop serving those removed.
     Stories {
         fresh: Vec<Story>,
@@ -297,6 +303,7 @@ impl Writer {
             idempotency_fingerprint,
             at: Some(Utc::now().trunc_subsecs(0)),
             report_anchor,
+            ended: None,
         };
         // The writer never needs its entries in feed order except to diff a report (it settles
         // them first); the renderer keeps its own ordered replica. So an event costs O(1) here.
@@ -418,6 +425,33 @@ impl Writer {
                     Err(e) => return refused(e),
                 };
                 let event = self.event(Op::Delete, entry, Source::Api, None, None, next);
+                let ack = Self::ack(&event);
+                events.push(event);
+                Outcome::Durable(ack)
+            }
+            Command::Lifecycle { story, ended, .. } => {
+                if let Some(failure) = failure {
+                    return refused(failure);
+                }
+                if self.state.story(story).is_none() {
+                    return refused(ChangeError::UnknownStory(story.clone()));
+                }
+                let event = Event {
+                    seq: next,
+                    op: Op::State,
+                    story: story.clone(),
+                    entry: Entry {
+                        story: story.clone(),
+                        ..Entry::default()
+                    },
+                    source: Source::Api,
+                    idempotency_key: None,
+                    idempotency_fingerprint: None,
+                    at: Some(now),
+                    report_anchor: None,
+                    ended: *ended,
+                };
+                self.state.apply_unsorted(&event);
                 let ack = Self::ack(&event);
                 events.push(event);
                 Outcome::Durable(ack)
@@ -721,7 +755,8 @@ fn answer(batch: Vec<Command>, outcomes: Vec<Outcome>, failed: Option<ChangeErro
         let reply = match cmd {
             Command::Publish { reply, .. }
             | Command::Edit { reply, .. }
-            | Command::Delete { reply, .. } => reply,
+            | Command::Delete { reply, .. }
+            | Command::Lifecycle { reply, .. } => reply,
             Command::Sync { reply, .. } => {
                 let n = match (&outcome, &failed) {
                     (Outcome::Count(n), None) => *n,

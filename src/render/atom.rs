@@ -118,7 +118,7 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
     let atom = AtomFeed {
         id: clean(&feed.id),
         title: Text::plain(clean(feed.title)),
-        subtitle: Some(Text::plain(clean(feed.description))),
+        subtitle: Some(Text::plain(clean(&feed.description_text()))),
         updated: fixed(feed.updated),
         authors: vec![person(feed.author)],
         links,

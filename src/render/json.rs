@@ -12,8 +12,11 @@ struct JsonFeed<'a> {
     title: &'a str,
     home_page_url: &'a str,
     feed_url: String,
-    description: &'a str,
+    description: std::borrow::Cow<'a, str>,
     language: &'a str,
+    /// The story has ended: no more items are expected (JSON Feed 1.1 `expired`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    expired: bool,
     authors: [Author<'a>; 1],
     /// The next older page (RFC 5005's `prev-archive`, JSON Feed's pagination).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,6 +64,12 @@ struct Extension<'a> {
     /// The entry had no headline: its title was made from its first sentence.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     title_derived: bool,
+    /// A key event of the story.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    key: bool,
+    /// The story's pinned entry.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pinned: bool,
 }
 
 fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -73,8 +82,9 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
         title: feed.title,
         home_page_url: &feed.page_url,
         feed_url: feed.self_url(Format::Json),
-        description: feed.description,
+        description: feed.description_text(),
         language: feed.language,
+        expired: feed.ended.is_some(),
         authors: [Author { name: feed.author }],
         next_url: super::History::url(&feed.history.prev_archive, Format::Json),
         _livefeed: (!feed.tombstones.is_empty()).then(|| FeedExtension {
@@ -103,6 +113,8 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
                     story: &e.story,
                     time_inferred: e.time_inferred,
                     title_derived: e.title_derived,
+                    key: e.key,
+                    pinned: e.pinned,
                 },
             })
             .collect(),

@@ -111,6 +111,9 @@ pub struct Feed<'a> {
     pub history: History,
     /// Entries deleted lately, newest first (current documents only).
     pub tombstones: Vec<&'a Tombstone>,
+    /// When the story ended (current documents only): JSON Feed `expired`, and a line in
+    /// every format's description.
+    pub ended: Option<DateTime<Utc>>,
 }
 
 /// A document's RFC 5005 links, each a URL base like [`Feed::self_base`] (add the extension).
@@ -175,6 +178,8 @@ pub fn paged<'a>(feed: Feed<'a>, n: usize) -> (Feed<'a>, Vec<Feed<'a>>) {
                     current: Some(feed.self_base.clone()),
                 },
                 tombstones: Vec::new(),
+                // An archive document never changes once full: the end is the current one's.
+                ended: None,
                 ..feed.clone()
             }
         })
@@ -204,16 +209,29 @@ impl Feed<'_> {
         )
             .hash(&mut h);
         (&self.self_base, self.updated, self.author, self.language).hash(&mut h);
-        self.history.hash(&mut h);
+        (&self.history, self.ended).hash(&mut h);
         for t in &self.tombstones {
             (&t.id, t.when).hash(&mut h);
         }
         for e in &self.entries {
             (&e.id, &e.story, &e.title, e.title_derived, &e.authors).hash(&mut h);
             (e.published, e.updated, e.time_inferred, &e.summary).hash(&mut h);
-            (&e.content_html, &e.url).hash(&mut h);
+            (&e.content_html, &e.url, e.key, e.pinned).hash(&mut h);
         }
         h.finish()
+    }
+
+    /// The feed's description, with a line saying so once the story has ended.
+    pub fn description_text(&self) -> std::borrow::Cow<'_, str> {
+        match self.ended {
+            None => self.description.into(),
+            Some(t) => format!(
+                "{} (This story has ended: coverage ended {}.)",
+                self.description.trim_end(),
+                t.format("%-d %B %Y %H:%M UTC")
+            )
+            .into(),
+        }
     }
 
     /// A guess at the rendered size, so output buffers are allocated once.
@@ -285,6 +303,7 @@ pub fn story_feed<'a>(site: &'a Site, story: &'a Story) -> Feed<'a> {
         language: &site.info.language,
         history: History::default(),
         tombstones: story.tombstones.iter().rev().collect(),
+        ended: story.ended,
     }
 }
 
@@ -314,6 +333,7 @@ pub fn all_feed(site: &Site) -> Feed<'_> {
         language: &site.info.language,
         history: History::default(),
         tombstones,
+        ended: None,
     }
 }
 

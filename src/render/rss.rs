@@ -83,7 +83,7 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
     let channel = Channel {
         title: clean(feed.title),
         link: clean(&feed.page_url),
-        description: clean(feed.description),
+        description: clean(&feed.description_text()),
         language: Some(clean(feed.language)),
         pub_date: Some(rfc2822(newest_published)),
         last_build_date: Some(rfc2822(feed.updated)),

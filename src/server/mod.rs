@@ -275,9 +275,11 @@ fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
 
 /// Routes one request. Never panics; every failure is a response.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
-    let read = read_path(req.uri().path());
+    // `PUT /stories/{story}` (a story's lifecycle) and its preflight are publishing.
+    let lifecycle = lifecycle_request(&req);
+    let read = read_path(req.uri().path()) && !lifecycle;
     // A page on an origin named by `--cors-publish-origin` may publish: its answers name it.
-    let publishing = route_name(req.uri().path()) == "publish";
+    let publishing = route_name(req.uri().path()) == "publish" || lifecycle;
     let publisher = publishing
         .then(|| publish_origin(&app.config, req.headers()))
         .flatten();
@@ -311,6 +313,17 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         );
     }
     res
+}
+
+/// `PUT /stories/{story}`, or its CORS preflight.
+fn lifecycle_request<B>(req: &Request<B>) -> bool {
+    route_name(req.uri().path()) == "story"
+        && (req.method() == Method::PUT
+            || (req.method() == Method::OPTIONS
+                && req
+                    .headers()
+                    .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+                    .is_some_and(|m| m == "PUT")))
 }
 
 /// The request's `Origin` when `--cors-publish-origin` names it (compared exactly, as browsers
@@ -467,6 +480,13 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         ["feeds", slug, "archive", file] => {
             read(&app, &req, &format!("/feeds/{slug}/archive/{file}")).await
         }
+        ["stories", slug] if lifecycle_request(&req) => with_story(
+            slug,
+            match method {
+                Method::PUT => Box::pin(publish::lifecycle(Arc::clone(&app), slug, req)).await,
+                _ => publish_preflight(&app, &req),
+            },
+        ),
         ["stories", slug] | ["stories", slug, "" | "index.html"] => {
             read(&app, &req, &format!("/stories/{slug}")).await
         }

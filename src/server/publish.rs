@@ -142,7 +142,10 @@ async fn read_json(
 /// `body` present.
 fn entry_input(map: &serde_json::Map<String, Value>) -> Result<EntryInput, Response<Body>> {
     for key in map.keys() {
-        if !matches!(key.as_str(), "title" | "body" | "authors" | "published") {
+        if !matches!(
+            key.as_str(),
+            "title" | "body" | "authors" | "published" | "key" | "pinned"
+        ) {
             return Err(bad_request(&format!("unknown field `{key}`"), Some(key)));
         }
     }
@@ -201,7 +204,19 @@ fn entry_input(map: &serde_json::Map<String, Value>) -> Result<EntryInput, Respo
             ));
         }
     };
-    let input = EntryInput::cleaned(title, body, authors, published);
+    let flag = |name: &str| -> Result<Option<bool>, Response<Body>> {
+        match map.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(bad_request(
+                &format!("field `{name}` must be true or false"),
+                Some(name),
+            )),
+        }
+    };
+    let mut input = EntryInput::cleaned(title, body, authors, published);
+    input.key = flag("key")?;
+    input.pinned = flag("pinned")?;
     if input.title.is_empty() {
         return Err(bad_request(
             "field `title` must not be empty",
@@ -341,6 +356,67 @@ pub async fn edit(app: Arc<App>, story: &str, id: &str, req: Request<Incoming>) 
         Err(res) => return res,
     };
     answer(app.relay.edit(story, id, input).await)
+}
+
+/// `PUT /stories/{story}` with `{"state": "ended"}` (and optionally `"ended"`: when, RFC
+/// 3339; by default now) ends a story; `{"state": "live"}` makes it live again. Publishing to
+/// an ended story still works (a correction).
+pub async fn lifecycle(app: Arc<App>, story: &str, req: Request<Incoming>) -> Response<Body> {
+    if let Err(res) = authorise(&app, req.headers()) {
+        return res;
+    }
+    let map = match read_json(&app, req).await {
+        Ok(m) => m,
+        Err(res) => return res,
+    };
+    if let Some(key) = map
+        .keys()
+        .find(|k| !matches!(k.as_str(), "state" | "ended"))
+    {
+        return bad_request(&format!("unknown field `{key}`"), Some(key));
+    }
+    let ended_at = match map.get("ended") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => Some(t.with_timezone(&Utc)),
+            Err(_) => {
+                return bad_request("field `ended` must be an RFC 3339 date-time", Some("ended"));
+            }
+        },
+        Some(_) => {
+            return bad_request("field `ended` must be an RFC 3339 date-time", Some("ended"));
+        }
+    };
+    let ended = match map.get("state").and_then(Value::as_str) {
+        Some("ended") => Some(ended_at.unwrap_or_else(|| {
+            use chrono::SubsecRound;
+            Utc::now().trunc_subsecs(0)
+        })),
+        Some("live") if ended_at.is_none() => None,
+        Some("live") => {
+            return bad_request(
+                "field `ended` goes with \"state\": \"ended\" only",
+                Some("ended"),
+            );
+        }
+        _ => {
+            return bad_request("field `state` must be \"ended\" or \"live\"", Some("state"));
+        }
+    };
+    match app.relay.set_state(story, ended).await {
+        Ok(ack) => {
+            let mut body = json!({
+                "story": story,
+                "state": if ended.is_some() { "ended" } else { "live" },
+                "seq": ack.seq,
+            });
+            if let Some(t) = ended {
+                body["ended"] = Value::String(t.to_rfc3339());
+            }
+            json_response(StatusCode::OK, &body)
+        }
+        Err(e) => answer(Err(e)),
+    }
 }
 
 /// `DELETE /stories/{story}/entries/{id}`.
