@@ -111,6 +111,9 @@ pub struct Feed<'a> {
     pub history: History,
     /// Entries deleted lately, newest first (current documents only).
     pub tombstones: Vec<&'a Tombstone>,
+    /// The WebSub hub this document advertises (current documents only: archives are no
+    /// topics).
+    pub hub: Option<String>,
 }
 
 /// A document's RFC 5005 links, each a URL base like [`Feed::self_base`] (add the extension).
@@ -175,6 +178,7 @@ pub fn paged<'a>(feed: Feed<'a>, n: usize) -> (Feed<'a>, Vec<Feed<'a>>) {
                     current: Some(feed.self_base.clone()),
                 },
                 tombstones: Vec::new(),
+                hub: None,
                 ..feed.clone()
             }
         })
@@ -205,6 +209,7 @@ impl Feed<'_> {
             .hash(&mut h);
         (&self.self_base, self.updated, self.author, self.language).hash(&mut h);
         self.history.hash(&mut h);
+        self.hub.hash(&mut h);
         for t in &self.tombstones {
             (&t.id, t.when).hash(&mut h);
         }
@@ -285,6 +290,7 @@ pub fn story_feed<'a>(site: &'a Site, story: &'a Story) -> Feed<'a> {
         language: &site.info.language,
         history: History::default(),
         tombstones: story.tombstones.iter().rev().collect(),
+        hub: site.websub_hub.clone(),
     }
 }
 
@@ -314,6 +320,7 @@ pub fn all_feed(site: &Site) -> Feed<'_> {
         language: &site.info.language,
         history: History::default(),
         tombstones,
+        hub: site.websub_hub.clone(),
     }
 }
 
