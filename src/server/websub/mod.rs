@@ -43,6 +43,8 @@ pub const MAX_CALLBACK: usize = 2048;
 const MAX_FORM: usize = 16 * 1024;
 /// The most of a callback's answer read (a challenge is 32 characters).
 const MAX_ANSWER: usize = 4096;
+/// Verifications under way at once, subscribing and unsubscribing alike; beyond it, 503.
+pub const MAX_PENDING: usize = 1024;
 
 /// How the hub runs (`livefeed serve --websub-*`).
 #[derive(Debug, Clone)]
@@ -415,7 +417,18 @@ impl WebSub {
                 return *res;
             }
         }
-        self.pending.fetch_add(1, Ordering::SeqCst);
+        // Every request makes the hub call out once: bounded, so requests cannot pile up tasks.
+        if self.pending.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            let mut res = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many verifications under way; try again shortly",
+                json!({ "limit": MAX_PENDING }),
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            return res;
+        }
         tokio::spawn(Arc::clone(&self).verify(intent));
         let mut res = Response::new(empty());
         *res.status_mut() = StatusCode::ACCEPTED;
