@@ -484,7 +484,7 @@ impl WebSub {
                 Some("hub.callback"),
             )));
         }
-        let callback = url::Url::parse(callback).map_err(|_| {
+        let mut callback = url::Url::parse(callback).map_err(|_| {
             Box::new(bad(
                 "hub.callback must be an absolute http or https URL",
                 Some("hub.callback"),
@@ -493,6 +493,8 @@ impl WebSub {
         if let Err(why) = self.settings.policy.check_url(&callback) {
             return Err(Box::new(bad(&why.to_string(), Some("hub.callback"))));
         }
+        // A fragment is never sent in a request.
+        callback.set_fragment(None);
         let s = &self.settings;
         let lease = match get("hub.lease_seconds").filter(|v| !v.is_empty()) {
             None => s.default_lease,
