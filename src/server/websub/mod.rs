@@ -175,6 +175,10 @@ pub struct WebSub {
     generation: AtomicU64,
     /// Serialises writes of the subscriptions file.
     writing: tokio::sync::Mutex<()>,
+    /// Changes made to `subs` that asked to be written, and how many of them the file holds:
+    /// a burst of changes is written once, not once per change.
+    changes: AtomicU64,
+    written: AtomicU64,
     queue: Arc<Semaphore>,
     workers: Arc<Semaphore>,
 }
@@ -297,6 +301,8 @@ impl WebSub {
             latest: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             writing: tokio::sync::Mutex::new(()),
+            changes: AtomicU64::new(0),
+            written: AtomicU64::new(0),
         });
         websub.gauge();
         tracing::info!(
@@ -336,9 +342,17 @@ impl WebSub {
         .ok()
     }
 
-    /// Writes the subscriptions file with the subscriptions as they are now.
+    /// Writes the subscriptions file with the subscriptions as they are now (call it after
+    /// changing them); returns once the file holds the change.
     async fn persist(&self) {
+        let mine = self.changes.fetch_add(1, Ordering::SeqCst) + 1;
         let _writing = self.writing.lock().await;
+        if self.written.load(Ordering::SeqCst) >= mine {
+            // A write that started after this change already holds it.
+            return;
+        }
+        // Every change counted up to here is in the snapshot taken below.
+        let upto = self.changes.load(Ordering::SeqCst);
         let saved = Saved {
             version: 1,
             subscriptions: self.subs().values().cloned().collect(),
@@ -353,6 +367,7 @@ impl WebSub {
         };
         let path = self.settings.file.clone();
         let written = tokio::task::spawn_blocking(move || write_atomic(&path, &bytes)).await;
+        self.written.store(upto, Ordering::SeqCst);
         match written {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(
@@ -678,10 +693,13 @@ impl WebSub {
             }
             let target = *head.borrow_and_update();
             let since = Instant::now();
-            // The renderer runs off the publish path: wait until the files reflect the head.
-            self.hub
+            // The renderer runs off the publish path: wait until the files reflect the head
+            // (however long a large render takes: no later change may come to trigger a scan).
+            while !self
+                .hub
                 .wait_rendered(target, Duration::from_secs(10))
-                .await;
+                .await
+            {}
             self.notify_changed(since);
         }
     }
