@@ -349,6 +349,46 @@ mod tests {
         ));
     }
 
+    /// The client's connector checks at connect time: a name resolving to loopback, and a
+    /// loopback address literal, are refused unless allowed, even with a listener there.
+    #[tokio::test]
+    async fn the_connector_refuses_special_addresses_at_connect_time() {
+        use tower_service::Service;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let timeout = Duration::from_secs(5);
+        let mut refusing = connector(Arc::new(Policy::default()), timeout).unwrap();
+        for target in [
+            format!("http://localhost:{port}/"),
+            format!("http://127.0.0.1:{port}/"),
+            format!("http://[::ffff:127.0.0.1]:{port}/"),
+        ] {
+            let uri: Uri = target.parse().unwrap();
+            let e = match refusing.call(uri).await {
+                Ok(_) => panic!("{target} was connected to"),
+                Err(e) => e,
+            };
+            let mut text = e.to_string();
+            let mut source = e.source();
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            assert!(text.contains("loopback"), "{target}: {text}");
+        }
+        let uri: Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
+        let mut allowing = connector(
+            Arc::new(Policy {
+                allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            }),
+            timeout,
+        )
+        .unwrap();
+        assert!(allowing.call(uri).await.is_ok());
+        let uri: Uri = format!("http://localhost:{port}/").parse().unwrap();
+        assert!(allowing.call(uri).await.is_ok());
+    }
+
     #[tokio::test]
     async fn a_name_is_judged_by_every_address_it_resolves_to() {
         let p = Policy::default();
