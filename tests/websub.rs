@@ -53,7 +53,12 @@ struct Subscriber {
 
 impl Subscriber {
     async fn start(behaviour: Behaviour) -> Subscriber {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Subscriber::start_on("127.0.0.1", behaviour).await
+    }
+
+    /// A subscriber on another loopback address (Linux routes all of 127.0.0.0/8 to lo).
+    async fn start_on(ip: &str, behaviour: Behaviour) -> Subscriber {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -487,6 +492,60 @@ async fn a_subscriber_that_keeps_failing_is_dropped() {
         1.0,
     )
     .await;
+}
+
+#[tokio::test]
+async fn the_subscription_caps_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut proc = server(
+        dir.path(),
+        &[
+            LOOPBACK[0],
+            LOOPBACK[1],
+            "--websub-max-subscriptions",
+            "2",
+            "--websub-max-per-host",
+            "1",
+        ],
+    );
+    let base = proc.ready().await.unwrap();
+    let t = topic("all.atom");
+    let mut first = Subscriber::start_on("127.0.0.1", Behaviour::Good).await;
+    subscribe(&base, "all.atom", &first.callback, &[]).await;
+    first.verification().await;
+    wait_subscriptions(&base, 1.0).await;
+    // A renewal of a held subscription always fits.
+    subscribe(&base, "all.atom", &first.callback, &[]).await;
+    first.verification().await;
+    // Another callback on the same host: over the per-host cap.
+    let same_host = Subscriber::start_on("127.0.0.1", Behaviour::Good).await;
+    let (status, body) = hub_request(
+        &base,
+        &[
+            ("hub.mode", "subscribe"),
+            ("hub.topic", &t),
+            ("hub.callback", &same_host.callback),
+        ],
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    let mut second = Subscriber::start_on("127.0.0.2", Behaviour::Good).await;
+    subscribe(&base, "all.atom", &second.callback, &[]).await;
+    second.verification().await;
+    wait_subscriptions(&base, 2.0).await;
+    // A third host: over the total cap.
+    let third = Subscriber::start_on("127.0.0.3", Behaviour::Good).await;
+    let (status, body) = hub_request(
+        &base,
+        &[
+            ("hub.mode", "subscribe"),
+            ("hub.topic", &t),
+            ("hub.callback", &third.callback),
+        ],
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["limit"], 2);
 }
 
 #[tokio::test]
