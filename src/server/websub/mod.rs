@@ -620,7 +620,12 @@ impl WebSub {
                     topic: intent.topic.clone(),
                     callback: intent.callback.to_string(),
                     secret: intent.secret.clone(),
-                    expires: now().saturating_add(secs(intent.lease)),
+                    // From the next whole second: a lease is never shorter than granted.
+                    expires: Utc::now()
+                        .timestamp_millis()
+                        .div_euclid(1000)
+                        .saturating_add(1)
+                        .saturating_add(secs(intent.lease)),
                     failing_since: None,
                 },
             );
@@ -636,18 +641,22 @@ impl WebSub {
     async fn ask(&self, intent: &Intent) -> Result<bool, String> {
         let challenge = challenge().ok_or("no random challenge could be made")?;
         let mut url = intent.callback.clone();
-        url.query_pairs_mut()
-            .append_pair(
-                "hub.mode",
-                if intent.subscribe {
-                    "subscribe"
-                } else {
-                    "unsubscribe"
-                },
-            )
-            .append_pair("hub.topic", &intent.topic)
-            .append_pair("hub.challenge", &challenge)
-            .append_pair("hub.lease_seconds", &intent.lease.as_secs().to_string());
+        {
+            let mode = if intent.subscribe {
+                "subscribe"
+            } else {
+                "unsubscribe"
+            };
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("hub.mode", mode)
+                .append_pair("hub.topic", &intent.topic)
+                .append_pair("hub.challenge", &challenge);
+            // §5.3: the lease granted, for subscriptions only.
+            if intent.subscribe {
+                query.append_pair("hub.lease_seconds", &intent.lease.as_secs().to_string());
+            }
+        }
         let req = Request::get(url.as_str())
             .header(
                 header::USER_AGENT,
