@@ -593,12 +593,12 @@ impl WebSub {
             Ok(true) => count(&m.websub_verifications, "verified"),
             Ok(false) => {
                 count(&m.websub_verifications, "refused");
-                tracing::info!(callback = %intent.callback, topic = %intent.topic, "WebSub callback did not confirm the intent");
+                tracing::info!(callback = %shown(intent.callback.as_str()), topic = %intent.topic, "WebSub callback did not confirm the intent");
                 return;
             }
             Err(why) => {
                 count(&m.websub_verifications, "failed");
-                tracing::info!(callback = %intent.callback, topic = %intent.topic, error = %why, "WebSub verification failed");
+                tracing::info!(callback = %shown(intent.callback.as_str()), topic = %intent.topic, error = %why, "WebSub verification failed");
                 return;
             }
         }
@@ -629,10 +629,10 @@ impl WebSub {
                     failing_since: None,
                 },
             );
-            tracing::info!(callback = %intent.callback, topic = %intent.topic, lease = intent.lease.as_secs(), "WebSub subscription verified");
+            tracing::info!(callback = %shown(intent.callback.as_str()), topic = %intent.topic, lease = intent.lease.as_secs(), "WebSub subscription verified");
         } else {
             self.subs().remove(&key);
-            tracing::info!(callback = %intent.callback, topic = %intent.topic, "WebSub subscription removed");
+            tracing::info!(callback = %shown(intent.callback.as_str()), topic = %intent.topic, "WebSub subscription removed");
         }
         self.persist().await;
     }
@@ -753,7 +753,7 @@ impl WebSub {
         let m = metrics::get();
         let Ok(slot) = Arc::clone(&self.queue).try_acquire_owned() else {
             count(&m.websub_deliveries, "dropped");
-            tracing::warn!(callback = %key.1, topic = %key.0, "WebSub delivery queue full; notification dropped");
+            tracing::warn!(callback = %shown(&key.1), topic = %key.0, "WebSub delivery queue full; notification dropped");
             return;
         };
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
@@ -819,18 +819,18 @@ impl WebSub {
                     if now - failing_since >= secs(self.settings.give_up) {
                         self.subs().remove(&key);
                         count(&m.websub_deliveries, "gave_up");
-                        tracing::warn!(callback = %key.1, topic = %key.0, error = %why, failing_for = now - failing_since, "WebSub subscriber dropped: deliveries failed for too long");
+                        tracing::warn!(callback = %shown(&key.1), topic = %key.0, error = %why, failing_for = now - failing_since, "WebSub subscriber dropped: deliveries failed for too long");
                         self.persist().await;
                         return;
                     }
                     if attempt == self.settings.attempts.max(1) {
                         count(&m.websub_deliveries, "failed");
-                        tracing::info!(callback = %key.1, topic = %key.0, error = %why, attempt, "WebSub delivery failed; giving up on this notification");
+                        tracing::info!(callback = %shown(&key.1), topic = %key.0, error = %why, attempt, "WebSub delivery failed; giving up on this notification");
                         self.persist().await;
                         return;
                     }
                     count(&m.websub_deliveries, "retried");
-                    tracing::debug!(callback = %key.1, topic = %key.0, error = %why, attempt, "WebSub delivery failed; retrying");
+                    tracing::debug!(callback = %shown(&key.1), topic = %key.0, error = %why, attempt, "WebSub delivery failed; retrying");
                 }
             }
             tokio::time::sleep(delay).await;
@@ -898,6 +898,15 @@ fn topic_path(base_url: &str, topic: &str) -> Option<String> {
     plain.then(|| format!("/feeds/{file}"))
 }
 
+/// A callback as logs show it: its origin only. The path and query of a callback URL often
+/// carry the subscriber's own token (whoever knows it can post to it), so they stay out of logs.
+fn shown(callback: &str) -> String {
+    url::Url::parse(callback).map_or_else(
+        |_| "(invalid)".to_string(),
+        |u| u.origin().ascii_serialization(),
+    )
+}
+
 fn bad(detail: &str, parameter: Option<&str>) -> Response<Body> {
     let extra = parameter.map_or(Value::Null, |p| json!({ "parameter": p }));
     problem(StatusCode::BAD_REQUEST, detail, extra)
@@ -924,6 +933,15 @@ mod tests {
         ] {
             assert_eq!(topic_path(base, other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn logs_show_a_callback_by_its_origin() {
+        assert_eq!(
+            shown("https://reader.example:8443/push/SECRET?token=x"),
+            "https://reader.example:8443"
+        );
+        assert_eq!(shown("http://reader.example/"), "http://reader.example");
     }
 
     #[test]
