@@ -867,7 +867,7 @@ impl WebSub {
         }
     }
 
-    /// Drops expired leases now and then.
+    /// Drops expired leases now and then, and what was kept for subscriptions gone.
     async fn sweep(self: Arc<Self>) {
         let every =
             (self.settings.min_lease / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
@@ -878,6 +878,17 @@ impl WebSub {
                 let mut subs = self.subs();
                 let before = subs.len();
                 subs.retain(|_, s| s.expires > now);
+                // What is kept per subscription and per topic goes with the last of them.
+                self.latest
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|key, _| subs.contains_key(key));
+                let topics: std::collections::HashSet<&str> =
+                    subs.keys().map(|(t, _)| t.as_str()).collect();
+                self.seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|topic, _| topics.contains(topic.as_str()));
                 before - subs.len()
             };
             if expired > 0 {
