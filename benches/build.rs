@@ -80,6 +80,7 @@ fn main() {
         base_url: "https://example.org".into(),
         stories: vec![story],
         feed_entries: livefeed::render::DEFAULT_FEED_ENTRIES,
+        websub_hub: None,
     };
     let start = Instant::now();
     let mut per_file: Vec<(String, usize, f64)> = Vec::new();

@@ -68,6 +68,21 @@ fn base_url(s: &str) -> Result<String, String> {
     Ok(s.trim_end_matches('/').to_string())
 }
 
+/// An absolute http(s) URL (`--websub-hub`), kept as given.
+fn absolute_url(s: &str) -> Result<String, String> {
+    match url::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(s.to_string()),
+        _ => Err("expected an absolute http(s) URL like https://news.example.org/websub".into()),
+    }
+}
+
+/// `--websub`: `on` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
 /// `--listen`: `HOST:PORT`, the host a name or an address (resolved at start).
 fn listen_addr(s: &str) -> Result<String, String> {
     let expected = "expected HOST:PORT, like 127.0.0.1:8080, [::1]:8080 or localhost:8080";
@@ -125,6 +140,10 @@ enum Command {
               default_value_t = livefeed::render::DEFAULT_FEED_ENTRIES as u64,
               value_parser = clap::value_parser!(u64).range(1..))]
         feed_entries: u64,
+        /// A WebSub hub for the current feeds to advertise (`rel="hub"`, JSON Feed `hubs`),
+        /// such as the `/websub` of the `livefeed serve` behind --base-url [default: none].
+        #[arg(long, value_name = "URL", env = "LIVEFEED_WEBSUB_HUB", value_parser = absolute_url)]
+        websub_hub: Option<String>,
     },
     /// Serve the feeds and relay live updates (long-poll, SSE, publishing).
     #[command(after_help = SERVE_EXAMPLES)]
@@ -393,6 +412,59 @@ struct ServeArgs {
           default_value_t = livefeed::render::DEFAULT_FEED_ENTRIES as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     feed_entries: u64,
+    /// The WebSub hub at /websub, advertised by every current feed (`rel="hub"` links, `Link`
+    /// headers, JSON Feed `hubs`); subscriptions are kept in LOG_DIR/websub.json.
+    #[arg(long, value_enum, value_name = "on|off", env = "LIVEFEED_WEBSUB", default_value_t = OnOff::On)]
+    websub: OnOff,
+    /// A network (CIDR, such as 10.0.0.0/8 or 127.0.0.0/8) WebSub callbacks may be in besides
+    /// public addresses: loopback, private, link-local and other special addresses are refused
+    /// otherwise. Repeat for more.
+    #[arg(
+        long,
+        value_name = "CIDR",
+        env = "LIVEFEED_WEBSUB_ALLOW_NETWORK",
+        value_delimiter = ','
+    )]
+    websub_allow_network: Vec<ipnet::IpNet>,
+    /// WebSub subscriptions the hub holds at most.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "LIVEFEED_WEBSUB_MAX_SUBSCRIPTIONS",
+        default_value_t = 10_000
+    )]
+    websub_max_subscriptions: usize,
+    /// WebSub subscriptions whose callbacks share one host, at most.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "LIVEFEED_WEBSUB_MAX_PER_HOST",
+        default_value_t = 1_000
+    )]
+    websub_max_per_host: usize,
+    /// Shortest WebSub lease granted, in seconds (shorter requests get this).
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "LIVEFEED_WEBSUB_MIN_LEASE",
+        default_value_t = 300
+    )]
+    websub_min_lease: u64,
+    /// Longest WebSub lease granted, in seconds (the default lease is 10 days, within these).
+    #[arg(long, value_name = "SECS", env = "LIVEFEED_WEBSUB_MAX_LEASE", default_value_t = 30 * 86_400)]
+    websub_max_lease: u64,
+    /// A WebSub subscriber whose deliveries keep failing for this many seconds is dropped.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "LIVEFEED_WEBSUB_GIVE_UP",
+        default_value_t = 86_400
+    )]
+    websub_give_up: u64,
+    /// Seconds a WebSub callback has to connect, and separately to answer a request.
+    #[arg(long, value_name = "SECS", env = "LIVEFEED_WEBSUB_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    websub_timeout: u64,
 }
 
 /// An origin as browsers send it in `Origin`: `scheme://host[:port]`, nothing after.
@@ -595,6 +667,21 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         .log_dir
         .clone()
         .unwrap_or_else(|| args.data.join("log"));
+    let websub = (args.websub == OnOff::On).then(|| {
+        use std::time::Duration;
+        let mut s =
+            server::websub::Settings::new(&site.base_url, log_dir.join(server::websub::FILE));
+        s.policy.allow = args.websub_allow_network.clone();
+        s.max_subscriptions = args.websub_max_subscriptions;
+        s.max_per_host = args.websub_max_per_host;
+        s.min_lease = Duration::from_secs(args.websub_min_lease);
+        s.max_lease = Duration::from_secs(args.websub_max_lease.max(args.websub_min_lease));
+        s.default_lease = s.default_lease.clamp(s.min_lease, s.max_lease);
+        s.give_up = Duration::from_secs(args.websub_give_up);
+        s.timeout = Duration::from_secs(args.websub_timeout);
+        s
+    });
+    site.websub_hub = websub.as_ref().map(server::websub::Settings::hub_url);
     let (stories, base) = (site.stories.len(), site.base_url.clone());
     let memory = livefeed::relay::hub::Memory {
         events: args.keep_events,
@@ -618,6 +705,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         sse_queue: args.sse_queue.max(1),
         sse_queue_bytes: args.sse_queue_bytes.max(1),
         cors_publish_origins: args.cors_publish_origin.clone(),
+        websub,
         ..Config::default()
     };
     runtime.block_on(async move {
@@ -708,11 +796,19 @@ fn main() -> ExitCode {
 }
 
 /// The `livefeed build` command line that rebuilds `out` from `data`, quoted for a POSIX shell.
-fn rebuild_command(data: &Path, out: &Path, base_url: Option<&str>) -> String {
+fn rebuild_command(
+    data: &Path,
+    out: &Path,
+    base_url: Option<&str>,
+    websub_hub: Option<&str>,
+) -> String {
     let (data, out) = (data.to_string_lossy(), out.to_string_lossy());
     let mut words = vec!["livefeed", "build", "--data", &data, "--out", &out];
     if let Some(url) = base_url {
         words.extend(["--base-url", url]);
+    }
+    if let Some(url) = websub_hub {
+        words.extend(["--websub-hub", url]);
     }
     // A NUL cannot be in a path or an argument, so quoting cannot fail; plain words if it does.
     shlex::try_join(words.iter().copied()).unwrap_or_else(|_| words.join(" "))
@@ -727,10 +823,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             check,
             log_dir,
             feed_entries,
+            websub_hub,
         } => {
             let build::Input { mut site, seq, log } =
                 build::load(&data, base_url.as_deref(), log_dir.as_deref())?;
             site.feed_entries = usize::try_from(feed_entries).unwrap_or(usize::MAX);
+            site.websub_hub = websub_hub.clone();
             for line in log.iter().flat_map(build::LogRead::lines) {
                 eprintln!("{line}");
             }
@@ -748,7 +846,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 eprintln!(
                     "rebuild with:\n  {}",
-                    rebuild_command(&data, &out, base_url.as_deref())
+                    rebuild_command(&data, &out, base_url.as_deref(), websub_hub.as_deref())
                 );
                 return Ok(ExitCode::FAILURE);
             }

@@ -40,6 +40,12 @@ pub struct TransportLabels {
     pub transport: &'static str,
 }
 
+/// A WebSub delivery attempt or verification, by what became of it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
@@ -78,6 +84,16 @@ pub struct Metrics {
     pub render_seconds: Histogram,
     pub report_files_watched: Gauge,
     pub report_files_failing: Gauge,
+    /// Active WebSub subscriptions (verified, lease not expired).
+    pub websub_subscriptions: Gauge,
+    /// WebSub content notifications: `delivered`, `retried` (an attempt failed, another
+    /// follows), `failed` (attempts used up), `gave_up` (the subscriber failed too long and was
+    /// dropped), `dropped` (the delivery queue was full), `superseded` (newer content queued).
+    pub websub_deliveries: Family<OutcomeLabels, Counter>,
+    /// WebSub intent verifications: `verified`, `refused` (wrong answer), `failed` (no answer).
+    pub websub_verifications: Family<OutcomeLabels, Counter>,
+    /// Time from a change being visible to readers to its notification being acknowledged.
+    pub websub_delivery_seconds: Histogram,
     /// When the last batch was appended, in microseconds since `epoch` (0: never).
     last_append_us: AtomicU64,
     epoch: Instant,
@@ -121,6 +137,10 @@ impl Metrics {
             render_seconds: seconds(),
             report_files_watched: Gauge::default(),
             report_files_failing: Gauge::default(),
+            websub_subscriptions: Gauge::default(),
+            websub_deliveries: Family::default(),
+            websub_verifications: Family::default(),
+            websub_delivery_seconds: seconds(),
             last_append_us: AtomicU64::new(0),
             epoch: Instant::now(),
         };
@@ -244,6 +264,27 @@ impl Metrics {
             "report_files_failing",
             "Report files that failed to load at the last change (the last good state is kept)",
             m.report_files_failing.clone(),
+        );
+        r.register(
+            "websub_subscriptions",
+            "Active WebSub subscriptions (verified, lease not expired)",
+            m.websub_subscriptions.clone(),
+        );
+        r.register(
+            "websub_deliveries",
+            "WebSub content notifications, by outcome",
+            m.websub_deliveries.clone(),
+        );
+        r.register(
+            "websub_verifications",
+            "WebSub intent verifications, by outcome",
+            m.websub_verifications.clone(),
+        );
+        r.register_with_unit(
+            "websub_delivery_delay",
+            "Time from a change visible to readers to its WebSub notification acknowledged",
+            Unit::Seconds,
+            m.websub_delivery_seconds.clone(),
         );
         let build = Family::<BuildLabels, Gauge>::default();
         build

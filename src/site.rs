@@ -51,6 +51,9 @@ pub struct Site {
     /// Entries the current feed documents carry at least (`--feed-entries`); older ones are
     /// in RFC 5005 archive documents (see `render::paged`).
     pub feed_entries: usize,
+    /// The WebSub hub the current feeds advertise (`rel="hub"`, JSON Feed `hubs`); none by
+    /// default (`serve` sets its own `/websub`, `build --websub-hub` one given).
+    pub websub_hub: Option<String>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, SiteError> {
@@ -124,6 +127,7 @@ impl Site {
             base_url,
             stories,
             feed_entries: crate::render::DEFAULT_FEED_ENTRIES,
+            websub_hub: None,
         })
     }
 
@@ -171,6 +175,7 @@ impl Site {
             base_url,
             stories,
             feed_entries: crate::render::DEFAULT_FEED_ENTRIES,
+            websub_hub: None,
         })
     }
 

@@ -205,6 +205,7 @@ mod relay {
                 base_url: "https://livefeed.example.org".into(),
                 stories: vec![self.story()],
                 feed_entries: livefeed::render::DEFAULT_FEED_ENTRIES,
+                websub_hub: None,
             }
         }
 

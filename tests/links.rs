@@ -417,12 +417,17 @@ impl Drop for StaticServer {
 }
 
 fn build(data: &Path, out: &Path, base_url: &str) {
+    build_with(data, out, base_url, &[]);
+}
+
+fn build_with(data: &Path, out: &Path, base_url: &str, extra: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_livefeed"))
         .args(["build", "--data"])
         .arg(data)
         .arg("--out")
         .arg(out)
         .args(["--base-url", base_url])
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -471,7 +476,7 @@ fn without_seq(page: &str) -> String {
 }
 
 /// The build's pages and feeds are the bytes the server sends for the same state: a build
-/// over the server's log with the server's base URL gives the server's files.
+/// over the server's log with the server's base URL and WebSub hub gives the server's files.
 #[tokio::test]
 async fn the_build_over_a_log_is_what_the_server_sends() {
     let tmp = tempfile::tempdir().unwrap();
@@ -480,8 +485,14 @@ async fn the_build_over_a_log_is_what_the_server_sends() {
     let base = proc.ready().await.expect("the server starts");
     publish(&base, "Ministers meet again").await;
     let out = tmp.path().join("public");
-    // While the server runs: the build only reads the log.
-    build(&data, &out, &base);
+    // While the server runs: the build only reads the log. The server's feeds advertise its
+    // hub; the build's only when told of one.
+    build_with(
+        &data,
+        &out,
+        &base,
+        &["--websub-hub", &format!("{base}/websub")],
+    );
     let http = client();
     let mut paths = vec![("index.html".to_string(), "/".to_string())];
     for slug in SLUGS {

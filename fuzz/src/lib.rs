@@ -45,6 +45,7 @@ fn site_of(story: Story) -> Site {
         base_url: BASE.into(),
         stories: vec![story],
         feed_entries: livefeed::render::DEFAULT_FEED_ENTRIES,
+        websub_hub: None,
     }
 }
 

@@ -905,6 +905,7 @@ mod tests {
             base_url: "https://example.org".into(),
             stories: vec![story("t")],
             feed_entries: crate::render::DEFAULT_FEED_ENTRIES,
+            websub_hub: None,
         };
         let mut state = State::empty(site);
         // Replayed events of "s", a story the manifest no longer has: not served.

@@ -114,6 +114,10 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
     for (rel, href) in history_links(&feed.history, Format::Atom) {
         links.push(link(&href, rel, Some(Format::Atom.link_type())));
     }
+    // WebSub §4: the hub subscribers subscribe at.
+    if let Some(hub) = &feed.hub {
+        links.push(link(hub, "hub", None));
+    }
     let (extensions, namespaces) = extensions(feed);
     let atom = AtomFeed {
         id: clean(&feed.id),

@@ -21,6 +21,9 @@ struct JsonFeed<'a> {
     /// The next older page (RFC 5005's `prev-archive`, JSON Feed's pagination).
     #[serde(skip_serializing_if = "Option::is_none")]
     next_url: Option<String>,
+    /// The WebSub hub (JSON Feed 1.1 `hubs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hubs: Option<[Hub<'a>; 1]>,
     items: Vec<Item<'a>>,
     /// Entries deleted lately (as Atom's `at:deleted-entry`), so clients can remove them.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -36,6 +39,13 @@ struct FeedExtension<'a> {
 struct Deleted<'a> {
     id: &'a str,
     when: String,
+}
+
+#[derive(Serialize)]
+struct Hub<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url: &'a str,
 }
 
 #[derive(Serialize)]
@@ -87,6 +97,12 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
         expired: feed.ended.is_some(),
         authors: [Author { name: feed.author }],
         next_url: super::History::url(&feed.history.prev_archive, Format::Json),
+        hubs: feed.hub.as_deref().map(|url| {
+            [Hub {
+                kind: "WebSub",
+                url,
+            }]
+        }),
         _livefeed: (!feed.tombstones.is_empty()).then(|| FeedExtension {
             deleted: feed
                 .tombstones

@@ -114,6 +114,9 @@ pub struct Feed<'a> {
     /// When the story ended (current documents only): JSON Feed `expired`, and a line in
     /// every format's description.
     pub ended: Option<DateTime<Utc>>,
+    /// The WebSub hub this document advertises (current documents only: archives are no
+    /// topics).
+    pub hub: Option<String>,
 }
 
 /// A document's RFC 5005 links, each a URL base like [`Feed::self_base`] (add the extension).
@@ -180,6 +183,7 @@ pub fn paged<'a>(feed: Feed<'a>, n: usize) -> (Feed<'a>, Vec<Feed<'a>>) {
                 tombstones: Vec::new(),
                 // An archive document never changes once full: the end is the current one's.
                 ended: None,
+                hub: None,
                 ..feed.clone()
             }
         })
@@ -209,7 +213,7 @@ impl Feed<'_> {
         )
             .hash(&mut h);
         (&self.self_base, self.updated, self.author, self.language).hash(&mut h);
-        (&self.history, self.ended).hash(&mut h);
+        (&self.history, self.ended, &self.hub).hash(&mut h);
         for t in &self.tombstones {
             (&t.id, t.when).hash(&mut h);
         }
@@ -304,6 +308,7 @@ pub fn story_feed<'a>(site: &'a Site, story: &'a Story) -> Feed<'a> {
         history: History::default(),
         tombstones: story.tombstones.iter().rev().collect(),
         ended: story.ended,
+        hub: site.websub_hub.clone(),
     }
 }
 
@@ -334,6 +339,7 @@ pub fn all_feed(site: &Site) -> Feed<'_> {
         history: History::default(),
         tombstones,
         ended: None,
+        hub: site.websub_hub.clone(),
     }
 }
 

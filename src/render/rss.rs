@@ -61,6 +61,14 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
             ..Default::default()
         });
     }
+    // WebSub §4: the hub, as `atom:link rel="hub"` (RSS has no element of its own for it).
+    if let Some(hub) = &feed.hub {
+        links.push(Link {
+            href: clean(hub),
+            rel: "hub".into(),
+            ..Default::default()
+        });
+    }
     let mut extensions = rss::extension::ExtensionMap::new();
     let mut namespaces = std::collections::BTreeMap::new();
     if feed.history.archive {

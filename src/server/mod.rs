@@ -9,6 +9,7 @@ pub mod publish;
 pub mod query;
 pub mod respond;
 pub mod watch;
+pub mod websub;
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -62,6 +63,8 @@ pub struct Config {
     /// Origins (`scheme://host[:port]`) whose pages may publish: their preflights pass and
     /// their publish answers carry `Access-Control-Allow-Origin` (`--cors-publish-origin`).
     pub cors_publish_origins: Vec<String>,
+    /// The WebSub hub at `/websub` (`None`: off; see [`websub`]).
+    pub websub: Option<websub::Settings>,
 }
 
 impl std::fmt::Debug for Config {
@@ -79,6 +82,7 @@ impl std::fmt::Debug for Config {
             .field("sse_retry_ms", &self.sse_retry_ms)
             .field("max_age", &self.max_age)
             .field("cors_publish_origins", &self.cors_publish_origins)
+            .field("websub", &self.websub)
             .finish()
     }
 }
@@ -109,6 +113,7 @@ impl Default for Config {
             sse_retry_ms: 2000,
             max_age: 60,
             cors_publish_origins: Vec::new(),
+            websub: None,
         }
     }
 }
@@ -123,6 +128,8 @@ pub struct App {
     pub longpoll_slots: Arc<Semaphore>,
     pub sse_slots: Arc<Semaphore>,
     pub health: Health,
+    /// The WebSub hub, when on.
+    pub websub: Option<Arc<websub::WebSub>>,
 }
 
 /// What `/healthz` and `/readyz` report beyond the log's own failure (`Hub::failure`).
@@ -202,7 +209,16 @@ fn read_route(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body> 
             } else {
                 app.config.max_age
             };
-            cached_file(method, req.headers(), &file, max_age)
+            let mut res = cached_file(method, req.headers(), &file, max_age);
+            // A current feed names its hub and itself (WebSub §4).
+            if let Some(hub) = &app.websub {
+                if path.starts_with("/feeds/") && !path.contains("/archive/") {
+                    if let Some(link) = hub.link_header(path) {
+                        res.headers_mut().append(header::LINK, link);
+                    }
+                }
+            }
+            res
         }
         None => not_found(&format!("nothing at {path}")),
     }
@@ -381,6 +397,7 @@ fn route_name(path: &str) -> &'static str {
         (Some("healthz"), None, _) => "healthz",
         (Some("readyz"), None, _) => "readyz",
         (Some("metrics"), None, _) => "metrics",
+        (Some("websub"), None, _) => "websub",
         _ => "other",
     }
 }
@@ -572,6 +589,10 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             };
             live::sse(Arc::clone(&app), q, last_id)
         }
+        ["websub"] => match &app.websub {
+            Some(hub) => Box::pin(Arc::clone(hub).handle(req)).await,
+            None => not_found("the WebSub hub is off (--websub off)"),
+        },
         ["healthz"] | ["readyz"] | ["metrics"]
             if method != Method::GET && method != Method::HEAD =>
         {
@@ -748,6 +769,13 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let (shutdown_tx, shutdown_rx) = tokio_watch::channel(false);
+    let websub = match config.websub.clone() {
+        Some(settings) => Some(
+            websub::WebSub::start(settings, Arc::clone(&app_relay.hub))
+                .map_err(std::io::Error::other)?,
+        ),
+        None => None,
+    };
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let app = Arc::new(App {
         relay: app_relay,
@@ -756,6 +784,7 @@ pub async fn serve(
         config,
         shutdown: shutdown_rx,
         health: Health::default(),
+        websub,
     });
     // The watcher lives as long as this function; dropping it stops the file events.
     let _watcher = match watch_data {
