@@ -6,10 +6,10 @@
 use chrono::{DateTime, Utc};
 use std::time::Instant;
 
-use livefeed::manifest::SiteInfo;
-use livefeed::normalise::{StoryMeta, normalise};
+use livefeed::ingest::manifest::SiteInfo;
+use livefeed::ingest::normalise::{StoryMeta, normalise};
+use livefeed::ingest::site::Site;
 use livefeed::render::{site_files as files, with_files_parallel};
-use livefeed::site::Site;
 
 /// A live page in the style of the seeds: headline, caption, paragraphs, a list, a quotation.
 fn synthetic_page(entries: usize) -> String {

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::site::Site;
+use crate::ingest::site::Site;
 
 /// The file that marks an output directory as livefeed's and lists the files it wrote there.
 pub const MARKER: &str = ".livefeed-build";
@@ -17,9 +17,9 @@ pub const MARKER: &str = ".livefeed-build";
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error(transparent)]
-    Site(#[from] crate::site::SiteError),
+    Site(#[from] crate::ingest::site::SiteError),
     #[error(transparent)]
-    Log(#[from] crate::relay::store::StoreError),
+    Log(#[from] crate::log::store::StoreError),
     #[error(
         "{}: damaged at byte {offset} ({kind}) with intact records after it; `livefeed serve` \
          refuses it too: see `livefeed log check`, then `livefeed log repair`",
@@ -95,7 +95,7 @@ pub fn load(
     base_url: Option<&str>,
     log_dir: Option<&Path>,
 ) -> Result<Input, BuildError> {
-    use crate::relay::{state::State, store};
+    use crate::log::{state::State, store};
     let site = Site::load(data, base_url)?;
     let dir = log_dir.map_or_else(|| data.join("log"), Path::to_path_buf);
     let path = dir.join(store::LOG_FILE);

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use livefeed::build;
+use livefeed::ingest::site::Site;
 use livefeed::render;
-use livefeed::site::Site;
 
 #[derive(Parser)]
 #[command(
@@ -62,7 +62,7 @@ const LOG_EXAMPLES: &str = "EXAMPLES:\n  \
 /// `--base-url`: an absolute http(s) URL with a host, no query or fragment; kept without a
 /// trailing slash.
 fn base_url(s: &str) -> Result<String, String> {
-    livefeed::manifest::check_base_url(s).map_err(|why| {
+    livefeed::ingest::manifest::check_base_url(s).map_err(|why| {
         format!("{why}; expected an absolute http(s) URL like https://news.example.org")
     })?;
     Ok(s.trim_end_matches('/').to_string())
@@ -215,7 +215,7 @@ impl LogArgs {
 
 /// `livefeed log check|repair`.
 fn log_command(action: LogAction) -> Result<ExitCode> {
-    use livefeed::relay::store::{self, Found, Scan};
+    use livefeed::log::store::{self, Found, Scan};
     let describe = |scan: &Scan| {
         println!(
             "records: {} intact, head seq {}",
@@ -386,7 +386,7 @@ struct ServeArgs {
         long,
         value_name = "N",
         env = "LIVEFEED_SNAPSHOT_EVERY",
-        default_value_t = livefeed::relay::snapshot::DEFAULT_EVERY
+        default_value_t = livefeed::log::snapshot::DEFAULT_EVERY
     )]
     snapshot_every: u64,
     /// Where to write the access log, one line per request (level `info`, target
@@ -508,7 +508,7 @@ enum LogFormat {
 /// Logs to stderr at `RUST_LOG` (default `info`), as text or JSON. Access lines (target
 /// `livefeed::access`, level `info`) follow `RUST_LOG` too, and go where `--access-log` says.
 fn init_logging(format: LogFormat, access: &AccessLog) -> Result<()> {
-    use livefeed::server::access::TARGET;
+    use livefeed::http::access::TARGET;
     use tracing_subscriber::filter::{LevelFilter, Targets, filter_fn};
     use tracing_subscriber::fmt::MakeWriter;
     use tracing_subscriber::prelude::*;
@@ -571,7 +571,7 @@ fn read_token(token_file: Option<&Path>) -> Result<Option<String>> {
     let token = raw.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
     match (&token, token_file) {
         (Some(t), _) => {
-            livefeed::server::publish::check_token(t).map_err(|e| anyhow::anyhow!("{from}: {e}"))?
+            livefeed::http::publish::check_token(t).map_err(|e| anyhow::anyhow!("{from}: {e}"))?
         }
         (None, Some(path)) => anyhow::bail!(
             "token file {}: is empty; put the publish token in it, or leave out --token-file \
@@ -586,7 +586,7 @@ fn read_token(token_file: Option<&Path>) -> Result<Option<String>> {
 /// Re-reads the token file on every SIGHUP into `cell`; a file that cannot be used keeps the
 /// token in force, with an error in the log.
 #[cfg(unix)]
-fn reload_token_on_sighup(path: PathBuf, cell: livefeed::server::SharedToken) -> Result<()> {
+fn reload_token_on_sighup(path: PathBuf, cell: livefeed::http::SharedToken) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup =
         signal(SignalKind::hangup()).map_err(|e| anyhow::anyhow!("cannot handle SIGHUP: {e}"))?;
@@ -643,8 +643,8 @@ fn open_url(addr: std::net::SocketAddr) -> String {
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
-    use livefeed::relay::{Relay, file_store, store};
-    use livefeed::server::{self, Config};
+    use livefeed::http::{self, Config};
+    use livefeed::log::{Relay, file_store, store};
     // Everything is checked, and the address bound, before anything is written.
     let token = read_token(args.token_file.as_deref())?;
     if !args.data.is_dir() {
@@ -659,7 +659,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     // With no --base-url, links point at the address actually bound (port 0 too).
     let base_url = match &args.base_url {
         Some(base) => base.clone(),
-        None => server::local_base_url(addr),
+        None => http::local_base_url(addr),
     };
     let mut site = Site::load(&args.data, Some(&base_url))?;
     site.feed_entries = usize::try_from(args.feed_entries).unwrap_or(usize::MAX);
@@ -669,8 +669,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| args.data.join("log"));
     let websub = (args.websub == OnOff::On).then(|| {
         use std::time::Duration;
-        let mut s =
-            server::websub::Settings::new(&site.base_url, log_dir.join(server::websub::FILE));
+        let mut s = http::websub::Settings::new(&site.base_url, log_dir.join(http::websub::FILE));
         s.policy.allow = args.websub_allow_network.clone();
         s.max_subscriptions = args.websub_max_subscriptions;
         s.max_per_host = args.websub_max_per_host;
@@ -681,18 +680,18 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         s.timeout = Duration::from_secs(args.websub_timeout);
         s
     });
-    site.websub_hub = websub.as_ref().map(server::websub::Settings::hub_url);
+    site.websub_hub = websub.as_ref().map(http::websub::Settings::hub_url);
     let (stories, base) = (site.stories.len(), site.base_url.clone());
-    let memory = livefeed::relay::hub::Memory {
+    let memory = livefeed::log::hub::Memory {
         events: args.keep_events,
         bytes: args.memory_bytes,
     };
-    let options = livefeed::relay::Options {
+    let options = livefeed::log::Options {
         memory,
         snapshot_every: args.snapshot_every,
     };
     let relay = Relay::open_with(site, file_store(&log_dir), options)?;
-    let shared = server::SharedToken::default();
+    let shared = http::SharedToken::default();
     *shared.write().unwrap_or_else(|p| p.into_inner()) = token.clone();
     let publishing = token.is_some();
     let config = Config {
@@ -728,7 +727,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             head = relay.hub.head(),
             "livefeed serving"
         );
-        server::run(listener, relay, config, args.data, Some(base_url), stop).await?;
+        http::run(listener, relay, config, args.data, Some(base_url), stop).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
@@ -761,9 +760,9 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
 }
 
 /// The system allocator with page-aligned page-sized blocks: less memory per waiting subscriber
-/// (see `livefeed::server::alloc`).
+/// (see `livefeed::http::alloc`).
 #[global_allocator]
-static ALLOC: livefeed::server::alloc::PageAligned = livefeed::server::alloc::PageAligned;
+static ALLOC: livefeed::http::alloc::PageAligned = livefeed::http::alloc::PageAligned;
 
 fn main() -> ExitCode {
     // Bad input exits 1 like every other error (clap's own default is 2); help and version 0.

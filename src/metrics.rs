@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use crate::relay::event::{Op, Source};
+use crate::log::event::{Op, Source};
 
 /// The `Content-Type` of `/metrics` for a scraper that asks for OpenMetrics…
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

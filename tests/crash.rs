@@ -12,7 +12,7 @@ mod common;
 use common::process::Proc;
 use common::rng::Rng;
 use common::{LIVE, SEED, TOKEN, TestSite};
-use livefeed::relay::store;
+use livefeed::log::store;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

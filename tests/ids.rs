@@ -4,13 +4,13 @@
 use chrono::{DateTime, FixedOffset, Utc};
 use std::collections::HashSet;
 
+use livefeed::ingest::normalise::{StoryMeta, normalise};
 use livefeed::model::Story;
-use livefeed::normalise::{StoryMeta, normalise};
 
 /// Every event the relay holds, from memory and, before it, from the log (a restart starts
 /// from a snapshot with only the log after it in memory).
-fn every_event(relay: &livefeed::relay::Relay) -> livefeed::relay::hub::Page {
-    let mut all = livefeed::relay::hub::Page::default();
+fn every_event(relay: &livefeed::log::Relay) -> livefeed::log::hub::Page {
+    let mut all = livefeed::log::hub::Page::default();
     loop {
         let page = match relay.hub.page(all.next, None, usize::MAX) {
             Ok(page) => page,
@@ -154,10 +154,10 @@ fn non_latin_headlines_give_readable_distinct_anchors() {
 
 mod relay {
     use super::*;
-    use livefeed::manifest::SiteInfo;
-    use livefeed::relay::state::EntryInput;
-    use livefeed::relay::{Relay, file_store};
-    use livefeed::site::Site;
+    use livefeed::ingest::manifest::SiteInfo;
+    use livefeed::ingest::site::Site;
+    use livefeed::log::state::EntryInput;
+    use livefeed::log::{Relay, file_store};
     use serde_json::Value;
     use std::collections::BTreeMap;
 
@@ -460,7 +460,7 @@ mod property {
         }
 
         /// Checks the relay's whole history against the model.
-        fn check(&mut self, relay: &livefeed::relay::Relay) -> BTreeMap<String, String> {
+        fn check(&mut self, relay: &livefeed::log::Relay) -> BTreeMap<String, String> {
             let page = super::every_event(relay);
             let mut live: BTreeMap<String, String> = BTreeMap::new();
             for c in &page.events {

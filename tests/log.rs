@@ -8,7 +8,7 @@ mod common;
 use common::client;
 use common::process::{Proc, full_disk_command, head, publish, serve_command};
 use common::{LIVE, SEED, TOKEN, TestSite};
-use livefeed::relay::store;
+use livefeed::log::store;
 use serde_json::Value;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

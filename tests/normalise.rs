@@ -2,8 +2,8 @@
 //! the public API only: `decode` → `normalise` with a hand-made `StoryMeta`.
 
 use chrono::{DateTime, FixedOffset, Utc};
+use livefeed::ingest::normalise::{EntryTime, StoryMeta, decode, normalise};
 use livefeed::model::{Block, Story, StoryKind};
-use livefeed::normalise::{EntryTime, StoryMeta, decode, normalise};
 
 const ITV_LIVE: &str =
     "https://www.itv.com/news/story/2013-05-10/david-cameron-meets-vladimir-putin-russia-visit/";
@@ -1720,7 +1720,8 @@ fn derived_titles_are_marked_in_items_and_json_feed() {
         .collect();
     assert_eq!(flags, vec![true, true, true, true, false]);
     // JSON Feed: a `_livefeed` extension says so, and only where it is true.
-    let site = livefeed::site::Site::from_files(&[path.into()], "http://127.0.0.1:8080").unwrap();
+    let site =
+        livefeed::ingest::site::Site::from_files(&[path.into()], "http://127.0.0.1:8080").unwrap();
     let feed = livefeed::render::story_feed(&site, &site.stories[0]);
     let json: serde_json::Value = serde_json::from_slice(&livefeed::render::render_feed(
         &feed,

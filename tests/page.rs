@@ -7,9 +7,9 @@ mod common;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use common::{ARTICLE, LIVE, TestSite, anchor};
+use livefeed::ingest::site::Site;
 use livefeed::model::Story;
 use livefeed::render::html;
-use livefeed::site::Site;
 use livefeed::zone::Zone;
 use scraper::{Html, Selector};
 use serde_json::{Value, json};

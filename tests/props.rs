@@ -5,11 +5,11 @@ use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use std::collections::HashSet;
 
-use livefeed::manifest::{SiteInfo, story_page_url};
+use livefeed::ingest::manifest::{SiteInfo, story_page_url};
+use livefeed::ingest::normalise::{self, StoryMeta};
+use livefeed::ingest::site::Site;
 use livefeed::model::{Story, StoryKind};
-use livefeed::normalise::{self, StoryMeta};
 use livefeed::render::{self, Format};
-use livefeed::site::Site;
 
 const BASE: &str = "https://feeds.example.test";
 

@@ -7,9 +7,9 @@ use roxmltree::{Document, Node};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use livefeed::ingest::site::Site;
 use livefeed::model::{Entry, Story, StoryKind, newest_first};
 use livefeed::render::{self, ALL, Format};
-use livefeed::site::Site;
 
 const ATOM: &str = "http://www.w3.org/2005/Atom";
 const DC: &str = "http://purl.org/dc/elements/1.1/";

@@ -95,7 +95,7 @@ async fn the_token_comes_from_the_environment_or_a_file_and_is_never_logged() {
 
 #[test]
 fn the_configuration_never_shows_the_token_when_printed() {
-    let config = livefeed::server::Config {
+    let config = livefeed::http::Config {
         token: Some(TOKEN.to_string()),
         ..Default::default()
     };

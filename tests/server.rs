@@ -239,7 +239,7 @@ async fn every_feed_and_the_index_match_the_static_build_with_caching_headers() 
     }
 
     // Every story page is served, lists its entries and follows the live stream.
-    let data = livefeed::site::Site::load(&site.data(), None).unwrap();
+    let data = livefeed::ingest::site::Site::load(&site.data(), None).unwrap();
     for story in &data.stories {
         let page = text(&server, &format!("/stories/{}", story.slug)).await;
         for e in &story.entries {
@@ -279,7 +279,7 @@ async fn long_poll_from_zero_gets_the_seed_events_in_order() {
     assert!(events.iter().all(|e| e["op"] == "create"), "{body}");
 
     // The events carry exactly the entries of the data, each once.
-    let data = livefeed::site::Site::load(&site.data(), None).unwrap();
+    let data = livefeed::ingest::site::Site::load(&site.data(), None).unwrap();
     let expected: BTreeSet<(String, String)> = data
         .stories
         .iter()
@@ -743,7 +743,7 @@ async fn publish_edit_and_delete_reach_long_poll_sse_and_feeds() {
     }
 
     // Edit a seed entry by its percent-encoded tag: id.
-    let data = livefeed::site::Site::load(&site.data(), None).unwrap();
+    let data = livefeed::ingest::site::Site::load(&site.data(), None).unwrap();
     let seed = &data.story(LIVE).unwrap().entries[4];
     let (status, _, seed_edit) = call(
         server
@@ -1072,7 +1072,7 @@ async fn publishing_is_off_without_a_token() {
 async fn editing_a_report_on_disk_relays_create_update_and_delete() {
     let site = TestSite::new();
     let server = site.start().await;
-    let data = livefeed::site::Site::load(&site.data(), None).unwrap();
+    let data = livefeed::ingest::site::Site::load(&site.data(), None).unwrap();
     let by_title = |t: &str| {
         data.story(LIVE)
             .unwrap()
@@ -1390,24 +1390,24 @@ async fn two_hundred_long_poll_clients_each_get_all_fifty_publishes_in_order() {
 
 /// The file log, with appends that fail while `failing` is set (a full or broken disk).
 struct FlakyStore {
-    inner: Box<dyn livefeed::relay::store::Store>,
+    inner: Box<dyn livefeed::log::store::Store>,
     failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl livefeed::relay::store::Store for FlakyStore {
+impl livefeed::log::store::Store for FlakyStore {
     fn load(
         &mut self,
-    ) -> Result<livefeed::relay::store::Recovered, livefeed::relay::store::StoreError> {
+    ) -> Result<livefeed::log::store::Recovered, livefeed::log::store::StoreError> {
         self.inner.load()
     }
 
     fn append(
         &mut self,
         after: u64,
-        events: &[livefeed::relay::event::Event],
-    ) -> Result<(), livefeed::relay::store::StoreError> {
+        events: &[livefeed::log::event::Event],
+    ) -> Result<(), livefeed::log::store::StoreError> {
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(livefeed::relay::store::StoreError::Io {
+            return Err(livefeed::log::store::StoreError::Io {
                 path: "events.log".into(),
                 source: std::io::Error::other("disk full"),
             });
@@ -1415,7 +1415,7 @@ impl livefeed::relay::store::Store for FlakyStore {
         self.inner.append(after, events)
     }
 
-    fn reader(&self) -> std::sync::Arc<dyn livefeed::relay::store::Reader> {
+    fn reader(&self) -> std::sync::Arc<dyn livefeed::log::store::Reader> {
         self.inner.reader()
     }
 }
@@ -1425,7 +1425,7 @@ async fn a_publish_that_failed_to_reach_the_disk_is_never_acknowledged() {
     let site = TestSite::new();
     let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let store = FlakyStore {
-        inner: livefeed::relay::file_store(&site.log()),
+        inner: livefeed::log::file_store(&site.log()),
         failing: failing.clone(),
     };
     let server = site.start_with(Box::new(store)).await;

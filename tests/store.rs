@@ -5,8 +5,8 @@
 mod common;
 
 use common::{PATIENCE, Sse, TestSite};
-use livefeed::relay::event::Event;
-use livefeed::relay::memstore::MemoryLog;
+use livefeed::log::event::Event;
+use livefeed::log::memstore::MemoryLog;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -228,10 +228,13 @@ async fn a_replaced_history_refuses_old_cursors_and_never_serves_them_new_events
 }
 
 /// The stories a relay serves, as the bytes of its feeds and pages.
-fn served(relay: &livefeed::relay::Relay, site: &livefeed::site::Site) -> Vec<(String, Vec<u8>)> {
+fn served(
+    relay: &livefeed::log::Relay,
+    site: &livefeed::ingest::site::Site,
+) -> Vec<(String, Vec<u8>)> {
     let mut paths = vec!["/".to_string(), "/feeds/all.atom".to_string()];
     for s in &site.stories {
-        paths.extend(livefeed::relay::cache::story_paths(&s.slug));
+        paths.extend(livefeed::log::cache::story_paths(&s.slug));
     }
     paths
         .into_iter()
@@ -265,9 +268,9 @@ fn snapshot_seq(log: &std::path::Path) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_reads_the_snapshot_and_only_the_log_after_it() {
-    use livefeed::relay::state::EntryInput;
-    use livefeed::relay::{Options, Relay, file_store, hub::Memory};
-    use livefeed::site::Site;
+    use livefeed::ingest::site::Site;
+    use livefeed::log::state::EntryInput;
+    use livefeed::log::{Options, Relay, file_store, hub::Memory};
     let test = TestSite::new();
     let load = || Site::load(&test.data(), None).unwrap();
     let options = Options {

@@ -7,13 +7,13 @@
 //! crashed on) still passes. So: only `livefeed`, `chrono`, `serde_json` and `roxmltree`.
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
-use livefeed::manifest::{Manifest, SiteInfo, story_page_url};
+use livefeed::http::query::{self, LiveQuery};
+use livefeed::ingest::manifest::{Manifest, SiteInfo, story_page_url};
+use livefeed::ingest::normalise::{self, StoryMeta};
+use livefeed::ingest::site::Site;
+use livefeed::log::store;
 use livefeed::model::{Story, StoryKind};
-use livefeed::normalise::{self, StoryMeta};
-use livefeed::relay::store;
 use livefeed::render::{self, Format};
-use livefeed::server::query::{self, LiveQuery};
-use livefeed::site::Site;
 use std::collections::HashSet;
 
 const BASE: &str = "https://feeds.example.test";
@@ -146,7 +146,7 @@ pub fn manifest(data: &[u8]) {
         Ok(m) => {
             let mut slugs = HashSet::new();
             for s in &m.stories {
-                assert!(livefeed::manifest::valid_slug(&s.slug) && s.slug != "all");
+                assert!(livefeed::ingest::manifest::valid_slug(&s.slug) && s.slug != "all");
                 assert!(slugs.insert(&s.slug), "slug {} twice", s.slug);
                 assert!(s.updated >= s.published);
                 let meta = s.meta(&m.site.base_url);
@@ -171,7 +171,7 @@ pub fn live_query(data: &[u8]) {
             assert!(timeout <= query::MAX_TIMEOUT);
         }
         if let Some(story) = &q.story {
-            assert!(livefeed::manifest::valid_slug(story), "{story:?}");
+            assert!(livefeed::ingest::manifest::valid_slug(story), "{story:?}");
         }
     }
     if let Some(decoded) = query::percent_decode(text) {

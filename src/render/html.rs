@@ -2,8 +2,8 @@
 //! stream. All text is escaped; entry bodies are the normaliser's own escaped HTML.
 
 use super::{ALL, Format, feed_url, story_page_url};
+use crate::ingest::site::Site;
 use crate::model::{Entry, Story};
-use crate::site::Site;
 use crate::text::escape_html as esc;
 use crate::zone::Zone;
 use chrono::{DateTime, Utc};

@@ -12,9 +12,9 @@ pub mod rss;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
+use crate::ingest::normalise::{story_id, tag_authority};
+use crate::ingest::site::Site;
 use crate::model::{Entry, Story, Tombstone, newest_first};
-use crate::normalise::{story_id, tag_authority};
-use crate::site::Site;
 
 /// The slug of the combined feed of every story.
 pub const ALL: &str = "all";

@@ -1,5 +1,5 @@
 //! A harness for the server's integration tests: a temporary copy of `data/`, the real server
-//! (`livefeed::server::serve`) on 127.0.0.1:0 in this process, stopped through a oneshot and
+//! (`livefeed::http::serve`) on 127.0.0.1:0 in this process, stopped through a oneshot and
 //! started again on the same directory, and a small Server-Sent Events reader. Submodules:
 //! [`process`] runs the real binary, [`raw`] is a minimal HTTP/1.1 client over raw sockets,
 //! [`rng`] a seeded generator for stress schedules.
@@ -16,10 +16,10 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use livefeed::relay::store::Store;
-use livefeed::relay::{Relay, file_store};
-use livefeed::server::{Config, serve};
-use livefeed::site::Site;
+use livefeed::http::{Config, serve};
+use livefeed::ingest::site::Site;
+use livefeed::log::store::Store;
+use livefeed::log::{Relay, file_store};
 
 /// The publish token of servers started with one.
 pub const TOKEN: &str = "test-token-0123456789abcdef";

@@ -1090,15 +1090,15 @@ impl Store for FileStore {
     fn reader(&self) -> Arc<dyn Reader> {
         match &self.reader {
             Some(reader) => Arc::clone(reader) as Arc<dyn Reader>,
-            None => Arc::new(crate::relay::memstore::Closed),
+            None => Arc::new(crate::log::memstore::Closed),
         }
     }
 }
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::event::{Op, Source};
     use crate::model::Entry;
-    use crate::relay::event::{Op, Source};
     use std::cell::RefCell;
 
     thread_local! {

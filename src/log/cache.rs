@@ -9,9 +9,9 @@ use std::io::Write;
 
 use super::event::Op;
 use super::hub::CachedFile;
+use crate::ingest::site::Site;
 use crate::model::Story;
 use crate::render::{self, ALL, Format, html};
-use crate::site::Site;
 
 /// The URL path of a feed.
 pub fn feed_path(slug: &str, format: Format) -> String {

@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use super::respond::{Body, empty, method_not_allowed, problem};
+use crate::log::hub::{CachedFile, Hub};
 use crate::metrics::{self, OutcomeLabels};
-use crate::relay::hub::{CachedFile, Hub};
 
 /// The file subscriptions are kept in, in the log directory.
 pub const FILE: &str = "websub.json";
@@ -264,7 +264,7 @@ fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()?;
     drop(file);
     std::fs::rename(&tmp, path)?;
-    crate::relay::store::fsync_dir(dir)
+    crate::log::store::fsync_dir(dir)
 }
 
 impl WebSub {

@@ -5,8 +5,8 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+use crate::ingest::normalise::{EntryTime, StoryMeta};
 use crate::model::StoryKind;
-use crate::normalise::{EntryTime, StoryMeta};
 use crate::zone::Zone;
 
 /// The manifest's file name inside a data directory.
@@ -221,8 +221,8 @@ impl Manifest {
                 ));
             }
             if let Some(t) = &s.template {
-                if crate::normalise::profile::by_name(t).is_none() {
-                    let names: Vec<&str> = crate::normalise::profile::ALL
+                if crate::ingest::normalise::profile::by_name(t).is_none() {
+                    let names: Vec<&str> = crate::ingest::normalise::profile::ALL
                         .iter()
                         .map(|p| p.name)
                         .collect();

@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::ingest::site::Site;
 use crate::model::Story;
-use crate::site::Site;
 use hub::{Committed, Hub};
 use state::{EntryInput, State};
 use store::{Reader, Store, StoreError};

@@ -6,7 +6,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use std::convert::Infallible;
 
-use crate::relay::hub::CachedFile;
+use crate::log::hub::CachedFile;
 
 pub type Body = BoxBody<Bytes, Infallible>;
 

@@ -16,7 +16,7 @@ use super::hub::{Committed, Hub};
 use super::renderer;
 use super::state::State;
 use super::store::{Position, Reader, StoreError};
-use crate::site::Site;
+use crate::ingest::site::Site;
 
 /// The most events handed on at once.
 const BATCH: usize = 1024;

@@ -26,8 +26,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch as tokio_watch};
 
+use crate::log::Relay;
 use crate::metrics;
-use crate::relay::Relay;
 use query::{LiveQuery, percent_decode};
 use respond::{Body, cached_file, cors, full, method_not_allowed, not_found, problem};
 
@@ -205,7 +205,7 @@ fn read_route(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body> 
         Some(file) => {
             // RFC 5005 archive documents change rarely (see `render::paged`): cached long.
             let max_age = if path.starts_with("/feeds/") && path.contains("/archive/") {
-                crate::relay::cache::ARCHIVE_MAX_AGE
+                crate::log::cache::ARCHIVE_MAX_AGE
             } else {
                 app.config.max_age
             };
@@ -550,7 +550,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 if app
                     .relay
                     .hub
-                    .file(&crate::relay::cache::story_path(s))
+                    .file(&crate::log::cache::story_path(s))
                     .is_none()
                 {
                     let mut res = not_found(&format!("no story {s:?}"));

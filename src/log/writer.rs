@@ -16,8 +16,8 @@ use super::hub::{Committed, Hub};
 use super::renderer;
 use super::state::{EntryInput, ReportChange, State};
 use super::store::{self, Position, Reader, Store, StoreError};
+use crate::ingest::site::Site;
 use crate::model::{Entry, Story};
-use crate::site::Site;
 
 /// The answer to an accepted publish, edit or delete.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

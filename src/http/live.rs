@@ -22,9 +22,9 @@ use tokio::sync::watch;
 use super::App;
 use super::query::{DEFAULT_LIMIT, DEFAULT_TIMEOUT, LiveQuery};
 use super::respond::{Body, cors, full, problem};
+use crate::log::hub::{Committed, CursorGone, Page};
+use crate::log::store::Epoch;
 use crate::metrics::{self, GaugeGuard};
-use crate::relay::hub::{Committed, CursorGone, Page};
-use crate::relay::store::Epoch;
 
 fn gone(g: CursorGone) -> Response<Body> {
     let mut res = problem(

@@ -6,9 +6,9 @@ use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
 use super::event::{Event, Op, Source};
+use crate::ingest::normalise::{self, entry_id, tag_authority};
+use crate::ingest::site::Site;
 use crate::model::{Entry, Story, StoryKind, newest_first, sort_newest_first};
-use crate::normalise::{self, entry_id, tag_authority};
-use crate::site::Site;
 use crate::text::{clean, slugify, squash};
 
 /// The stories as the log makes them.
@@ -895,7 +895,7 @@ mod tests {
     #[test]
     fn a_story_out_of_the_manifest_keeps_its_history_for_when_it_comes_back() {
         let site = Site {
-            info: crate::manifest::SiteInfo {
+            info: crate::ingest::manifest::SiteInfo {
                 title: "T".into(),
                 description: String::new(),
                 author: "A".into(),

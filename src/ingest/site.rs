@@ -3,9 +3,9 @@
 use chrono::{DateTime, Offset, Utc};
 use std::path::{Path, PathBuf};
 
-use crate::manifest::{MANIFEST, Manifest, ManifestError, SiteInfo, story_page_url};
+use crate::ingest::manifest::{MANIFEST, Manifest, ManifestError, SiteInfo, story_page_url};
+use crate::ingest::normalise::{self, ParseError, StoryMeta};
 use crate::model::Story;
-use crate::normalise::{self, ParseError, StoryMeta};
 use crate::text::slugify;
 
 /// Reading the data failed. Each variant names the file (and line) to fix.

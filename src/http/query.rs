@@ -47,7 +47,7 @@ pub struct LiveQuery {
     pub after: Option<u64>,
     /// The history `after` belongs to (the `epoch` of an earlier answer); a cursor of another
     /// history is refused with 410 rather than answered with the events of this one.
-    pub epoch: Option<crate::relay::store::Epoch>,
+    pub epoch: Option<crate::log::store::Epoch>,
     pub story: Option<String>,
     pub limit: Option<usize>,
     pub timeout: Option<u64>,
@@ -124,7 +124,7 @@ impl LiveQuery {
                     }
                 }
                 "story" => {
-                    if !crate::manifest::valid_slug(&value) {
+                    if !crate::ingest::manifest::valid_slug(&value) {
                         return Err(bad(
                             "story",
                             "must be a story slug (lowercase letters, digits, dashes)",

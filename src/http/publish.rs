@@ -16,9 +16,9 @@ use subtle::ConstantTimeEq;
 
 use super::App;
 use super::respond::{Body, json as json_response, problem, set};
-use crate::relay::event::Op;
-use crate::relay::state::EntryInput;
-use crate::relay::{Ack, ChangeError};
+use crate::log::event::Op;
+use crate::log::state::EntryInput;
+use crate::log::{Ack, ChangeError};
 
 /// Longest title accepted, in characters.
 pub const MAX_TITLE: usize = 1000;
@@ -330,7 +330,7 @@ pub async fn create(app: Arc<App>, story: &str, req: Request<Incoming>) -> Respo
     if app
         .relay
         .hub
-        .file(&crate::relay::cache::story_path(story))
+        .file(&crate::log::cache::story_path(story))
         .is_none()
     {
         return problem(

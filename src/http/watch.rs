@@ -18,7 +18,7 @@ use std::time::SystemTime;
 use tokio::sync::mpsc;
 
 use super::App;
-use crate::site::Site;
+use crate::ingest::site::Site;
 
 fn relevant(path: &Path) -> bool {
     matches!(
