@@ -11,6 +11,7 @@
 pub mod build;
 pub mod http;
 pub mod ingest;
+pub mod layout;
 pub mod log;
 pub mod metrics;
 pub mod model;

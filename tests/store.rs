@@ -231,10 +231,12 @@ async fn a_replaced_history_refuses_old_cursors_and_never_serves_them_new_events
 fn served(
     relay: &livefeed::log::Relay,
     site: &livefeed::ingest::site::Site,
-) -> Vec<(String, Vec<u8>)> {
-    let mut paths = vec!["/".to_string(), "/feeds/all.atom".to_string()];
+) -> Vec<(livefeed::layout::FileKey, Vec<u8>)> {
+    use livefeed::layout::FileKey;
+    let all = FileKey::Feed("all".into(), livefeed::render::Format::Atom);
+    let mut paths = vec![FileKey::Index, all];
     for s in &site.stories {
-        paths.extend(livefeed::log::cache::story_paths(&s.slug));
+        paths.extend(FileKey::story_files(&s.slug));
     }
     paths
         .into_iter()
@@ -242,7 +244,7 @@ fn served(
             let body = relay
                 .hub
                 .file(&p)
-                .unwrap_or_else(|| panic!("{p} is served"))
+                .unwrap_or_else(|| panic!("{p:?} is served"))
                 .body
                 .to_vec();
             (p, body)

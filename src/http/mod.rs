@@ -26,6 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch as tokio_watch};
 
+use crate::layout::FileKey;
 use crate::log::Relay;
 use crate::metrics;
 use query::{LiveQuery, percent_decode};
@@ -177,7 +178,7 @@ pub struct Published {
     pub seq: u64,
 }
 
-fn read_route(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body> {
+fn read_route(app: &App, req: &Request<Incoming>, key: &FileKey) -> Response<Body> {
     let method = req.method();
     if method == Method::OPTIONS {
         let mut res = Response::new(respond::empty());
@@ -201,36 +202,36 @@ fn read_route(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body> 
     if method != Method::GET && method != Method::HEAD {
         return method_not_allowed("GET, HEAD, OPTIONS");
     }
-    match app.relay.hub.file(path) {
+    match app.relay.hub.file(key) {
         Some(file) => {
             // RFC 5005 archive documents change rarely (see `render::paged`): cached long.
-            let max_age = if path.starts_with("/feeds/") && path.contains("/archive/") {
-                crate::log::cache::ARCHIVE_MAX_AGE
-            } else {
-                app.config.max_age
+            let max_age = match key {
+                FileKey::Archive(..) => crate::log::cache::ARCHIVE_MAX_AGE,
+                _ => app.config.max_age,
             };
             let mut res = cached_file(method, req.headers(), &file, max_age);
             // A current feed names its hub and itself (WebSub §4).
-            if let Some(hub) = &app.websub {
-                if path.starts_with("/feeds/") && !path.contains("/archive/") {
-                    if let Some(link) = hub.link_header(path) {
-                        res.headers_mut().append(header::LINK, link);
-                    }
+            if let (Some(hub), FileKey::Feed(..)) = (&app.websub, key) {
+                if let Some(link) = hub.link_header(&key.path()) {
+                    res.headers_mut().append(header::LINK, link);
                 }
             }
             res
         }
-        None => not_found(&format!("nothing at {path}")),
+        None => not_found(&format!("nothing at {}", key.path())),
     }
 }
 
 /// A read route, once its file reflects every event readers can already see (files are
 /// rendered off the publish path; see `relay::renderer`).
-async fn read(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body> {
+async fn read(app: &App, req: &Request<Incoming>, key: Option<FileKey>) -> Response<Body> {
+    let Some(key) = key else {
+        return not_found(&format!("nothing at {}", req.uri().path()));
+    };
     if req.method() == Method::GET || req.method() == Method::HEAD {
-        app.relay.fresh(path).await;
+        app.relay.fresh(&key).await;
     }
-    read_route(app, req, path)
+    read_route(app, req, &key)
 }
 
 /// The base URL of a server with no `--base-url`: `http://` and the address it is bound to, so
@@ -453,7 +454,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             && file != ".."
             && !file.contains(['/', '%', '+', '\\']);
         if plain {
-            return read(&app, &req, req.uri().path()).await;
+            return read(&app, &req, FileKey::parse(req.uri().path())).await;
         }
     }
     // The other hot path: a long-poll on every story (same answer as below).
@@ -492,10 +493,14 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     match segments.as_slice() {
         // The paths of the static build's files too (`index.html`, `stories/{slug}/index.html`),
         // so that links are the same on this server and on a static one (render::site_files).
-        [""] | ["index.html"] => read(&app, &req, "/").await,
-        ["feeds", file] => read(&app, &req, &format!("/feeds/{file}")).await,
-        ["feeds", slug, "archive", file] => {
-            read(&app, &req, &format!("/feeds/{slug}/archive/{file}")).await
+        [""] | ["index.html"] => read(&app, &req, Some(FileKey::Index)).await,
+        ["feeds", ..] => {
+            read(
+                &app,
+                &req,
+                FileKey::parse(&format!("/{}", segments.join("/"))),
+            )
+            .await
         }
         ["stories", slug] if lifecycle_request(&req) => with_story(
             slug,
@@ -505,7 +510,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             },
         ),
         ["stories", slug] | ["stories", slug, "" | "index.html"] => {
-            read(&app, &req, &format!("/stories/{slug}")).await
+            read(&app, &req, Some(FileKey::Page(slug.to_string()))).await
         }
         ["stories", slug, "entries"] => with_story(
             slug,
@@ -529,7 +534,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         ),
         ["live"] | ["live", "events"] => {
             if method == Method::OPTIONS {
-                return read_route(&app, &req, "");
+                return read_route(&app, &req, &FileKey::Index);
             }
             if method != Method::GET {
                 return method_not_allowed("GET, OPTIONS");
@@ -547,12 +552,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 }
             };
             if let Some(s) = &q.story {
-                if app
-                    .relay
-                    .hub
-                    .file(&crate::log::cache::story_path(s))
-                    .is_none()
-                {
+                if app.relay.hub.file(&FileKey::Page(s.clone())).is_none() {
                     let mut res = not_found(&format!("no story {s:?}"));
                     cors(res.headers_mut());
                     return res;

@@ -330,7 +330,7 @@ pub async fn create(app: Arc<App>, story: &str, req: Request<Incoming>) -> Respo
     if app
         .relay
         .hub
-        .file(&crate::log::cache::story_path(story))
+        .file(&crate::layout::FileKey::Page(story.to_string()))
         .is_none()
     {
         return problem(

@@ -353,10 +353,7 @@ impl StoryEntry {
     }
 }
 
-/// The address of a story's page on this site.
-pub fn story_page_url(base_url: &str, slug: &str) -> String {
-    format!("{}/stories/{slug}", base_url.trim_end_matches('/'))
-}
+pub use crate::layout::story_page_url;
 
 #[cfg(test)]
 mod tests {
@@ -382,7 +379,7 @@ updated = "2013-05-11T12:00:00+01:00"
         assert_eq!(m.stories[0].file_name(), "one.txt");
         let meta = m.stories[0].meta("https://example.org/");
         assert_eq!(meta.offset, FixedOffset::east_opt(3600).unwrap());
-        assert_eq!(meta.fallback_url, "https://example.org/stories/one");
+        assert_eq!(meta.fallback_url, "https://example.org/stories/one/");
     }
 
     #[test]

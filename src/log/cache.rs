@@ -10,32 +10,9 @@ use std::io::Write;
 use super::event::Op;
 use super::hub::CachedFile;
 use crate::ingest::site::Site;
+use crate::layout::FileKey;
 use crate::model::Story;
 use crate::render::{self, ALL, Format, html};
-
-/// The URL path of a feed.
-pub fn feed_path(slug: &str, format: Format) -> String {
-    format!("/feeds/{}", render::feed_file(slug, format))
-}
-
-/// The URL path of archive page `k` of a feed.
-pub fn archive_path(slug: &str, k: usize, format: Format) -> String {
-    format!("/feeds/{}", render::archive_file(slug, k, format))
-}
-
-/// The URL path of a story page.
-pub fn story_path(slug: &str) -> String {
-    format!("/stories/{slug}")
-}
-
-/// Every path a story's files are served under (its feeds and its page).
-pub fn story_paths(slug: &str) -> Vec<String> {
-    Format::ALL
-        .iter()
-        .map(|&f| feed_path(slug, f))
-        .chain([story_path(slug)])
-        .collect()
-}
 
 fn digest(bytes: &[u8]) -> u64 {
     // SipHash with fixed keys: the same bytes give the same tag on every run and host.
@@ -95,20 +72,6 @@ pub fn cached(
     }
 }
 
-/// The story a file's content comes from (`all` for the combined feeds and the index).
-pub fn story_of(path: &str) -> &str {
-    if let Some(file) = path.strip_prefix("/feeds/") {
-        match file.split_once("/archive/") {
-            Some((slug, _)) => slug,
-            None => file.rsplit_once('.').map_or(file, |(slug, _)| slug),
-        }
-    } else if let Some(slug) = path.strip_prefix("/stories/") {
-        slug
-    } else {
-        ALL
-    }
-}
-
 /// Which contents went only through states of their own `Last-Modified`: true for a story
 /// when every event of it, in order, moved its newest `updated` strictly forward (by whole
 /// seconds) and none was a delete; the same over every event for the combined feeds and the
@@ -152,7 +115,7 @@ const HTML: &str = "text/html; charset=utf-8";
 
 /// The fingerprints of the archive pages last rendered, by URL path base
 /// (`/feeds/{slug}/archive/{k}`), so a render skips the pages that did not change.
-pub type ArchiveMemo = HashMap<String, u64>;
+pub type ArchiveMemo = HashMap<(String, usize), u64>;
 
 /// Archive documents are cached this long (seconds): a full page changes only when one of its
 /// entries is edited or deleted, or once when the next page is cut (see `render::paged`).
@@ -167,7 +130,7 @@ pub fn render_changed(
     stories: &[&Story],
     seq: u64,
     now: DateTime<Utc>,
-) -> Vec<(String, CachedFile)> {
+) -> Vec<(FileKey, CachedFile)> {
     render_changed_since(site, stories, seq, now, &mut ArchiveMemo::new())
 }
 
@@ -179,23 +142,23 @@ pub fn render_changed_since(
     seq: u64,
     now: DateTime<Utc>,
     memo: &mut ArchiveMemo,
-) -> Vec<(String, CachedFile)> {
+) -> Vec<(FileKey, CachedFile)> {
     let mut out = Vec::new();
     let date = |t: DateTime<Utc>| (t.min(now), t <= now);
-    let mut feed_files = |feed: render::Feed<'_>, out: &mut Vec<(String, CachedFile)>| {
+    let mut feed_files = |feed: render::Feed<'_>, out: &mut Vec<(FileKey, CachedFile)>| {
         let slug = feed.slug.to_string();
         let (current, archives) = render::paged(feed, site.feed_entries);
         let (modified, honest) = date(current.updated);
         for format in Format::ALL {
             let body = render::render_feed(&current, format);
             out.push((
-                feed_path(&slug, format),
+                FileKey::Feed(slug.clone(), format),
                 cached(format.content_type(), body, modified, honest, seq),
             ));
         }
         let pages = archives.len();
         for (k, archive) in archives.into_iter().enumerate() {
-            let key = format!("/feeds/{slug}/archive/{k}");
+            let key = (slug.clone(), k);
             let print = archive.fingerprint();
             if memo.get(&key) == Some(&print) {
                 continue;
@@ -204,19 +167,14 @@ pub fn render_changed_since(
             for format in Format::ALL {
                 let body = render::render_feed(&archive, format);
                 out.push((
-                    archive_path(&slug, k, format),
+                    FileKey::Archive(slug.clone(), k, format),
                     cached(format.content_type(), body, modified, honest, seq),
                 ));
             }
             memo.insert(key, print);
         }
         // Pages gone after deletes are no longer in the chain; forget them.
-        let prefix = format!("/feeds/{slug}/archive/");
-        memo.retain(|key, _| {
-            key.strip_prefix(&prefix)
-                .and_then(|k| k.parse::<usize>().ok())
-                .is_none_or(|k| k < pages)
-        });
+        memo.retain(|(s, k), _| *s != slug || *k < pages);
         current.updated
     };
     for story in stories {
@@ -224,14 +182,14 @@ pub fn render_changed_since(
         let (modified, honest) = date(updated);
         let page = html::story_page(site, story, seq).into_bytes();
         out.push((
-            story_path(&story.slug),
+            FileKey::Page(story.slug.clone()),
             cached(HTML, page, modified, honest, seq),
         ));
     }
     let updated = feed_files(render::all_feed(site), &mut out);
     let (modified, honest) = date(updated);
     out.push((
-        "/".to_string(),
+        FileKey::Index,
         cached(HTML, html::index(site).into_bytes(), modified, honest, seq),
     ));
     out
@@ -274,9 +232,5 @@ mod tests {
         assert_eq!(forward.get("c"), Some(&false), "two changes in one second");
         assert_eq!(forward.get("d"), Some(&true));
         assert_eq!(forward.get(ALL), Some(&false));
-        assert_eq!(story_of("/feeds/a.rss"), "a");
-        assert_eq!(story_of("/stories/a"), "a");
-        assert_eq!(story_of("/feeds/a.b/archive/3.rss"), "a.b");
-        assert_eq!(story_of("/"), ALL);
     }
 }

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use super::event::{Event, Op};
 use super::store::{Epoch, Reader};
+use crate::layout::FileKey;
 
 /// A committed event, serialised once: every long-poll page and every SSE stream shares these
 /// bytes (reference-counted `Bytes`), so a subscriber never holds a copy of its own.
@@ -101,7 +102,7 @@ struct Log {
 pub struct Hub {
     log: RwLock<Log>,
     head_tx: watch::Sender<u64>,
-    files: RwLock<HashMap<String, Arc<CachedFile>>>,
+    files: RwLock<HashMap<FileKey, Arc<CachedFile>>>,
     /// The seq the rendered files reflect: every event up to it is in them.
     rendered_tx: watch::Sender<u64>,
     /// Lock-free copies of the head and of the rendered seq, for the feed read path.
@@ -398,11 +399,11 @@ impl Hub {
         (n, bytes)
     }
 
-    pub fn file(&self, path: &str) -> Option<Arc<CachedFile>> {
+    pub fn file(&self, key: &FileKey) -> Option<Arc<CachedFile>> {
         self.files
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(path)
+            .get(key)
             .cloned()
     }
 
@@ -412,7 +413,7 @@ impl Hub {
     /// older must not be told it has the newer. The first version a process serves has no
     /// earlier one in memory: it is trusted only when the log shows every change to its
     /// content moved the date forward (see [`super::cache::dates_move_forward`]).
-    pub fn set_files(&self, files: impl IntoIterator<Item = (String, CachedFile)>) {
+    pub fn set_files(&self, files: impl IntoIterator<Item = (FileKey, CachedFile)>) {
         // Read from the log once, and only when a path has no earlier version (at start);
         // `None` inside when older events are gone from memory and nothing can be proven.
         let mut forward: Option<Option<HashMap<String, bool>>> = None;
@@ -449,7 +450,7 @@ impl Hub {
                                 .map(|e| (e.op, e.story.as_str(), &e.json[..])),
                         ))
                     });
-                    let story = super::cache::story_of(&path);
+                    let story = path.story();
                     file.ims = file.ims
                         && forward
                             .as_ref()
@@ -461,7 +462,7 @@ impl Hub {
     }
 
     /// Stops serving files (a story removed from the manifest).
-    pub fn remove_files(&self, paths: &[String]) {
+    pub fn remove_files(&self, paths: &[FileKey]) {
         let mut map = self.files.write().unwrap_or_else(|p| p.into_inner());
         for path in paths {
             map.remove(path);
@@ -480,20 +481,12 @@ impl Hub {
 
     /// The seq the file at `path` must reflect but does not yet: its story's latest event (any
     /// event for the combined feeds and the index). `None` when it is up to date.
-    pub fn stale(&self, path: &str) -> Option<u64> {
+    pub fn stale(&self, key: &FileKey) -> Option<u64> {
         // Everything committed is rendered: the usual case, answered without a lock.
         if self.rendered_seq.load(Ordering::Acquire) >= self.head_seq.load(Ordering::Acquire) {
             return None;
         }
-        let story = if path.starts_with("/feeds/") {
-            super::cache::story_of(path)
-        } else if let Some(slug) = path.strip_prefix("/stories/") {
-            slug
-        } else if path == "/" {
-            crate::render::ALL
-        } else {
-            return None;
-        };
+        let story = key.story();
         let need = {
             let log = self.log.read().unwrap_or_else(|p| p.into_inner());
             if story == crate::render::ALL {

@@ -394,8 +394,8 @@ impl Relay {
     /// Waits (for at most a few seconds) until the file at `path` reflects every event already
     /// visible to readers, asking the renderer to hurry: a reader that got an acknowledgement
     /// or an event, then fetches a feed, finds it there.
-    pub async fn fresh(&self, path: &str) {
-        let Some(need) = self.hub.stale(path) else {
+    pub async fn fresh(&self, key: &crate::layout::FileKey) {
+        let Some(need) = self.hub.stale(key) else {
             return;
         };
         if let Some(tx) = self
@@ -412,7 +412,7 @@ impl Relay {
             .await
         {
             tracing::warn!(
-                path,
+                path = %key.path(),
                 need,
                 "files did not catch up within 5 s; serving the last rendering"
             );

@@ -63,7 +63,7 @@ impl Renderer {
         let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
         // Files of removed stories, taken down once the combined feeds and index without them
         // are out, so nobody sees the story gone from one and still in the other.
-        let mut gone: Vec<String> = Vec::new();
+        let mut gone: Vec<crate::layout::FileKey> = Vec::new();
         // Starts empty: the first render of a story renders its archive pages once more.
         let mut memo = cache::ArchiveMemo::new();
         let due = |(first, last): (Instant, Instant), not_before: Instant| {
@@ -107,7 +107,7 @@ impl Renderer {
                     Msg::Reset { state, seq } => {
                         for story in &self.state.site.stories {
                             if !state.site.stories.iter().any(|s| s.slug == story.slug) {
-                                gone.extend(cache::story_paths(&story.slug));
+                                gone.extend(crate::layout::FileKey::story_files(&story.slug));
                             }
                         }
                         self.state = *state;
@@ -121,14 +121,14 @@ impl Renderer {
                     Msg::Stories { add, remove, done } => {
                         for slug in &remove {
                             if self.state.remove_story(slug) {
-                                gone.extend(cache::story_paths(slug));
+                                gone.extend(crate::layout::FileKey::story_files(slug));
                                 dirty.remove(slug);
                             }
                         }
                         for story in add {
                             let slug = story.slug.clone();
                             if self.state.add_story(story) {
-                                let paths = cache::story_paths(&slug);
+                                let paths = crate::layout::FileKey::story_files(&slug);
                                 gone.retain(|p| !paths.contains(p));
                                 dirty.insert(slug);
                             }

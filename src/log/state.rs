@@ -430,8 +430,8 @@ impl State {
         let (page, anchor) = event.entry.url.split_once('#')?;
         let slug = &event.story;
         let ours = crate::render::story_page_url(&self.site.base_url, slug);
-        let on_a_page = page.ends_with(&format!("/stories/{slug}/"))
-            || page.ends_with(&format!("/stories/{slug}"));
+        let path = crate::layout::FileKey::Page(slug.clone()).path();
+        let on_a_page = page.ends_with(&path) || page.ends_with(path.trim_end_matches('/'));
         if !on_a_page || anchor != event.entry.anchor || page == ours {
             return None;
         }

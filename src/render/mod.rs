@@ -14,10 +14,13 @@ use std::collections::BTreeMap;
 
 use crate::ingest::normalise::{story_id, tag_authority};
 use crate::ingest::site::Site;
+use crate::layout::FileKey;
 use crate::model::{Entry, Story, Tombstone, newest_first};
 
 /// The slug of the combined feed of every story.
 pub const ALL: &str = "all";
+
+pub use crate::layout::{archive_file, feed_file, feed_url, story_page_url};
 
 /// The default of `--feed-entries`: entries a current feed document carries at least.
 pub const DEFAULT_FEED_ENTRIES: usize = 50;
@@ -150,12 +153,7 @@ pub fn archive_pages(total: usize, n: usize) -> usize {
 
 /// The URL base of archive page `k` of the feed whose URL base is `self_base` (`…/feeds/{slug}.`).
 fn archive_base(self_base: &str, k: usize) -> String {
-    format!("{}/archive/{k}.", self_base.trim_end_matches('.'))
-}
-
-/// The path of an archive document under `/feeds/` (and in a flat build).
-pub fn archive_file(slug: &str, k: usize, format: Format) -> String {
-    format!("{slug}/archive/{k}.{}", format.ext())
+    crate::layout::archive_base(self_base, k)
 }
 
 /// Splits a whole-history feed into its current document and its archive documents (oldest
@@ -252,32 +250,6 @@ impl Feed<'_> {
     }
 }
 
-/// The path of a feed under the base URL and in the output directory.
-pub fn feed_file(slug: &str, format: Format) -> String {
-    format!("{slug}.{}", format.ext())
-}
-
-/// The public URL of a feed.
-pub fn feed_url(base_url: &str, slug: &str, format: Format) -> String {
-    format!("{base_url}/feeds/{}", feed_file(slug, format))
-}
-
-/// The public URL of a story's page on this site: a directory URL, so that the same link works
-/// on `livefeed serve` and on a static server holding the build's `stories/{slug}/index.html`.
-pub fn story_page_url(base_url: &str, slug: &str) -> String {
-    format!("{base_url}/stories/{slug}/")
-}
-
-/// Where the static build writes a story's page (see [`story_page_url`]).
-pub fn story_page_file(slug: &str) -> String {
-    format!("stories/{slug}/index.html")
-}
-
-/// Where the static build writes a feed: the path of its URL under the base URL.
-pub fn feed_site_file(slug: &str, format: Format) -> String {
-    format!("feeds/{}", feed_file(slug, format))
-}
-
 fn newest(entries: &[&Entry], fallback: DateTime<Utc>) -> DateTime<Utc> {
     entries.iter().map(|e| e.updated).max().unwrap_or(fallback)
 }
@@ -300,7 +272,7 @@ pub fn story_feed<'a>(site: &'a Site, story: &'a Story) -> Feed<'a> {
             &story.description
         },
         page_url: story.url.clone(),
-        self_base: format!("{}/feeds/{}.", site.base_url, story.slug),
+        self_base: crate::layout::feed_base(&site.base_url, &story.slug),
         updated: newest(&entries, story.published),
         entries,
         author: &site.info.author,
@@ -331,7 +303,7 @@ pub fn all_feed(site: &Site) -> Feed<'_> {
             &site.info.description
         },
         page_url: format!("{}/", site.base_url),
-        self_base: format!("{}/feeds/{ALL}.", site.base_url),
+        self_base: crate::layout::feed_base(&site.base_url, ALL),
         updated: newest(&entries, since),
         entries,
         author: &site.info.author,
@@ -368,20 +340,22 @@ impl Job<'_> {
             Job::Feed(feed, format) => {
                 let name = match layout {
                     Layout::Flat => feed_file(feed.slug, *format),
-                    Layout::Site => feed_site_file(feed.slug, *format),
+                    Layout::Site => FileKey::Feed(feed.slug.to_string(), *format).output_file(),
                 };
                 (name, render_feed(feed, *format))
             }
             Job::Archive(feed, k, format) => {
                 let name = match layout {
                     Layout::Flat => archive_file(feed.slug, *k, *format),
-                    Layout::Site => format!("feeds/{}", archive_file(feed.slug, *k, *format)),
+                    Layout::Site => {
+                        FileKey::Archive(feed.slug.to_string(), *k, *format).output_file()
+                    }
                 };
                 (name, render_feed(feed, *format))
             }
-            Job::Index => ("index.html".to_string(), html::index(site).into_bytes()),
+            Job::Index => (FileKey::Index.output_file(), html::index(site).into_bytes()),
             Job::Page(story, seq) => (
-                story_page_file(&story.slug),
+                FileKey::Page(story.slug.clone()).output_file(),
                 html::story_page(site, story, *seq).into_bytes(),
             ),
         }

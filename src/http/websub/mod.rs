@@ -11,6 +11,7 @@
 
 pub mod net;
 
+use crate::layout::FileKey;
 use bytes::Bytes;
 use chrono::Utc;
 use hmac::{Hmac, Mac};
@@ -603,9 +604,8 @@ impl WebSub {
             }
         }
         if intent.subscribe {
-            let etag = self
-                .hub
-                .file(&topic_path(&self.settings.base_url, &intent.topic).unwrap_or_default())
+            let etag = topic_path(&self.settings.base_url, &intent.topic)
+                .and_then(|key| self.hub.file(&key))
                 .map(|f| f.etag.clone());
             if let Some(etag) = etag {
                 self.seen
@@ -900,13 +900,12 @@ impl WebSub {
 }
 
 /// The path of a topic under this server (`/feeds/{file}`), when it is a current feed's URL.
-fn topic_path(base_url: &str, topic: &str) -> Option<String> {
-    let file = topic.strip_prefix(base_url)?.strip_prefix("/feeds/")?;
-    let (slug, ext) = file.rsplit_once('.')?;
-    let plain = !slug.is_empty()
-        && !file.contains(['/', '%', '?', '#', '\\'])
-        && crate::render::Format::from_ext(ext).is_some();
-    plain.then(|| format!("/feeds/{file}"))
+fn topic_path(base_url: &str, topic: &str) -> Option<FileKey> {
+    let path = topic.strip_prefix(base_url)?;
+    if path.contains(['%', '?', '#', '\\']) {
+        return None;
+    }
+    FileKey::parse(path).filter(|k| matches!(k, FileKey::Feed(..)))
 }
 
 /// A callback as logs show it: its origin only. The path and query of a callback URL often
@@ -931,8 +930,8 @@ mod tests {
     fn topics_are_current_feeds_of_this_server_only() {
         let base = "http://127.0.0.1:8080";
         assert_eq!(
-            topic_path(base, "http://127.0.0.1:8080/feeds/all.atom").as_deref(),
-            Some("/feeds/all.atom")
+            topic_path(base, "http://127.0.0.1:8080/feeds/all.atom"),
+            Some(FileKey::Feed("all".into(), crate::render::Format::Atom))
         );
         for other in [
             "http://127.0.0.1:8080/feeds/all/archive/0.atom",
