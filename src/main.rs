@@ -309,6 +309,26 @@ struct ServeArgs {
     /// Where the event log lives [default: DATA/log].
     #[arg(long, value_name = "DIR", env = "LIVEFEED_LOG_DIR")]
     log_dir: Option<PathBuf>,
+    /// The event log's engine: `file:DIR` (the embedded log, the default, in --log-dir), or
+    /// `redis://HOST:PORT[/DB]` for a log in Redis Streams that several nodes share (see
+    /// "Running several nodes" in the README).
+    #[arg(long, value_name = "file:DIR|redis://HOST:PORT[/DB]", env = "LIVEFEED_STORE",
+          value_parser = store_spec, conflicts_with = "log_dir")]
+    store: Option<StoreSpec>,
+    /// With a Redis store: the prefix of its keys, which share one hash tag ({PREFIX}:events,
+    /// {PREFIX}:epoch, {PREFIX}:key:*), so one Redis or Redis Cluster holds several logs.
+    #[arg(long, value_name = "PREFIX", env = "LIVEFEED_REDIS_PREFIX", default_value = "livefeed",
+          value_parser = redis_prefix)]
+    redis_prefix: String,
+    /// With a Redis store: replicas that must confirm each append (Redis WAIT) before it is
+    /// acknowledged; 0 acknowledges once the primary has it.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "LIVEFEED_REDIS_WAIT_REPLICAS",
+        default_value_t = 0
+    )]
+    redis_wait_replicas: u32,
     /// Largest request body, in bytes.
     #[arg(long, value_name = "BYTES", env = "LIVEFEED_MAX_BODY", default_value_t = 1024 * 1024)]
     max_body: usize,
@@ -384,6 +404,39 @@ struct ServeArgs {
           default_value_t = livefeed::render::DEFAULT_FEED_ENTRIES as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     feed_entries: u64,
+}
+
+/// Where `serve` keeps the event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StoreSpec {
+    File(PathBuf),
+    Redis(String),
+}
+
+fn store_spec(s: &str) -> Result<StoreSpec, String> {
+    if let Some(dir) = s.strip_prefix("file:") {
+        if dir.is_empty() {
+            return Err("file: needs a directory, as in file:/var/lib/livefeed/log".into());
+        }
+        return Ok(StoreSpec::File(PathBuf::from(dir)));
+    }
+    if s.starts_with("redis://") || s.starts_with("rediss://") {
+        let url = url::Url::parse(s).map_err(|e| format!("not a Redis URL: {e}"))?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("expected redis://HOST:PORT[/DB]".into());
+        }
+        return Ok(StoreSpec::Redis(s.to_string()));
+    }
+    Err("expected file:DIR or redis://HOST:PORT[/DB]".into())
+}
+
+fn redis_prefix(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains(['{', '}']) || s.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(
+            "expected a non-empty prefix without braces, spaces or control characters".into(),
+        );
+    }
+    Ok(s.to_string())
 }
 
 /// An origin as browsers send it in `Origin`: `scheme://host[:port]`, nothing after.
@@ -582,16 +635,41 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     };
     let mut site = Site::load(&args.data, Some(&base_url))?;
     site.feed_entries = usize::try_from(args.feed_entries).unwrap_or(usize::MAX);
-    let log_dir = args
-        .log_dir
-        .clone()
-        .unwrap_or_else(|| args.data.join("log"));
+    let (store, log_shown): (Box<dyn store::Store>, String) = match &args.store {
+        Some(StoreSpec::Redis(url)) => {
+            // No local log, so no directory lock: several nodes may share the data directory.
+            let store = livefeed::relay::redis::RedisStore::new(
+                url,
+                &args.redis_prefix,
+                args.redis_wait_replicas,
+            )
+            .map_err(|e| anyhow::anyhow!("--store {url}: {e}"))?;
+            (
+                Box::new(store),
+                format!("{url} ({{{}}}:events)", args.redis_prefix),
+            )
+        }
+        Some(StoreSpec::File(dir)) => (
+            file_store(dir),
+            dir.join(store::LOG_FILE).display().to_string(),
+        ),
+        None => {
+            let dir = args
+                .log_dir
+                .clone()
+                .unwrap_or_else(|| args.data.join("log"));
+            (
+                file_store(&dir),
+                dir.join(store::LOG_FILE).display().to_string(),
+            )
+        }
+    };
     let (stories, base) = (site.stories.len(), site.base_url.clone());
     let memory = livefeed::relay::hub::Memory {
         events: args.keep_events,
         bytes: args.memory_bytes,
     };
-    let relay = Relay::open(site, file_store(&log_dir), memory)?;
+    let relay = Relay::open(site, store, memory)?;
     let shared = server::SharedToken::default();
     *shared.write().unwrap_or_else(|p| p.into_inner()) = token.clone();
     let publishing = token.is_some();
@@ -621,7 +699,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             open = %open_url(addr),
             stories,
             data = %args.data.display(),
-            log = %log_dir.join(store::LOG_FILE).display(),
+            log = %log_shown,
             base_url = %base,
             publishing = %if publishing { "on" } else { "off" },
             head = relay.hub.head(),

@@ -121,6 +121,9 @@ pub struct Hub {
     memory: Memory,
     /// The log read back, for cursors older than memory.
     history: OnceLock<Arc<dyn Reader>>,
+    /// What is risky but not fatal (a store that may lose acknowledged appends), for
+    /// `/healthz`; publishing goes on.
+    warnings: std::sync::Mutex<Vec<String>>,
 }
 
 /// How much of the log the hub keeps in memory (at least the newest event).
@@ -168,7 +171,24 @@ impl Hub {
             failure: std::sync::OnceLock::new(),
             memory: memory.into(),
             history: OnceLock::new(),
+            warnings: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Notes something risky but not fatal, listed by `/healthz` (publishing goes on).
+    pub fn warn(&self, why: impl Into<String>) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(why.into());
+    }
+
+    /// What [`Hub::warn`] noted.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Makes committed events visible and wakes every waiter.

@@ -11,6 +11,7 @@ pub mod event;
 mod follower;
 pub mod hub;
 pub mod memstore;
+pub mod redis;
 pub mod renderer;
 pub mod state;
 pub mod store;
@@ -75,6 +76,9 @@ impl Relay {
         let hub = Arc::new(Hub::new(memory));
         hub.set_history(Arc::clone(&reader));
         hub.set_epoch(recovered.epoch);
+        for why in &recovered.warnings {
+            hub.warn(why.clone());
+        }
         if let Some(why) = &recovered.read_only {
             tracing::error!(reason = %why, "event log is read-only; serving what it holds, publishing off");
             hub.fail_because(format!("read-only: {why}"));

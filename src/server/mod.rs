@@ -634,6 +634,7 @@ fn health_reasons(app: &App) -> Vec<String> {
     if let Some(why) = app.health.report_failure() {
         reasons.push(format!("a report failed to load: {why}"));
     }
+    reasons.extend(app.relay.hub.warnings());
     reasons
 }
 

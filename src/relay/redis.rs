@@ -1,0 +1,562 @@
+//! The event log in Redis Streams: several relay nodes share one log.
+//!
+//! Keys share one hash tag, the prefix (`{livefeed}` by default), so a Redis Cluster keeps them
+//! in one slot and the scripts may touch them all:
+//!
+//! - `{p}:events`: the stream; entry `<seq>-0` holds field `e`, the event's JSON (the payload a
+//!   file log record holds).
+//! - `{p}:epoch`: the log's [`Epoch`] in hex, made with the log (`SET NX`). When the stream
+//!   outlives it (a `FLUSHALL` between the two, a partial restore) or both are gone, the first
+//!   node to look makes a new one, and every node sees the history as replaced.
+//! - `{p}:key:<idempotency key>`: the seq the key was first published as, for 24 hours.
+//!
+//! An append is one Lua script, so it is atomic: the epoch must be the writer's, the stream's
+//! last id must be `after` (else a conflict: another node appended first) and no idempotency
+//! key of the batch may be recorded already (also a conflict: the writer catches up, finds the
+//! key in what it read and answers the first result); then every event is added with its
+//! explicit id and every key recorded. Followers wait with `XREAD BLOCK` on a dedicated
+//! connection (no Pub/Sub: the stream itself is what is followed, so nothing is lost while a
+//! connection is down) and read with `XRANGE`.
+//!
+//! Any failure to reach Redis, or a refusal from it (`LOADING` after a restart, `OOM`,
+//! `READONLY`), is [`StoreError::Unavailable`]: publishes are answered 503 with `Retry-After`
+//! and the next call connects again, so nodes resume on their own.
+//!
+//! Durability is Redis's: an acknowledged publish survives a Redis crash only with
+//! `appendonly yes` and `appendfsync always`; anything less is warned about at start and in
+//! `/healthz` (with `everysec`, the default, up to a second of acknowledged publishes can be lost).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use redis::{Connection, RedisError, Script, Value};
+
+use super::event::Event;
+use super::store::{Epoch, Position, Reader, Recovered, Store, StoreError};
+
+/// How long the idempotency keys are kept, in seconds (as the writer remembers them).
+const KEY_TTL_SECS: u64 = 24 * 60 * 60;
+/// How long a connection attempt, and any command but a blocking read, may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// What a caller is told to wait before trying again after a failure.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The most entries one `XRANGE` returns: callers read on until they have what they asked.
+const PAGE: usize = 4096;
+/// The longest one `XREAD BLOCK` lasts, so `close` is noticed soon.
+const BLOCK_STEP: Duration = Duration::from_secs(1);
+/// How long `WAIT` waits for replicas to confirm an append.
+const REPLICA_TIMEOUT_MS: u64 = 2000;
+
+/// Appends a batch: see the module's documentation. KEYS: stream, epoch, then one per
+/// idempotency key. ARGV: epoch, after, n, then n pairs (id, payload), then one seq per key.
+const APPEND: &str = r#"
+local epoch = redis.call('GET', KEYS[2])
+if epoch ~= ARGV[1] then
+  return {'epoch', epoch or ''}
+end
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local head = 0
+if #top > 0 then
+  head = tonumber(string.match(top[1][1], '^(%d+)'))
+end
+if head ~= tonumber(ARGV[2]) then
+  return {'conflict', head}
+end
+for j = 3, #KEYS do
+  if redis.call('EXISTS', KEYS[j]) == 1 then
+    return {'conflict', head}
+  end
+end
+local n = tonumber(ARGV[3])
+for i = 0, n - 1 do
+  redis.call('XADD', KEYS[1], ARGV[4 + 2 * i], 'e', ARGV[5 + 2 * i])
+end
+for j = 3, #KEYS do
+  redis.call('SET', KEYS[j], ARGV[4 + 2 * n + j - 3], 'NX', 'EX', ARGV[#ARGV])
+end
+return {'ok', head + n}
+"#;
+
+/// The log's epoch (made from ARGV[1] when there is none) and head. KEYS: stream, epoch.
+const POSITION: &str = r#"
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  redis.call('SET', KEYS[2], ARGV[1])
+  epoch = ARGV[1]
+end
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local head = 0
+if #top > 0 then
+  head = tonumber(string.match(top[1][1], '^(%d+)'))
+end
+return {epoch, head}
+"#;
+
+/// Events `after < seq <= until`, at most ARGV[4], when the epoch is ARGV[1]: `{'ok', payload…}`
+/// or `{'epoch', found}`. KEYS: stream, epoch.
+const READ: &str = r#"
+local epoch = redis.call('GET', KEYS[2])
+if epoch ~= ARGV[1] then
+  return {'epoch', epoch or ''}
+end
+local out = {'ok'}
+local entries = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[3], 'COUNT', ARGV[4])
+for i = 1, #entries do
+  out[i + 1] = entries[i][2][2]
+end
+return out
+"#;
+
+/// Where the log is and how appends are confirmed; shared by the store and its reader.
+struct Config {
+    client: redis::Client,
+    /// Where Redis is, for messages (the URL without a password).
+    shown: String,
+    stream: String,
+    epoch_key: String,
+    key_prefix: String,
+    wait_replicas: u32,
+    append: Script,
+    position: Script,
+    read: Script,
+}
+
+impl Config {
+    fn connect(&self) -> Result<Connection, StoreError> {
+        let conn = self
+            .client
+            .get_connection_with_timeout(COMMAND_TIMEOUT)
+            .map_err(|e| self.unavailable(&e))?;
+        // The library sets no timeout on an established connection: a Redis that stops
+        // answering would hang the writer. Blocking reads raise it for their own call.
+        conn.set_read_timeout(Some(COMMAND_TIMEOUT))
+            .and_then(|()| conn.set_write_timeout(Some(COMMAND_TIMEOUT)))
+            .map_err(|e| self.unavailable(&e))?;
+        Ok(conn)
+    }
+
+    fn unavailable(&self, e: &RedisError) -> StoreError {
+        StoreError::Unavailable {
+            reason: format!("Redis at {}: {e}", self.shown),
+            retry_after: RETRY_AFTER,
+        }
+    }
+
+    fn position(&self, conn: &mut Connection) -> Result<Position, StoreError> {
+        let (epoch, head): (String, u64) = self
+            .position
+            .key(&self.stream)
+            .key(&self.epoch_key)
+            .arg(Epoch::random().to_string())
+            .invoke(conn)
+            .map_err(|e| self.unavailable(&e))?;
+        Ok(Position {
+            epoch: self.parse_epoch(&epoch)?,
+            head,
+        })
+    }
+
+    fn parse_epoch(&self, s: &str) -> Result<Epoch, StoreError> {
+        s.parse().map_err(|_| StoreError::Unavailable {
+            reason: format!(
+                "Redis at {}: {} holds {s:?}, not an epoch (16 hex digits); delete the key \
+                 and the nodes make a new one",
+                self.shown, self.epoch_key
+            ),
+            retry_after: RETRY_AFTER,
+        })
+    }
+
+    /// Up to `max` (at most [`PAGE`]) events after `after` up to `until`, from `epoch`'s history.
+    fn read(
+        &self,
+        conn: &mut Connection,
+        epoch: Epoch,
+        after: u64,
+        until: u64,
+        max: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        if after >= until || max == 0 {
+            return Ok(Vec::new());
+        }
+        let reply: Vec<Value> = self
+            .read
+            .key(&self.stream)
+            .key(&self.epoch_key)
+            .arg(epoch.to_string())
+            .arg(format!("{}-0", after + 1))
+            .arg(format!("{until}-0"))
+            .arg(max.min(PAGE))
+            .invoke(conn)
+            .map_err(|e| self.unavailable(&e))?;
+        let mut reply = reply.into_iter();
+        match reply.next().map(redis::from_redis_value::<String>) {
+            Some(Ok(tag)) if tag == "ok" => {}
+            Some(Ok(tag)) if tag == "epoch" => {
+                let found = reply
+                    .next()
+                    .and_then(|v| redis::from_redis_value::<String>(v).ok())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_default();
+                return Err(StoreError::EpochChanged {
+                    expected: epoch,
+                    found,
+                });
+            }
+            other => return Err(self.bad_reply(&format!("{other:?}"))),
+        }
+        reply
+            .map(|v| {
+                let bytes: Vec<u8> =
+                    redis::from_redis_value(v).map_err(|e| self.bad_reply(&e.to_string()))?;
+                serde_json::from_slice::<Event>(&bytes).map_err(|e| StoreError::Unavailable {
+                    reason: format!(
+                        "Redis at {}: an entry of {} is not an event: {e}",
+                        self.shown, self.stream
+                    ),
+                    retry_after: RETRY_AFTER,
+                })
+            })
+            .collect()
+    }
+
+    fn bad_reply(&self, what: &str) -> StoreError {
+        StoreError::Unavailable {
+            reason: format!("Redis at {}: unexpected reply {what}", self.shown),
+            retry_after: RETRY_AFTER,
+        }
+    }
+
+    /// What Redis's settings lose of acknowledged publishes, one sentence each; said at start
+    /// and in `/healthz`.
+    fn durability_warnings(&self, conn: &mut Connection) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let mut get = |name: &str| -> Result<Option<String>, RedisError> {
+            let pairs: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query(conn)?;
+            Ok(pairs.get(1).cloned())
+        };
+        match (get("appendonly"), get("appendfsync")) {
+            (Ok(only), Ok(fsync)) => {
+                if only.as_deref() != Some("yes") {
+                    warnings.push(format!(
+                        "Redis at {} runs without appendonly yes: acknowledged publishes are \
+                         lost on a Redis crash (set appendonly yes and appendfsync always)",
+                        self.shown
+                    ));
+                } else if fsync.as_deref() != Some("always") {
+                    warnings.push(format!(
+                        "Redis at {} runs with appendfsync {}: up to a second of acknowledged \
+                         publishes is lost on a Redis crash (set appendfsync always)",
+                        self.shown,
+                        fsync.as_deref().unwrap_or("unknown")
+                    ));
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => warnings.push(format!(
+                "Redis at {} refuses CONFIG GET ({e}): its durability settings cannot be \
+                 checked; acknowledged publishes survive a Redis crash only with appendonly yes \
+                 and appendfsync always",
+                self.shown
+            )),
+        }
+        if let Ok(Some(policy)) = get("maxmemory-policy") {
+            if policy != "noeviction" {
+                warnings.push(format!(
+                    "Redis at {} has maxmemory-policy {policy}: it may evict the event log; set \
+                     noeviction",
+                    self.shown
+                ));
+            }
+        }
+        warnings
+    }
+}
+
+/// A connection made on first use, and dropped after any failure so the next call connects
+/// again.
+struct Lazy {
+    conn: Mutex<Option<Connection>>,
+}
+
+impl Lazy {
+    fn new() -> Lazy {
+        Lazy {
+            conn: Mutex::new(None),
+        }
+    }
+
+    fn with<T>(
+        &self,
+        config: &Config,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard: MutexGuard<'_, Option<Connection>> =
+            self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = match guard.as_mut() {
+            Some(conn) => conn,
+            None => guard.insert(config.connect()?),
+        };
+        let result = f(conn);
+        if matches!(result, Err(StoreError::Unavailable { .. })) {
+            *guard = None;
+        }
+        result
+    }
+}
+
+/// The writer's side of a Redis log.
+pub struct RedisStore {
+    config: Arc<Config>,
+    conn: Lazy,
+    /// The history this writer decides on: set at load, moved by [`Store::adopt_epoch`].
+    epoch: Epoch,
+    reader: Option<Arc<RedisReader>>,
+}
+
+impl RedisStore {
+    /// A store on the Redis at `url` (`redis://HOST:PORT[/DB]`), keys under `{prefix}`; each
+    /// append waits for `wait_replicas` replicas (`WAIT`) before it is acknowledged.
+    pub fn new(url: &str, prefix: &str, wait_replicas: u32) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| StoreError::Unavailable {
+            reason: format!("{url}: not a Redis URL: {e}"),
+            retry_after: RETRY_AFTER,
+        })?;
+        let info = client.get_connection_info();
+        let shown = format!("{}/{}", info.addr(), info.redis_settings().db());
+        let tag = format!("{{{prefix}}}");
+        Ok(RedisStore {
+            config: Arc::new(Config {
+                client,
+                shown,
+                stream: format!("{tag}:events"),
+                epoch_key: format!("{tag}:epoch"),
+                key_prefix: format!("{tag}:key:"),
+                wait_replicas,
+                append: Script::new(APPEND),
+                position: Script::new(POSITION),
+                read: Script::new(READ),
+            }),
+            conn: Lazy::new(),
+            epoch: Epoch::default(),
+            reader: None,
+        })
+    }
+
+    /// `WAITAOF` (7.2+) would confirm replicas' fsync; `WAIT` confirms they received it.
+    fn check_version(&self, conn: &mut Connection) {
+        let info: Result<String, _> = redis::cmd("INFO").arg("server").query(conn);
+        let version = info.ok().and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("redis_version:"))
+                .map(str::trim)
+                .map(str::to_string)
+        });
+        tracing::info!(
+            redis = %self.config.shown,
+            version = version.as_deref().unwrap_or("unknown"),
+            wait_replicas = self.config.wait_replicas,
+            "event log in Redis"
+        );
+        if self.config.wait_replicas > 0 {
+            tracing::info!(
+                replicas = self.config.wait_replicas,
+                "appends are acknowledged once that many replicas received them (WAIT); \
+                 WAITAOF, which would also confirm their fsync, is not used"
+            );
+        }
+    }
+}
+
+impl Store for RedisStore {
+    fn load(&mut self) -> Result<Recovered, StoreError> {
+        let config = Arc::clone(&self.config);
+        let (pos, warnings) = self.conn.with(&config, |conn| {
+            self.check_version(conn);
+            let warnings = config.durability_warnings(conn);
+            Ok((config.position(conn)?, warnings))
+        })?;
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        let mut events: Vec<Event> = Vec::new();
+        while (events.len() as u64) < pos.head {
+            let after = events.last().map_or(0, |e| e.seq);
+            let more = self.conn.with(&config, |conn| {
+                config.read(conn, pos.epoch, after, pos.head, PAGE)
+            })?;
+            if more.is_empty() {
+                break;
+            }
+            events.extend(more);
+        }
+        self.epoch = pos.epoch;
+        self.reader = Some(Arc::new(RedisReader {
+            config: Arc::clone(&config),
+            commands: Lazy::new(),
+            follow: Lazy::new(),
+            closed: AtomicBool::new(false),
+        }));
+        Ok(Recovered {
+            events,
+            epoch: pos.epoch,
+            warnings,
+            ..Recovered::default()
+        })
+    }
+
+    fn append(&mut self, after: u64, events: &[Event]) -> Result<(), StoreError> {
+        let config = Arc::clone(&self.config);
+        let mut payloads = Vec::with_capacity(events.len());
+        for e in events {
+            let json = serde_json::to_vec(e).map_err(|why| StoreError::Record {
+                seq: e.seq,
+                why: super::store::RecordError::Json(why.to_string()),
+            })?;
+            payloads.push(json);
+        }
+        let epoch = self.epoch;
+        let reply: Vec<Value> = self.conn.with(&config, |conn| {
+            let mut call = config.append.prepare_invoke();
+            call.key(&config.stream).key(&config.epoch_key);
+            for e in events {
+                if let Some(k) = &e.idempotency_key {
+                    call.key(format!("{}{k}", config.key_prefix));
+                }
+            }
+            call.arg(epoch.to_string()).arg(after).arg(events.len());
+            for (e, payload) in events.iter().zip(&payloads) {
+                call.arg(format!("{}-0", e.seq)).arg(payload.as_slice());
+            }
+            for e in events {
+                if e.idempotency_key.is_some() {
+                    call.arg(e.seq);
+                }
+            }
+            call.arg(KEY_TTL_SECS);
+            call.invoke(conn).map_err(|e| config.unavailable(&e))
+        })?;
+        let tag = reply
+            .first()
+            .and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
+        let value = reply.get(1);
+        match tag.as_deref() {
+            Some("ok") => {}
+            Some("conflict") => {
+                let head = value
+                    .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
+                    .unwrap_or(0);
+                return Err(StoreError::Conflict { head });
+            }
+            Some("epoch") => {
+                let found = value
+                    .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_default();
+                return Err(StoreError::EpochChanged {
+                    expected: epoch,
+                    found,
+                });
+            }
+            _ => return Err(config.bad_reply(&format!("{reply:?}"))),
+        }
+        if config.wait_replicas > 0 {
+            let n = config.wait_replicas;
+            let acked: u64 = self.conn.with(&config, |conn| {
+                redis::cmd("WAIT")
+                    .arg(n)
+                    .arg(REPLICA_TIMEOUT_MS)
+                    .query(conn)
+                    .map_err(|e| config.unavailable(&e))
+            })?;
+            if acked < u64::from(n) {
+                // Taken by the primary but not confirmed: not acknowledged. The writer reads
+                // the events back at its next catch-up, and a retry with the same key gets the
+                // first answer.
+                return Err(StoreError::Unavailable {
+                    reason: format!(
+                        "Redis at {}: {acked} of {n} replicas confirmed the append within \
+                         {REPLICA_TIMEOUT_MS} ms",
+                        config.shown
+                    ),
+                    retry_after: RETRY_AFTER,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn reader(&self) -> Arc<dyn Reader> {
+        match &self.reader {
+            Some(reader) => Arc::clone(reader) as Arc<dyn Reader>,
+            None => Arc::new(crate::relay::memstore::Closed),
+        }
+    }
+
+    fn adopt_epoch(&mut self, epoch: Epoch) {
+        self.epoch = epoch;
+    }
+}
+
+/// The read side of a Redis log: one connection for reads, one for blocking waits.
+pub struct RedisReader {
+    config: Arc<Config>,
+    commands: Lazy,
+    follow: Lazy,
+    closed: AtomicBool,
+}
+
+impl Reader for RedisReader {
+    fn position(&self) -> Result<Position, StoreError> {
+        self.commands
+            .with(&self.config, |conn| self.config.position(conn))
+    }
+
+    fn wait(&self, after: u64, timeout: Duration) -> Result<Position, StoreError> {
+        let deadline = std::time::Instant::now() + timeout;
+        let config = &self.config;
+        self.follow.with(config, |conn| {
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if self.closed.load(Ordering::Acquire) || left.is_zero() {
+                    return config.position(conn);
+                }
+                // BLOCK 0 would wait forever: at least a millisecond.
+                let block = left.min(BLOCK_STEP).as_millis().max(1) as u64;
+                conn.set_read_timeout(Some(COMMAND_TIMEOUT + Duration::from_millis(block)))
+                    .map_err(|e| config.unavailable(&e))?;
+                let got: Value = redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(1)
+                    .arg("BLOCK")
+                    .arg(block)
+                    .arg("STREAMS")
+                    .arg(&config.stream)
+                    .arg(format!("{after}-0"))
+                    .query(conn)
+                    .map_err(|e| config.unavailable(&e))?;
+                conn.set_read_timeout(Some(COMMAND_TIMEOUT))
+                    .map_err(|e| config.unavailable(&e))?;
+                if !matches!(got, Value::Nil) {
+                    return config.position(conn);
+                }
+            }
+        })
+    }
+
+    fn read(
+        &self,
+        epoch: Epoch,
+        after: u64,
+        until: u64,
+        max: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.commands.with(&self.config, |conn| {
+            self.config.read(conn, epoch, after, until, max)
+        })
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+}

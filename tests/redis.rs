@@ -1,0 +1,571 @@
+//! Several relay nodes on one shared log in Redis Streams, end to end: a real `redis-server`
+//! (started here on 127.0.0.1, a free port and a temporary directory, with `appendonly yes`,
+//! `appendfsync always` and no snapshots) and real `livefeed serve --store redis://…`
+//! processes. Publishers spread over every node; every subscriber of every node must see each
+//! seq exactly once, in order; the stream must hold exactly what was acknowledged; and nodes,
+//! Redis and connections are killed on the way.
+//!
+//! Without `redis-server` (Debian package `redis-server`) these tests fail when
+//! `LIVEFEED_REQUIRE_REDIS=1` (as in CI), and say loudly that they did not run otherwise.
+
+mod common;
+
+use common::process::{Proc, serve_command};
+use common::{LIVE, PATIENCE, SEED, TOKEN, copy_data};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An `XRANGE` entry: its id, and its fields with their values.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
+/// A `redis-server` of this test, on its own port and directory.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Redis {
+    /// Starts one, or `None` (after saying why) when `redis-server` is missing and not required.
+    fn start(dir: &Path) -> Option<Redis> {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            let why = "redis-server is not installed (Debian package: redis-server; \
+                       `apt-get install redis-server`)";
+            if std::env::var("LIVEFEED_REQUIRE_REDIS").as_deref() == Ok("1") {
+                panic!("{why}, and LIVEFEED_REQUIRE_REDIS=1 requires it");
+            }
+            eprintln!("\n*** NOT RUN: {why}; set LIVEFEED_REQUIRE_REDIS=1 to fail instead ***\n");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = dir.join("redis");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = Redis {
+            child: None,
+            port,
+            dir,
+        };
+        redis.restart();
+        Some(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts the server (again) on the same port and directory, and waits until it answers.
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .args(["--maxmemory-policy", "noeviction", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let ping = self
+                .conn_once()
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c).ok());
+            if ping.as_deref() == Some("PONG") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not answer");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn conn_once(&self) -> Option<redis::Connection> {
+        redis::Client::open(self.url())
+            .ok()?
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .ok()
+    }
+
+    fn conn(&self) -> redis::Connection {
+        self.conn_once()
+            .expect("a connection to the test's redis-server")
+    }
+
+    /// SIGKILL, then reap.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The seqs of the stream's entries, in order, checked against their payloads.
+    fn stream(&self) -> Vec<(u64, Value)> {
+        let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
+            .arg("{livefeed}:events")
+            .arg("-")
+            .arg("+")
+            .query(&mut self.conn())
+            .unwrap();
+        entries
+            .into_iter()
+            .map(|(id, fields)| {
+                let seq: u64 = id.strip_suffix("-0").unwrap().parse().unwrap();
+                let event: Value = serde_json::from_slice(&fields[0].1).unwrap();
+                assert_eq!(event["seq"], seq, "entry {id} holds event {event}");
+                (seq, event)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `n` nodes at once on one data directory.
+async fn nodes(data: &Path, redis: &Redis, n: usize) -> (Vec<Proc>, Vec<String>) {
+    let started = futures_join(
+        (0..n)
+            .map(|_| {
+                let mut cmd = serve_command(data);
+                cmd.args(["--store", &redis.url()])
+                    .env("LIVEFEED_TOKEN", TOKEN);
+                Proc::start(cmd)
+            })
+            .collect(),
+    )
+    .await;
+    started.into_iter().unzip()
+}
+
+async fn futures_join(procs: Vec<Proc>) -> Vec<(Proc, String)> {
+    let tasks: Vec<_> = procs
+        .into_iter()
+        .map(|mut p| {
+            tokio::spawn(async move {
+                let base = p.ready().await.expect("the node starts");
+                (p, base)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Publishes `title` with `key` to one of `bases` (the `i`-th first, the others after it), and
+/// again with the same key after a 503 or a refused connection, until a node answers 201: the
+/// answer's seq.
+async fn publish_until_taken(
+    http: &reqwest::Client,
+    bases: &[String],
+    i: usize,
+    key: &str,
+    title: &str,
+) -> u64 {
+    let deadline = Instant::now() + 2 * PATIENCE;
+    for attempt in 0.. {
+        assert!(Instant::now() < deadline, "{key} was never taken");
+        let base = &bases[(i + attempt) % bases.len()];
+        let sent = http
+            .post(format!("{base}/stories/{LIVE}/entries"))
+            .bearer_auth(TOKEN)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "title": title, "body": "Text." }))
+            .send()
+            .await;
+        match sent {
+            Ok(res) if res.status() == 201 => {
+                let body: Value = res.json().await.unwrap();
+                return body["seq"].as_u64().unwrap();
+            }
+            Ok(res) if res.status() == 503 => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(res) => panic!("{key}: {} {}", res.status(), res.text().await.unwrap()),
+            // A node that was killed: the next one.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    unreachable!()
+}
+
+/// Long-polls `bases[0]` (then the next node when one stops answering) from `after` until
+/// `until`, and returns every seq seen, in the order seen.
+async fn subscribe(http: reqwest::Client, bases: Vec<String>, after: u64, until: u64) -> Vec<u64> {
+    let deadline = Instant::now() + 3 * PATIENCE;
+    let (mut cursor, mut seen, mut node) = (after, Vec::new(), 0);
+    while cursor < until {
+        assert!(
+            Instant::now() < deadline,
+            "subscriber stuck at {cursor} of {until}"
+        );
+        let url = format!("{}/live?after={cursor}&timeout=2&limit=1000", bases[node]);
+        let body: Value = match http.get(&url).send().await {
+            Ok(res) if res.status() == 200 => res.json().await.unwrap(),
+            Ok(res) => panic!("{url}: {} {}", res.status(), res.text().await.unwrap()),
+            Err(_) => {
+                // That node is gone: resume on the next with the same cursor.
+                node = (node + 1) % bases.len();
+                continue;
+            }
+        };
+        for e in body["events"].as_array().unwrap() {
+            seen.push(e["seq"].as_u64().unwrap());
+        }
+        cursor = body["next"].as_u64().unwrap();
+    }
+    seen
+}
+
+/// Checks that `seen` is exactly `after + 1 ..= until`, in order.
+fn exactly_once_in_order(who: &str, seen: &[u64], after: u64, until: u64) {
+    let want: Vec<u64> = (after + 1..=until).collect();
+    assert_eq!(seen, want, "{who} saw another sequence");
+}
+
+/// Three nodes started at once on one data directory and one Redis: the reports are relayed
+/// once; then eight publishers spread over all three nodes, long-poll subscribers on each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_one_log_and_every_subscriber_sees_each_event_once_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(redis) = Redis::start(tmp.path()) else {
+        return;
+    };
+    let data = copy_data(tmp.path());
+    let (_procs, bases) = nodes(&data, &redis, 3).await;
+    // The reports became exactly one set of events, whichever node relayed them.
+    assert_eq!(redis.stream().len() as u64, SEED, "{:?}", redis.stream());
+    let http = http();
+    const PUBLISHERS: usize = 8;
+    const EACH: usize = 10;
+    let total = SEED + (PUBLISHERS * EACH) as u64;
+    let subscribers: Vec<_> = (0..bases.len())
+        .map(|i| {
+            let mut order = bases.clone();
+            order.rotate_left(i);
+            tokio::spawn(subscribe(http.clone(), order, 0, total))
+        })
+        .collect();
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let (http, bases) = (http.clone(), bases.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for k in 0..EACH {
+                    let key = format!("p{p}-{k}");
+                    let seq = publish_until_taken(&http, &bases, p + k, &key, &key).await;
+                    acked.push((seq, key));
+                }
+                acked
+            })
+        })
+        .collect();
+    let mut acked = BTreeMap::new();
+    for p in publishers {
+        for (seq, key) in p.await.unwrap() {
+            assert!(
+                acked.insert(seq, key).is_none(),
+                "seq {seq} acknowledged twice"
+            );
+        }
+    }
+    assert_eq!(
+        acked.keys().copied().collect::<Vec<_>>(),
+        (SEED + 1..=total).collect::<Vec<_>>()
+    );
+    for (i, s) in subscribers.into_iter().enumerate() {
+        exactly_once_in_order(
+            &format!("subscriber of node {i}"),
+            &s.await.unwrap(),
+            0,
+            total,
+        );
+    }
+    // The stream holds exactly the acknowledged entries, each with its key.
+    let stream = redis.stream();
+    assert_eq!(stream.len() as u64, total);
+    for (seq, event) in &stream[SEED as usize..] {
+        assert_eq!(event["idempotency_key"], acked[seq].as_str(), "entry {seq}");
+    }
+}
+
+/// The same Idempotency-Key sent to two nodes at once makes one entry, and both get its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_key_sent_to_two_nodes_makes_one_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(redis) = Redis::start(tmp.path()) else {
+        return;
+    };
+    let data = copy_data(tmp.path());
+    let (_procs, bases) = nodes(&data, &redis, 2).await;
+    let http = http();
+    for round in 0..5 {
+        let key = format!("same-{round}");
+        let (a, b) = tokio::join!(
+            publish_until_taken(&http, &bases, 0, &key, "Same"),
+            publish_until_taken(&http, &bases, 1, &key, "Same"),
+        );
+        assert_eq!(a, b, "{key}: two answers");
+    }
+    let stream = redis.stream();
+    assert_eq!(stream.len() as u64, SEED + 5, "{stream:?}");
+    let keys: BTreeSet<&str> = stream
+        .iter()
+        .filter_map(|(_, e)| e["idempotency_key"].as_str())
+        .collect();
+    assert_eq!(keys.len(), 5);
+}
+
+/// A node killed with SIGKILL while events flow: its subscribers resume on another node with
+/// their cursor and miss nothing, see nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_of_a_killed_node_resume_on_another_without_gap_or_duplicate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(redis) = Redis::start(tmp.path()) else {
+        return;
+    };
+    let data = copy_data(tmp.path());
+    let (mut procs, bases) = nodes(&data, &redis, 3).await;
+    let http = http();
+    const N: u64 = 40;
+    let total = SEED + N;
+    // Subscribers on node 0 (the one killed), falling back to node 1, then 2.
+    let subscribers: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(subscribe(http.clone(), bases.clone(), 0, total)))
+        .collect();
+    // Publishing only to the nodes that live.
+    let survivors = bases[1..].to_vec();
+    let publisher = {
+        let http = http.clone();
+        tokio::spawn(async move {
+            for k in 0..N {
+                let key = format!("k{k}");
+                publish_until_taken(&http, &survivors, k as usize, &key, &key).await;
+            }
+        })
+    };
+    // Mid-stream: once a third of the events are in.
+    let deadline = Instant::now() + PATIENCE;
+    while (redis.stream().len() as u64) < SEED + N / 3 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    procs[0].kill();
+    publisher.await.unwrap();
+    for s in subscribers {
+        exactly_once_in_order("subscriber of the killed node", &s.await.unwrap(), 0, total);
+    }
+    assert_eq!(redis.stream().len() as u64, total);
+}
+
+/// Redis killed with SIGKILL while publishers publish, and started again from its directory:
+/// every acknowledged publish is there once, publishing resumes by itself after the head, and a
+/// retry with a key acknowledged before the crash gets the first answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_crash_loses_no_acknowledged_publish_and_publishing_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(mut redis) = Redis::start(tmp.path()) else {
+        return;
+    };
+    let data = copy_data(tmp.path());
+    let (_procs, bases) = nodes(&data, &redis, 2).await;
+    let http = http();
+    const PUBLISHERS: usize = 4;
+    const EACH: usize = 15;
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let (http, bases) = (http.clone(), bases.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for k in 0..EACH {
+                    let key = format!("p{p}-{k}");
+                    let seq = publish_until_taken(&http, &bases, p, &key, &key).await;
+                    acked.push((seq, key));
+                }
+                acked
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + PATIENCE;
+    while (redis.stream().len() as u64) < SEED + 10 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    redis.kill();
+    // Publishes are refused (503) meanwhile; the publishers retry with their keys.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    redis.restart();
+    let mut acked = BTreeMap::new();
+    for p in publishers {
+        for (seq, key) in p.await.unwrap() {
+            assert!(
+                acked.insert(seq, key).is_none(),
+                "seq {seq} acknowledged twice"
+            );
+        }
+    }
+    let total = SEED + (PUBLISHERS * EACH) as u64;
+    let stream = redis.stream();
+    assert_eq!(
+        stream.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
+    for (seq, key) in &acked {
+        assert_eq!(stream[*seq as usize - 1].1["idempotency_key"], key.as_str());
+    }
+    // A retry of a publish acknowledged before the crash: its first answer, on either node.
+    let (first_seq, first_key) = acked.iter().next().unwrap();
+    for i in 0..bases.len() {
+        let again = publish_until_taken(&http, &bases, i, first_key, first_key).await;
+        assert_eq!(again, *first_seq);
+    }
+    // A new publish continues at head + 1.
+    let next = publish_until_taken(&http, &bases, 0, "after-crash", "After").await;
+    assert_eq!(next, total + 1);
+    for base in &bases {
+        let seen = subscribe(http.clone(), vec![base.clone()], 0, total + 1).await;
+        exactly_once_in_order(base, &seen, 0, total + 1);
+    }
+}
+
+/// FLUSHALL replaces the history: every node moves to a new epoch, old cursors get 410, and
+/// publishing goes on in the new history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_redis_is_a_new_epoch_and_old_cursors_get_410() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(redis) = Redis::start(tmp.path()) else {
+        return;
+    };
+    let data = copy_data(tmp.path());
+    let (_procs, bases) = nodes(&data, &redis, 2).await;
+    let http = http();
+    publish_until_taken(&http, &bases, 0, "before", "Before").await;
+    let health = |base: String| {
+        let http = http.clone();
+        async move {
+            let body: Value = http
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["epoch"].as_str().unwrap().to_string()
+        }
+    };
+    let old = health(bases[0].clone()).await;
+    assert_eq!(health(bases[1].clone()).await, old);
+    let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let mut epochs = Vec::new();
+    for base in &bases {
+        loop {
+            let now = health(base.clone()).await;
+            if now != old {
+                epochs.push(now);
+                break;
+            }
+            assert!(Instant::now() < deadline, "{base} kept epoch {old}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(epochs[0], epochs[1], "both nodes serve one new history");
+    for base in &bases {
+        let res = http
+            .get(format!("{base}/live?after={SEED}&epoch={old}&timeout=0"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 410, "{base}");
+    }
+    // Publishing goes on, in the new history, from 1.
+    let seq = publish_until_taken(&http, &bases, 1, "after-flush", "After").await;
+    assert_eq!(seq, 1);
+    assert_eq!(redis.stream().len(), 1);
+}
+
+/// `CLIENT KILL` of the nodes' blocked follow connections while events flow loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_follow_connections_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(redis) = Redis::start(tmp.path()) else {
+        return;
+    };
+    let data = copy_data(tmp.path());
+    let (_procs, bases) = nodes(&data, &redis, 2).await;
+    let http = http();
+    const N: u64 = 30;
+    let total = SEED + N;
+    let subscribers: Vec<_> = (0..bases.len())
+        .map(|i| tokio::spawn(subscribe(http.clone(), vec![bases[i].clone()], 0, total)))
+        .collect();
+    let publisher = {
+        let (http, bases) = (http.clone(), bases.clone());
+        tokio::spawn(async move {
+            for k in 0..N {
+                let key = format!("k{k}");
+                publish_until_taken(&http, &bases, k as usize, &key, &key).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let mut killed = 0;
+    while !publisher.is_finished() {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut redis.conn())
+            .unwrap();
+        for line in list.lines().filter(|l| l.contains("cmd=xread")) {
+            let id = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("id="))
+                .unwrap();
+            let _: Result<i64, _> = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(id)
+                .query(&mut redis.conn());
+            killed += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    publisher.await.unwrap();
+    assert!(killed > 0, "no follow connection was seen to kill");
+    for s in subscribers {
+        exactly_once_in_order("subscriber", &s.await.unwrap(), 0, total);
+    }
+}
