@@ -1,6 +1,7 @@
 //! Several relay nodes on one shared log in Redis Streams, end to end: a real `redis-server`
-//! (started here on 127.0.0.1, a free port and a temporary directory, with `appendonly yes`,
-//! `appendfsync always` and no snapshots) and real `livefeed serve --store redis://…`
+//! (started here on 127.0.0.1, a free port and a temporary directory, with
+//! `deploy/redis/redis.conf`: `appendonly yes`, `appendfsync always`, no snapshots) and real
+//! `livefeed serve --store redis://…`
 //! processes. Publishers spread over every node; every subscriber of every node must see each
 //! seq exactly once, in order; the stream must hold exactly what was acknowledged; and nodes,
 //! Redis and connections are killed on the way.
@@ -85,19 +86,15 @@ impl Redis {
 
     /// Starts the server (again) on the same port and directory, and waits until it answers.
     fn restart(&mut self) {
+        // The configuration the README recommends (appendonly yes, appendfsync always, no
+        // snapshots, noeviction), on this test's port and directory.
+        let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/redis/redis.conf");
         let child = Command::new("redis-server")
+            .arg(conf)
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .arg("--dir")
             .arg(&self.dir)
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .args(["--maxmemory-policy", "noeviction", "--daemonize", "no"])
+            .args(["--daemonize", "no"])
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -782,4 +779,55 @@ async fn a_report_change_seen_by_three_nodes_is_relayed_once() {
     for base in &bases {
         assert_eq!(common::process::head(&http, base).await, SEED + 1);
     }
+}
+
+/// Redis away: a node that nobody publishes to still says so in `/healthz` and `/readyz`, keeps
+/// serving what it has, and is well again by itself once Redis is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_says_when_redis_is_away_and_recovers_by_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(mut redis) = Redis::start(tmp.path()) else {
+        return;
+    };
+    let data = copy_data(tmp.path());
+    let (_procs, bases) = nodes(&data, &redis, 1).await;
+    let http = http();
+    let get = |path: &'static str| {
+        let (http, base) = (http.clone(), bases[0].clone());
+        async move {
+            let res = http.get(format!("{base}{path}")).send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(get("/readyz").await.0, 200);
+    redis.kill();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (status, body) = get("/healthz").await;
+        assert_eq!(status, 200);
+        if body["status"] == "degraded" {
+            assert!(body["reasons"].to_string().contains("Redis"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get("/readyz").await.0, 503);
+    // Reads go on from what the node has.
+    let (status, body) = get("/live?after=0&timeout=0").await;
+    assert_eq!(
+        (status, body["events"].as_array().unwrap().len() as u64),
+        (200, SEED)
+    );
+    redis.restart();
+    loop {
+        let (_, body) = get("/healthz").await;
+        if body["status"] == "ok" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get("/readyz").await.0, 200);
 }

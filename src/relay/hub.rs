@@ -124,6 +124,9 @@ pub struct Hub {
     /// What is risky but not fatal (a store that may lose acknowledged appends), for
     /// `/healthz`; publishing goes on.
     warnings: std::sync::Mutex<Vec<String>>,
+    /// Why the follower cannot read the store now (a shared engine's outage), for `/healthz`
+    /// and `/readyz`; cleared when it reads again.
+    follow_error: std::sync::Mutex<Option<String>>,
 }
 
 /// How much of the log the hub keeps in memory (at least the newest event).
@@ -172,7 +175,21 @@ impl Hub {
             memory: memory.into(),
             history: OnceLock::new(),
             warnings: std::sync::Mutex::new(Vec::new()),
+            follow_error: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The follower cannot read the store (`Some(why)`), or reads it again (`None`).
+    pub fn set_follow_error(&self, why: Option<String>) {
+        *self.follow_error.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// Why the follower cannot read the store now.
+    pub fn follow_error(&self) -> Option<String> {
+        self.follow_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Notes something risky but not fatal, listed by `/healthz` (publishing goes on).
