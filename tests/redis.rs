@@ -265,6 +265,61 @@ async fn subscribe(http: reqwest::Client, bases: Vec<String>, after: u64, until:
     seen
 }
 
+/// The same over Server-Sent Events: `GET /live/events?after=…` on `bases[0]`, resumed on the
+/// next node with `Last-Event-ID` when the stream breaks.
+async fn subscribe_sse(bases: Vec<String>, after: u64, until: u64) -> Vec<u64> {
+    // No overall timeout: the stream stays open; each read has its own below.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let deadline = Instant::now() + 3 * PATIENCE;
+    let (mut last, mut seen, mut node) = (after, Vec::new(), 0);
+    'connect: while last < until {
+        assert!(
+            Instant::now() < deadline,
+            "SSE subscriber stuck at {last} of {until}"
+        );
+        let url = format!("{}/live/events?after={after}", bases[node]);
+        let sent = http
+            .get(&url)
+            .header("Last-Event-ID", last.to_string())
+            .send()
+            .await;
+        let mut res = match sent {
+            Ok(res) if res.status() == 200 => res,
+            Ok(res) => panic!("{url}: {}", res.status()),
+            Err(_) => {
+                node = (node + 1) % bases.len();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let mut buf = String::new();
+        while last < until {
+            let chunk = match tokio::time::timeout(PATIENCE, res.chunk()).await {
+                Ok(Ok(Some(chunk))) => chunk,
+                // The node went away: the next one, from the last id seen.
+                Ok(Ok(None) | Err(_)) => {
+                    node = (node + 1) % bases.len();
+                    continue 'connect;
+                }
+                Err(_) => panic!("no SSE frame from {url} in time (at {last})"),
+            };
+            buf.push_str(std::str::from_utf8(&chunk).unwrap());
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                if frame.lines().any(|l| l == "event: reset") {
+                    panic!("{url}: reset at {last}: {frame}");
+                }
+                if let Some(id) = frame.lines().find_map(|l| l.strip_prefix("id: ")) {
+                    let seq: u64 = id.parse().unwrap();
+                    seen.push(seq);
+                    last = seq;
+                }
+            }
+        }
+    }
+    seen
+}
+
 /// Checks that `seen` is exactly `after + 1 ..= until`, in order.
 fn exactly_once_in_order(who: &str, seen: &[u64], after: u64, until: u64) {
     let want: Vec<u64> = (after + 1..=until).collect();
@@ -297,6 +352,13 @@ async fn three_nodes_share_one_log_and_every_subscriber_sees_each_event_once_in_
             let mut order = bases.clone();
             order.rotate_left(i);
             tokio::spawn(subscribe(http.clone(), order, 0, total))
+        })
+        .collect();
+    let streams: Vec<_> = (0..bases.len())
+        .map(|i| {
+            let mut order = bases.clone();
+            order.rotate_left(i);
+            tokio::spawn(subscribe_sse(order, 0, total))
         })
         .collect();
     let publishers: Vec<_> = (0..PUBLISHERS)
@@ -333,6 +395,10 @@ async fn three_nodes_share_one_log_and_every_subscriber_sees_each_event_once_in_
             0,
             total,
         );
+    }
+    for (i, s) in streams.into_iter().enumerate() {
+        let seen = s.await.unwrap();
+        exactly_once_in_order(&format!("SSE stream of node {i}"), &seen, 0, total);
     }
     // The stream holds exactly the acknowledged entries, each with its key.
     let stream = redis.stream();
@@ -386,6 +452,9 @@ async fn subscribers_of_a_killed_node_resume_on_another_without_gap_or_duplicate
     let subscribers: Vec<_> = (0..3)
         .map(|_| tokio::spawn(subscribe(http.clone(), bases.clone(), 0, total)))
         .collect();
+    let streams: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(subscribe_sse(bases.clone(), 0, total)))
+        .collect();
     // Publishing only to the nodes that live.
     let survivors = bases[1..].to_vec();
     let publisher = {
@@ -407,6 +476,10 @@ async fn subscribers_of_a_killed_node_resume_on_another_without_gap_or_duplicate
     publisher.await.unwrap();
     for s in subscribers {
         exactly_once_in_order("subscriber of the killed node", &s.await.unwrap(), 0, total);
+    }
+    for s in streams {
+        let seen = s.await.unwrap();
+        exactly_once_in_order("SSE stream of the killed node", &seen, 0, total);
     }
     assert_eq!(redis.stream().len() as u64, total);
 }
