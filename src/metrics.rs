@@ -78,6 +78,9 @@ pub struct Metrics {
     pub render_seconds: Histogram,
     pub report_files_watched: Gauge,
     pub report_files_failing: Gauge,
+    /// Settings of the store that can lose acknowledged appends (a Redis without
+    /// `appendfsync always`), as `/healthz` lists them.
+    pub store_warnings: Gauge,
     /// When the last batch was appended, in microseconds since `epoch` (0: never).
     last_append_us: AtomicU64,
     epoch: Instant,
@@ -121,6 +124,7 @@ impl Metrics {
             render_seconds: seconds(),
             report_files_watched: Gauge::default(),
             report_files_failing: Gauge::default(),
+            store_warnings: Gauge::default(),
             last_append_us: AtomicU64::new(0),
             epoch: Instant::now(),
         };
@@ -244,6 +248,12 @@ impl Metrics {
             "report_files_failing",
             "Report files that failed to load at the last change (the last good state is kept)",
             m.report_files_failing.clone(),
+        );
+        r.register(
+            "store_warnings",
+            "Settings of the event log's store that can lose acknowledged publishes (a Redis \
+             without appendonly yes and appendfsync always); /healthz names them",
+            m.store_warnings.clone(),
         );
         let build = Family::<BuildLabels, Gauge>::default();
         build

@@ -805,6 +805,18 @@ async fn a_redis_that_can_lose_acknowledged_appends_is_named_in_healthz() {
     let reasons = health["reasons"].to_string();
     assert!(reasons.contains("appendfsync everysec"), "{health}");
     assert!(procs[0].log().contains("appendfsync everysec"));
+    let metrics = http
+        .get(format!("{}/metrics", bases[0]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "livefeed_store_warnings 1"),
+        "{metrics}"
+    );
     assert_eq!(
         publish_until_taken(&http, &bases, 0, "k", "Still publishing").await,
         SEED + 1
@@ -903,4 +915,55 @@ async fn a_node_says_when_redis_is_away_and_recovers_by_itself() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(get("/readyz").await.0, 200);
+}
+
+/// `--redis-wait-replicas 1`: a publish is acknowledged only once a replica has it; with none,
+/// it is a 503, and the retry with the same key, once a replica follows, gets the first answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_wait_replicas_a_publish_waits_for_a_replica() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(redis) = Redis::start(tmp.path()) else {
+        return;
+    };
+    let data = copy_data(tmp.path());
+    let mut cmd = serve_command(&data);
+    cmd.args(["--store", &redis.url(), "--redis-wait-replicas", "1"])
+        .env("LIVEFEED_TOKEN", TOKEN);
+    let mut node = Proc::start(cmd);
+    let base = node.ready().await.expect("the node starts");
+    let http = http();
+    let publish = || {
+        http.post(format!("{base}/stories/{LIVE}/entries"))
+            .bearer_auth(TOKEN)
+            .header("Idempotency-Key", "replicated")
+            .json(&json!({ "title": "Replicated", "body": "Text." }))
+            .send()
+    };
+    let res = publish().await.unwrap();
+    assert_eq!(res.status(), 503, "no replica yet");
+    assert!(res.headers().contains_key("retry-after"));
+    // The primary took it; nothing acknowledged it.
+    assert_eq!(redis.stream().len() as u64, SEED + 1);
+    let replica_dir = tmp.path().join("replica");
+    let _replica = Redis::start_with(
+        &replica_dir,
+        &["--replicaof", "127.0.0.1", &redis.port.to_string()],
+    )
+    .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let res = publish().await.unwrap();
+        if res.status() == 201 {
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["seq"], SEED + 1, "the first answer");
+            break;
+        }
+        assert_eq!(res.status(), 503);
+        assert!(
+            Instant::now() < deadline,
+            "never acknowledged with a replica"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(redis.stream().len() as u64, SEED + 1);
 }

@@ -79,6 +79,9 @@ impl Relay {
         for why in &recovered.warnings {
             hub.warn(why.clone());
         }
+        crate::metrics::get()
+            .store_warnings
+            .set(recovered.warnings.len() as i64);
         if let Some(why) = &recovered.read_only {
             tracing::error!(reason = %why, "event log is read-only; serving what it holds, publishing off");
             hub.fail_because(format!("read-only: {why}"));

@@ -228,49 +228,117 @@ impl Config {
         }
     }
 
-    /// What Redis's settings lose of acknowledged publishes, one sentence each; said at start
-    /// and in `/healthz`.
-    fn durability_warnings(&self, conn: &mut Connection) -> Vec<String> {
-        let mut warnings = Vec::new();
+    /// Redis's durability settings (`CONFIG GET`, which managed services may refuse).
+    fn settings(&self, conn: &mut Connection) -> Settings {
         let mut get = |name: &str| -> Result<Option<String>, RedisError> {
             let pairs: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query(conn)?;
             Ok(pairs.get(1).cloned())
         };
-        match (get("appendonly"), get("appendfsync")) {
-            (Ok(only), Ok(fsync)) => {
-                if only.as_deref() != Some("yes") {
-                    warnings.push(format!(
-                        "Redis at {} runs without appendonly yes: acknowledged publishes are \
-                         lost on a Redis crash (set appendonly yes and appendfsync always)",
-                        self.shown
-                    ));
-                } else if fsync.as_deref() != Some("always") {
-                    warnings.push(format!(
-                        "Redis at {} runs with appendfsync {}: up to a second of acknowledged \
-                         publishes is lost on a Redis crash (set appendfsync always)",
-                        self.shown,
-                        fsync.as_deref().unwrap_or("unknown")
-                    ));
-                }
-            }
-            (Err(e), _) | (_, Err(e)) => warnings.push(format!(
-                "Redis at {} refuses CONFIG GET ({e}): its durability settings cannot be \
-                 checked; acknowledged publishes survive a Redis crash only with appendonly yes \
-                 and appendfsync always",
-                self.shown
-            )),
+        let (only, fsync, policy) = (
+            get("appendonly"),
+            get("appendfsync"),
+            get("maxmemory-policy"),
+        );
+        match (only, fsync) {
+            (Ok(only), Ok(fsync)) => Settings {
+                appendonly: only.as_deref() == Some("yes"),
+                appendfsync: fsync,
+                policy: policy.ok().flatten(),
+                refused: None,
+            },
+            (Err(e), _) | (_, Err(e)) => Settings {
+                refused: Some(e.to_string()),
+                ..Settings::default()
+            },
         }
-        if let Ok(Some(policy)) = get("maxmemory-policy") {
-            if policy != "noeviction" {
-                warnings.push(format!(
-                    "Redis at {} has maxmemory-policy {policy}: it may evict the event log; set \
-                     noeviction",
-                    self.shown
-                ));
-            }
+    }
+}
+
+/// What a Redis keeps of an acknowledged append when it crashes, as its settings say.
+#[derive(Debug, Default)]
+struct Settings {
+    appendonly: bool,
+    appendfsync: Option<String>,
+    policy: Option<String>,
+    /// Why `CONFIG GET` was refused, when it was.
+    refused: Option<String>,
+}
+
+impl Settings {
+    /// What these settings lose of acknowledged publishes, one sentence each (said at start,
+    /// in `/healthz` and `/metrics`); `local_fsync`: each append waits for Redis's own fsync
+    /// (`WAITAOF 1`), so `appendfsync` does not matter.
+    fn warnings(&self, shown: &str, local_fsync: bool) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(e) = &self.refused {
+            warnings.push(format!(
+                "Redis at {shown} refuses CONFIG GET ({e}): its durability settings cannot be \
+                 checked; acknowledged publishes survive a Redis crash only with appendonly yes \
+                 and appendfsync always"
+            ));
+            return warnings;
+        }
+        if !self.appendonly {
+            warnings.push(format!(
+                "Redis at {shown} runs without appendonly yes: acknowledged publishes are lost \
+                 on a Redis crash (set appendonly yes and appendfsync always)"
+            ));
+        } else if self.appendfsync.as_deref() != Some("always") && !local_fsync {
+            warnings.push(format!(
+                "Redis at {shown} runs with appendfsync {}: up to a second of acknowledged \
+                 publishes is lost on a Redis crash (set appendfsync always)",
+                self.appendfsync.as_deref().unwrap_or("unknown")
+            ));
+        }
+        if let Some(policy) = self.policy.as_deref().filter(|p| *p != "noeviction") {
+            warnings.push(format!(
+                "Redis at {shown} has maxmemory-policy {policy}: it may evict the event log; \
+                 set noeviction"
+            ));
         }
         warnings
     }
+}
+
+/// How an append is confirmed beyond Redis's answer to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Confirm {
+    /// Redis's answer is the acknowledgement.
+    Answer,
+    /// `WAIT replicas`: that many replicas received it (Redis before 7.2).
+    Wait { replicas: u32 },
+    /// `WAITAOF local replicas` (Redis 7.2+): fsynced by Redis itself (`local` = 1) and by
+    /// that many replicas.
+    WaitAof { local: u32, replicas: u32 },
+}
+
+impl Confirm {
+    fn choose(version: Option<(u32, u32)>, settings: &Settings, replicas: u32) -> Confirm {
+        let waitaof = version.is_some_and(|v| v >= (7, 2));
+        let fsyncs_itself = settings.appendfsync.as_deref() == Some("always");
+        if waitaof && settings.appendonly {
+            let local = u32::from(!fsyncs_itself);
+            if local == 0 && replicas == 0 {
+                return Confirm::Answer;
+            }
+            return Confirm::WaitAof { local, replicas };
+        }
+        if replicas > 0 {
+            Confirm::Wait { replicas }
+        } else {
+            Confirm::Answer
+        }
+    }
+}
+
+/// `major.minor` of a `redis_version:7.0.15` line of `INFO server`.
+fn parse_version(info: &str) -> Option<(u32, u32)> {
+    let v = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))?
+        .trim();
+    let mut parts = v.split('.').map(str::parse::<u32>);
+    Some((parts.next()?.ok()?, parts.next()?.ok()?))
 }
 
 /// A connection made on first use, and dropped after any failure so the next call connects
@@ -312,6 +380,8 @@ pub struct RedisStore {
     /// The history this writer decides on: set at load, moved by [`Store::adopt_epoch`].
     epoch: Epoch,
     reader: Option<Arc<RedisReader>>,
+    /// How appends are confirmed: chosen at load from Redis's version and settings.
+    confirm: Confirm,
 }
 
 impl RedisStore {
@@ -340,42 +410,41 @@ impl RedisStore {
             conn: Lazy::new(),
             epoch: Epoch::default(),
             reader: None,
+            confirm: Confirm::Answer,
         })
     }
 
-    /// `WAITAOF` (7.2+) would confirm replicas' fsync; `WAIT` confirms they received it.
-    fn check_version(&self, conn: &mut Connection) {
-        let info: Result<String, _> = redis::cmd("INFO").arg("server").query(conn);
-        let version = info.ok().and_then(|info| {
-            info.lines()
-                .find_map(|l| l.strip_prefix("redis_version:"))
-                .map(str::trim)
-                .map(str::to_string)
-        });
+    /// Redis's version and settings: how appends are confirmed, and what may be lost.
+    fn check(&mut self, conn: &mut Connection) -> Vec<String> {
+        let info: Option<String> = redis::cmd("INFO").arg("server").query(conn).ok();
+        let version = info.as_deref().and_then(parse_version);
+        let settings = self.config.settings(conn);
+        let replicas = self.config.wait_replicas;
+        self.confirm = Confirm::choose(version, &settings, replicas);
+        let local_fsync = matches!(self.confirm, Confirm::WaitAof { local: 1, .. });
         tracing::info!(
             redis = %self.config.shown,
-            version = version.as_deref().unwrap_or("unknown"),
-            wait_replicas = self.config.wait_replicas,
+            version = ?version,
+            confirm = ?self.confirm,
             "event log in Redis"
         );
-        if self.config.wait_replicas > 0 {
+        if replicas > 0 && matches!(self.confirm, Confirm::Wait { .. }) {
             tracing::info!(
-                replicas = self.config.wait_replicas,
-                "appends are acknowledged once that many replicas received them (WAIT); \
-                 WAITAOF, which would also confirm their fsync, is not used"
+                replicas,
+                "this Redis has no WAITAOF (7.2+): appends are acknowledged once {replicas} \
+                 replicas received them (WAIT), not once they fsynced them"
             );
         }
+        settings.warnings(&self.config.shown, local_fsync)
     }
 }
 
 impl Store for RedisStore {
     fn load(&mut self) -> Result<Recovered, StoreError> {
         let config = Arc::clone(&self.config);
-        let (pos, warnings) = self.conn.with(&config, |conn| {
-            self.check_version(conn);
-            let warnings = config.durability_warnings(conn);
-            Ok((config.position(conn)?, warnings))
-        })?;
+        let mut conn = config.connect()?;
+        let warnings = self.check(&mut conn);
+        let pos = config.position(&mut conn)?;
         for w in &warnings {
             tracing::warn!("{w}");
         }
@@ -460,30 +529,50 @@ impl Store for RedisStore {
             }
             _ => return Err(config.bad_reply(&format!("{reply:?}"))),
         }
-        if config.wait_replicas > 0 {
-            let n = config.wait_replicas;
-            let acked: u64 = self.conn.with(&config, |conn| {
-                redis::cmd("WAIT")
-                    .arg(n)
-                    .arg(REPLICA_TIMEOUT_MS)
-                    .query(conn)
-                    .map_err(|e| config.unavailable(&e))
-            })?;
-            if acked < u64::from(n) {
-                // Taken by the primary but not confirmed: not acknowledged. The writer reads
-                // the events back at its next catch-up, and a retry with the same key gets the
-                // first answer.
-                return Err(StoreError::Unavailable {
-                    reason: format!(
-                        "Redis at {}: {acked} of {n} replicas confirmed the append within \
-                         {REPLICA_TIMEOUT_MS} ms",
-                        config.shown
-                    ),
-                    retry_after: RETRY_AFTER,
-                });
+        // Taken by Redis but not confirmed: not acknowledged. The writer reads the events
+        // back at its next catch-up, and a retry with the same key gets the first answer.
+        let unconfirmed = |what: String| StoreError::Unavailable {
+            reason: format!(
+                "Redis at {}: {what} within {REPLICA_TIMEOUT_MS} ms",
+                config.shown
+            ),
+            retry_after: RETRY_AFTER,
+        };
+        match self.confirm {
+            Confirm::Answer => Ok(()),
+            Confirm::Wait { replicas } => {
+                let acked: u64 = self.conn.with(&config, |conn| {
+                    redis::cmd("WAIT")
+                        .arg(replicas)
+                        .arg(REPLICA_TIMEOUT_MS)
+                        .query(conn)
+                        .map_err(|e| config.unavailable(&e))
+                })?;
+                if acked < u64::from(replicas) {
+                    return Err(unconfirmed(format!(
+                        "{acked} of {replicas} replicas confirmed the append"
+                    )));
+                }
+                Ok(())
+            }
+            Confirm::WaitAof { local, replicas } => {
+                let (fsynced, acked): (u64, u64) = self.conn.with(&config, |conn| {
+                    redis::cmd("WAITAOF")
+                        .arg(local)
+                        .arg(replicas)
+                        .arg(REPLICA_TIMEOUT_MS)
+                        .query(conn)
+                        .map_err(|e| config.unavailable(&e))
+                })?;
+                if fsynced < u64::from(local) || acked < u64::from(replicas) {
+                    return Err(unconfirmed(format!(
+                        "the append was fsynced by Redis {fsynced} of {local} and by {acked} of \
+                         {replicas} replicas"
+                    )));
+                }
+                Ok(())
             }
         }
-        Ok(())
     }
 
     fn reader(&self) -> Arc<dyn Reader> {
@@ -558,5 +647,61 @@ impl Reader for RedisReader {
 
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_read_from_info_server() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:00000000\r\n";
+        assert_eq!(parse_version(info), Some((7, 0)));
+        assert_eq!(parse_version("redis_version:7.2.4\n"), Some((7, 2)));
+        assert_eq!(parse_version("redis_version:x\n"), None);
+        assert_eq!(parse_version(""), None);
+    }
+
+    #[test]
+    fn appends_are_confirmed_by_what_the_server_has() {
+        let settings = |fsync: &str| Settings {
+            appendonly: true,
+            appendfsync: Some(fsync.into()),
+            ..Settings::default()
+        };
+        // 7.0: no WAITAOF; WAIT only for replicas.
+        assert_eq!(
+            Confirm::choose(Some((7, 0)), &settings("everysec"), 0),
+            Confirm::Answer
+        );
+        assert_eq!(
+            Confirm::choose(Some((7, 0)), &settings("always"), 2),
+            Confirm::Wait { replicas: 2 }
+        );
+        // 7.2: WAITAOF makes everysec durable per append, and confirms replicas' fsync.
+        assert_eq!(
+            Confirm::choose(Some((7, 2)), &settings("everysec"), 0),
+            Confirm::WaitAof {
+                local: 1,
+                replicas: 0
+            }
+        );
+        assert_eq!(
+            Confirm::choose(Some((7, 2)), &settings("always"), 0),
+            Confirm::Answer
+        );
+        assert_eq!(
+            Confirm::choose(Some((8, 0)), &settings("always"), 1),
+            Confirm::WaitAof {
+                local: 0,
+                replicas: 1
+            }
+        );
+        // everysec is only a warning where nothing fsyncs each append.
+        let shown = "127.0.0.1:6379/0";
+        assert_eq!(settings("everysec").warnings(shown, false).len(), 1);
+        assert!(settings("everysec").warnings(shown, true).is_empty());
+        assert!(settings("always").warnings(shown, false).is_empty());
     }
 }
