@@ -320,8 +320,8 @@ struct ServeArgs {
     #[arg(long, value_name = "PREFIX", env = "LIVEFEED_REDIS_PREFIX", default_value = "livefeed",
           value_parser = redis_prefix)]
     redis_prefix: String,
-    /// With a Redis store: replicas that must confirm each append (Redis WAIT) before it is
-    /// acknowledged; 0 acknowledges once the primary has it.
+    /// With a Redis store: replicas that must confirm each append (WAIT; WAITAOF, their fsync,
+    /// on Redis 7.2+) before it is acknowledged; 0 acknowledges once the primary has it.
     #[arg(
         long,
         value_name = "N",
@@ -669,7 +669,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         events: args.keep_events,
         bytes: args.memory_bytes,
     };
-    let relay = Relay::open(site, store, memory)?;
+    let relay = Relay::open(site, store, memory).map_err(|e| match &args.store {
+        // Redis unreachable at start: say which flag named it.
+        Some(StoreSpec::Redis(url)) => anyhow::anyhow!("--store {url}: {e}"),
+        _ => e.into(),
+    })?;
     let shared = server::SharedToken::default();
     *shared.write().unwrap_or_else(|p| p.into_inner()) = token.clone();
     let publishing = token.is_some();

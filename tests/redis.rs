@@ -967,3 +967,114 @@ async fn with_wait_replicas_a_publish_waits_for_a_replica() {
     }
     assert_eq!(redis.stream().len() as u64, SEED + 1);
 }
+
+/// Every node serves the same feed bytes with the same `ETag` and `Last-Modified` for the same
+/// log position, so a reader revalidating through a load balancer gets 304s from any node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_serves_the_same_feeds_for_the_same_log_position() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(redis) = Redis::start(tmp.path()) else {
+        return;
+    };
+    let data = copy_data(tmp.path());
+    let procs: Vec<Proc> = (0..3)
+        .map(|_| {
+            let mut cmd = serve_command(&data);
+            cmd.args(["--store", &redis.url()])
+                .args(["--base-url", "https://news.example.org"])
+                .env("LIVEFEED_TOKEN", TOKEN);
+            Proc::start(cmd)
+        })
+        .collect();
+    let (_procs, bases): (Vec<Proc>, Vec<String>) = futures_join(procs).await.into_iter().unzip();
+    let http = http();
+    for k in 0..4 {
+        let key = format!("k{k}");
+        publish_until_taken(&http, &bases, k, &key, &key).await;
+    }
+    let head = SEED + 4;
+    for base in &bases {
+        // Every node has handed the events on before its feeds are compared.
+        let seen = subscribe(http.clone(), vec![base.clone()], 0, head).await;
+        assert_eq!(seen.len() as u64, head);
+    }
+    for path in [
+        format!("/feeds/{LIVE}.atom"),
+        format!("/feeds/{LIVE}.json"),
+        "/feeds/all.rss".to_string(),
+        format!("/stories/{LIVE}/"),
+    ] {
+        let mut answers = Vec::new();
+        for base in &bases {
+            let res = http.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(res.status(), 200, "{base}{path}");
+            let etag = res.headers()["etag"].to_str().unwrap().to_string();
+            let modified = res.headers()["last-modified"].to_str().unwrap().to_string();
+            answers.push((etag, modified, res.bytes().await.unwrap()));
+        }
+        assert!(
+            answers.windows(2).all(|w| w[0] == w[1]),
+            "{path}: {:?}",
+            answers.iter().map(|a| (&a.0, &a.1)).collect::<Vec<_>>()
+        );
+        // A revalidation with one node's validators is a 304 on every node.
+        for base in &bases {
+            let res = http
+                .get(format!("{base}{path}"))
+                .header("If-None-Match", &answers[0].0)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 304, "{base}{path}");
+        }
+    }
+}
+
+/// `--store` names the engine: a value that is neither `file:DIR` nor a Redis URL is refused
+/// naming both forms; `file:DIR` puts the embedded log there; an unreachable Redis stops the
+/// start with the URL named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_flag_names_the_engine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = copy_data(tmp.path());
+    for bad in ["mysql://db", "file:", "redis://"] {
+        let out = serve_command(&data)
+            .args(["--store", bad])
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad}: {err}");
+        assert!(err.contains("--store"), "{bad}: {err}");
+    }
+    let out = serve_command(&data)
+        .args(["--store", "file:x", "--log-dir", "y"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "--store and --log-dir conflict");
+    // The embedded log where `file:` says.
+    let log = tmp.path().join("elsewhere");
+    let mut cmd = serve_command(&data);
+    cmd.arg("--store")
+        .arg(format!("file:{}", log.display()))
+        .env("LIVEFEED_TOKEN", TOKEN);
+    let mut node = Proc::start(cmd);
+    node.ready().await.expect("the node starts");
+    assert!(log.join("events.log").is_file());
+    assert!(!data.join("log").exists());
+    assert!(node.terminate());
+    // Nothing listens on the port of a listener just closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let out = serve_command(&data)
+        .args(["--store", &url])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("--store {url}")), "{err}");
+}
