@@ -312,7 +312,7 @@ struct ServeArgs {
     /// The event log's engine: `file:DIR` (the embedded log, the default, in --log-dir), or
     /// `redis://HOST:PORT[/DB]` for a log in Redis Streams that several nodes share (see
     /// "Running several nodes" in the README).
-    #[arg(long, value_name = "file:DIR|redis://HOST:PORT[/DB]", env = "LIVEFEED_STORE",
+    #[arg(long, value_name = "URL", env = "LIVEFEED_STORE",
           value_parser = store_spec, conflicts_with = "log_dir")]
     store: Option<StoreSpec>,
     /// With a Redis store: the prefix of its keys, which share one hash tag ({PREFIX}:events,

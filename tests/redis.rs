@@ -27,6 +27,41 @@ use livefeed::relay::store::{Store, StoreError};
 /// An `XRANGE` entry: its id, and its fields with their values.
 type StreamEntry = (String, Vec<(String, Vec<u8>)>);
 
+/// `program` on this machine, or `None` after saying loudly that the test does not run (a
+/// failure naming the Debian package when `LIVEFEED_REQUIRE_REDIS=1`).
+fn tool(program: &str, package: &str) -> Option<PathBuf> {
+    let found = [Path::new(program).to_path_buf()]
+        .into_iter()
+        .chain(["/usr/sbin", "/usr/bin"].map(|d| Path::new(d).join(program)))
+        .find(|p| {
+            Command::new(p)
+                .arg(if program == "nginx" {
+                    "-v"
+                } else {
+                    "--version"
+                })
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    if found.is_none() {
+        let why = format!(
+            "{program} is not installed (Debian package: {package}; `apt-get install {package}`)"
+        );
+        if std::env::var("LIVEFEED_REQUIRE_REDIS").as_deref() == Ok("1") {
+            panic!("{why}, and LIVEFEED_REQUIRE_REDIS=1 requires it");
+        }
+        // Straight to stderr: the test harness shows no captured output of a passing test.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** NOT RUN: {why}; set LIVEFEED_REQUIRE_REDIS=1 to fail instead ***\n"
+        );
+    }
+    found
+}
+
 /// A `redis-server` of this test, on its own port and directory.
 struct Redis {
     child: Option<Child>,
@@ -43,26 +78,7 @@ impl Redis {
 
     /// [`Redis::start`] with more `redis-server` arguments (later ones win).
     fn start_with(dir: &Path, extra: &[&str]) -> Option<Redis> {
-        let found = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            let why = "redis-server is not installed (Debian package: redis-server; \
-                       `apt-get install redis-server`)";
-            if std::env::var("LIVEFEED_REQUIRE_REDIS").as_deref() == Ok("1") {
-                panic!("{why}, and LIVEFEED_REQUIRE_REDIS=1 requires it");
-            }
-            // Straight to stderr: the test harness shows no captured output of a passing test.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n*** NOT RUN: {why}; set LIVEFEED_REQUIRE_REDIS=1 to fail instead ***\n"
-            );
-            return None;
-        }
+        tool("redis-server", "redis-server")?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -226,7 +242,9 @@ async fn publish_until_taken(
                 let body: Value = res.json().await.unwrap();
                 return body["seq"].as_u64().unwrap();
             }
-            Ok(res) if res.status() == 503 => {
+            // Refused by a node (503), or by nginx in front of a node that went away (502,
+            // 504): the same key again.
+            Ok(res) if matches!(res.status().as_u16(), 502..=504) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Ok(res) => panic!("{key}: {} {}", res.status(), res.text().await.unwrap()),
@@ -250,6 +268,11 @@ async fn subscribe(http: reqwest::Client, bases: Vec<String>, after: u64, until:
         let url = format!("{}/live?after={cursor}&timeout=2&limit=1000", bases[node]);
         let body: Value = match http.get(&url).send().await {
             Ok(res) if res.status() == 200 => res.json().await.unwrap(),
+            // nginx in front of a node that went away: again, with the same cursor.
+            Ok(res) if matches!(res.status().as_u16(), 502 | 504) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
             Ok(res) => panic!("{url}: {} {}", res.status(), res.text().await.unwrap()),
             Err(_) => {
                 // That node is gone: resume on the next with the same cursor.
@@ -285,6 +308,10 @@ async fn subscribe_sse(bases: Vec<String>, after: u64, until: u64) -> Vec<u64> {
             .await;
         let mut res = match sent {
             Ok(res) if res.status() == 200 => res,
+            Ok(res) if matches!(res.status().as_u16(), 502 | 504) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
             Ok(res) => panic!("{url}: {}", res.status()),
             Err(_) => {
                 node = (node + 1) % bases.len();
@@ -1077,4 +1104,137 @@ async fn the_store_flag_names_the_engine() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains(&format!("--store {url}")), "{err}");
+}
+
+/// nginx (from Debian) in front, with `deploy/redis/nginx-nodes.conf`, its addresses replaced.
+struct Nginx {
+    child: Child,
+    base: String,
+}
+
+impl Nginx {
+    fn start(dir: &Path, nodes: &[String]) -> Option<Nginx> {
+        let nginx = tool("nginx", "nginx")?;
+        let dir = dir.join("nginx");
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/redis/nginx-nodes.conf"),
+        )
+        .unwrap();
+        let mut site = shipped.replace(
+            "listen 127.0.0.1:8080;",
+            &format!("listen 127.0.0.1:{port};"),
+        );
+        for (i, node) in nodes.iter().enumerate() {
+            let from = format!("server 127.0.0.1:{} ", 8081 + i);
+            assert!(site.contains(&from), "the shipped config lists {from}");
+            site = site.replace(
+                &from,
+                &format!("server {} ", node.trim_start_matches("http://")),
+            );
+        }
+        std::fs::write(dir.join("nodes.conf"), site).unwrap();
+        let d = dir.display();
+        let main = format!(
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n\
+             proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+             uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+             include {d}/nodes.conf;\n}}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), main).unwrap();
+        let child = Command::new(nginx)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        let deadline = Instant::now() + PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Nginx {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The same through nginx in front of three nodes: publishers and long-poll and SSE subscribers
+/// all talk to nginx alone; one node is killed with SIGKILL mid-stream; every subscriber sees
+/// each event once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_nginx_in_front_of_three_nodes_nothing_is_lost_when_one_dies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(redis) = Redis::start(tmp.path()) else {
+        return;
+    };
+    let data = copy_data(tmp.path());
+    let (mut procs, bases) = nodes(&data, &redis, 3).await;
+    let Some(nginx) = Nginx::start(tmp.path(), &bases) else {
+        return;
+    };
+    let front = vec![nginx.base.clone()];
+    let http = http();
+    const PUBLISHERS: usize = 4;
+    const EACH: usize = 10;
+    let total = SEED + (PUBLISHERS * EACH) as u64;
+    let subscribers: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(subscribe(http.clone(), front.clone(), 0, total)))
+        .collect();
+    let streams: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(subscribe_sse(front.clone(), 0, total)))
+        .collect();
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let (http, front) = (http.clone(), front.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for k in 0..EACH {
+                    let key = format!("p{p}-{k}");
+                    acked.push(publish_until_taken(&http, &front, 0, &key, &key).await);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                acked
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + PATIENCE;
+    while (redis.stream().len() as u64) < SEED + 10 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    procs[1].kill();
+    let mut acked = BTreeSet::new();
+    for p in publishers {
+        for seq in p.await.unwrap() {
+            assert!(acked.insert(seq), "seq {seq} acknowledged twice");
+        }
+    }
+    assert_eq!(acked.len(), PUBLISHERS * EACH);
+    for s in subscribers {
+        exactly_once_in_order("long-poll through nginx", &s.await.unwrap(), 0, total);
+    }
+    for s in streams {
+        exactly_once_in_order("SSE through nginx", &s.await.unwrap(), 0, total);
+    }
+    assert_eq!(redis.stream().len() as u64, total);
 }
