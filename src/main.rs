@@ -413,6 +413,18 @@ enum StoreSpec {
     Redis(String),
 }
 
+/// A Redis URL for messages: `redis://:PASSWORD@HOST` with the password as `***`.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "the Redis URL".to_string(),
+    }
+}
+
 fn store_spec(s: &str) -> Result<StoreSpec, String> {
     if let Some(dir) = s.strip_prefix("file:") {
         if dir.is_empty() {
@@ -638,15 +650,17 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     let (store, log_shown): (Box<dyn store::Store>, String) = match &args.store {
         Some(StoreSpec::Redis(url)) => {
             // No local log, so no directory lock: several nodes may share the data directory.
+            // The password never reaches a log line or an error.
+            let shown = redacted(url);
             let store = livefeed::relay::redis::RedisStore::new(
                 url,
                 &args.redis_prefix,
                 args.redis_wait_replicas,
             )
-            .map_err(|e| anyhow::anyhow!("--store {url}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("--store {shown}: {e}"))?;
             (
                 Box::new(store),
-                format!("{url} ({{{}}}:events)", args.redis_prefix),
+                format!("{shown} ({{{}}}:events)", args.redis_prefix),
             )
         }
         Some(StoreSpec::File(dir)) => (
@@ -671,7 +685,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     };
     let relay = Relay::open(site, store, memory).map_err(|e| match &args.store {
         // Redis unreachable at start: say which flag named it.
-        Some(StoreSpec::Redis(url)) => anyhow::anyhow!("--store {url}: {e}"),
+        Some(StoreSpec::Redis(url)) => anyhow::anyhow!("--store {}: {e}", redacted(url)),
         _ => e.into(),
     })?;
     let shared = server::SharedToken::default();

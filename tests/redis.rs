@@ -1096,14 +1096,21 @@ async fn the_store_flag_names_the_engine() {
         .local_addr()
         .unwrap()
         .port();
-    let url = format!("redis://127.0.0.1:{port}");
+    let url = format!("redis://:hunter2-secret@127.0.0.1:{port}/0");
     let out = serve_command(&data)
         .args(["--store", &url])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains(&format!("--store {url}")), "{err}");
+    assert!(
+        err.contains(&format!("--store redis://:***@127.0.0.1:{port}/0")),
+        "{err}"
+    );
+    assert!(
+        !err.contains("hunter2"),
+        "the password is never shown: {err}"
+    );
 }
 
 /// nginx (from Debian) in front, with `deploy/redis/nginx-nodes.conf`, its addresses replaced.

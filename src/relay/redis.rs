@@ -389,7 +389,8 @@ impl RedisStore {
     /// append waits for `wait_replicas` replicas (`WAIT`) before it is acknowledged.
     pub fn new(url: &str, prefix: &str, wait_replicas: u32) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(url).map_err(|e| StoreError::Unavailable {
-            reason: format!("{url}: not a Redis URL: {e}"),
+            // Not the URL itself: it may hold a password.
+            reason: format!("not a Redis URL: {e}"),
             retry_after: RETRY_AFTER,
         })?;
         let info = client.get_connection_info();
