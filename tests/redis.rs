@@ -1245,3 +1245,84 @@ async fn through_nginx_in_front_of_three_nodes_nothing_is_lost_when_one_dies() {
     }
     assert_eq!(redis.stream().len() as u64, total);
 }
+
+/// Redis comes back with fewer events under the same epoch (a replica promoted that missed
+/// writes, a restore from an older copy): the nodes make it a new epoch, so cursors into the
+/// lost events get 410, never other events under the same seqs; publishing goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_that_lost_events_under_the_same_epoch_becomes_a_new_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(redis) = Redis::start(tmp.path()) else {
+        return;
+    };
+    let data = copy_data(tmp.path());
+    let (_procs, bases) = nodes(&data, &redis, 2).await;
+    let http = http();
+    for k in 0..6 {
+        let key = format!("k{k}");
+        publish_until_taken(&http, &bases, k, &key, &key).await;
+    }
+    let served = SEED + 6;
+    for base in &bases {
+        let seen = subscribe(http.clone(), vec![base.clone()], 0, served).await;
+        assert_eq!(seen.len() as u64, served);
+    }
+    let epoch_of = |base: String| {
+        let http = http.clone();
+        async move {
+            let body: Value = http
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["epoch"].as_str().unwrap().to_string()
+        }
+    };
+    let old = epoch_of(bases[0].clone()).await;
+    // The stream as a replica that missed the last three appends has it: same epoch key.
+    let kept = served - 3;
+    let _: () = redis::Script::new(
+        r"local e = redis.call('XRANGE', KEYS[1], '-', ARGV[1])
+          redis.call('DEL', KEYS[1])
+          for _, x in ipairs(e) do redis.call('XADD', KEYS[1], x[1], x[2][1], x[2][2]) end
+          for i = 3, 5 do redis.call('DEL', ARGV[2] .. i) end",
+    )
+    .key("{livefeed}:events")
+    .arg(format!("{kept}-0"))
+    .arg("{livefeed}:key:k")
+    .invoke(&mut redis.conn())
+    .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let mut epochs = BTreeSet::new();
+    for base in &bases {
+        loop {
+            let now = epoch_of(base.clone()).await;
+            if now != old {
+                epochs.insert(now);
+                break;
+            }
+            assert!(Instant::now() < deadline, "{base} kept epoch {old}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(epochs.len(), 1, "one new history: {epochs:?}");
+    for base in &bases {
+        let res = http
+            .get(format!("{base}/live?after={kept}&epoch={old}&timeout=0"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 410, "{base}");
+    }
+    // Publishing goes on after what the new history holds.
+    let seq = publish_until_taken(&http, &bases, 1, "after-loss", "After").await;
+    assert_eq!(seq, kept + 1);
+    for base in &bases {
+        let seen = subscribe(http.clone(), vec![base.clone()], 0, kept + 1).await;
+        exactly_once_in_order(base, &seen, 0, kept + 1);
+    }
+    assert_eq!(redis.stream().len() as u64, kept + 1);
+}

@@ -108,6 +108,16 @@ end
 return out
 "#;
 
+/// Replaces the epoch ARGV[1] (or none) with ARGV[2] and returns the epoch now. KEYS: epoch.
+const REPLACE_EPOCH: &str = r#"
+local epoch = redis.call('GET', KEYS[1])
+if epoch == ARGV[1] or not epoch then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return ARGV[2]
+end
+return epoch
+"#;
+
 /// Where the log is and how appends are confirmed; shared by the store and its reader.
 struct Config {
     client: redis::Client,
@@ -120,6 +130,7 @@ struct Config {
     append: Script,
     position: Script,
     read: Script,
+    replace_epoch: Script,
 }
 
 impl Config {
@@ -407,6 +418,7 @@ impl RedisStore {
                 append: Script::new(APPEND),
                 position: Script::new(POSITION),
                 read: Script::new(READ),
+                replace_epoch: Script::new(REPLACE_EPOCH),
             }),
             conn: Lazy::new(),
             epoch: Epoch::default(),
@@ -466,6 +478,10 @@ impl Store for RedisStore {
             commands: Lazy::new(),
             follow: Lazy::new(),
             closed: AtomicBool::new(false),
+            seen: Mutex::new(Position {
+                epoch: pos.epoch,
+                head: events.last().map_or(0, |e| e.seq),
+            }),
         }));
         Ok(Recovered {
             events,
@@ -594,12 +610,52 @@ pub struct RedisReader {
     commands: Lazy,
     follow: Lazy,
     closed: AtomicBool,
+    /// The furthest this node has seen the log go in its epoch.
+    seen: Mutex<Position>,
+}
+
+impl RedisReader {
+    /// The log's position, checked against what this node has seen: the same epoch with a
+    /// lower head is a history that lost events this node may have served (a replica promoted
+    /// that missed writes, a restore from an older copy, a crash without `appendfsync
+    /// always`), so it gets a new epoch: cursors into the lost events are refused (410), never
+    /// answered with other events under the same seqs.
+    fn checked(&self, conn: &mut Connection) -> Result<Position, StoreError> {
+        let pos = self.config.position(conn)?;
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if pos.epoch != seen.epoch || pos.head >= seen.head {
+            *seen = pos;
+            return Ok(pos);
+        }
+        let lost = seen.head;
+        let epoch: String = self
+            .config
+            .replace_epoch
+            .key(&self.config.epoch_key)
+            .arg(pos.epoch.to_string())
+            .arg(Epoch::random().to_string())
+            .invoke(conn)
+            .map_err(|e| self.config.unavailable(&e))?;
+        let now = Position {
+            epoch: self.config.parse_epoch(&epoch)?,
+            head: pos.head,
+        };
+        tracing::warn!(
+            redis = %self.config.shown,
+            seen = lost,
+            head = pos.head,
+            old_epoch = %pos.epoch,
+            new_epoch = %now.epoch,
+            "the Redis log lost events this node had seen; it is a new history (new epoch)"
+        );
+        *seen = now;
+        Ok(now)
+    }
 }
 
 impl Reader for RedisReader {
     fn position(&self) -> Result<Position, StoreError> {
-        self.commands
-            .with(&self.config, |conn| self.config.position(conn))
+        self.commands.with(&self.config, |conn| self.checked(conn))
     }
 
     fn wait(&self, after: u64, timeout: Duration) -> Result<Position, StoreError> {
@@ -609,7 +665,7 @@ impl Reader for RedisReader {
             loop {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 if self.closed.load(Ordering::Acquire) || left.is_zero() {
-                    return config.position(conn);
+                    return self.checked(conn);
                 }
                 // BLOCK 0 would wait forever: at least a millisecond.
                 let block = left.min(BLOCK_STEP).as_millis().max(1) as u64;
@@ -628,7 +684,7 @@ impl Reader for RedisReader {
                 conn.set_read_timeout(Some(COMMAND_TIMEOUT))
                     .map_err(|e| config.unavailable(&e))?;
                 if !matches!(got, Value::Nil) {
-                    return config.position(conn);
+                    return self.checked(conn);
                 }
             }
         })
