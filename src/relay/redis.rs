@@ -621,8 +621,10 @@ impl RedisReader {
     /// always`), so it gets a new epoch: cursors into the lost events are refused (410), never
     /// answered with other events under the same seqs.
     fn checked(&self, conn: &mut Connection) -> Result<Position, StoreError> {
-        let pos = self.config.position(conn)?;
+        // Read under the lock: two reads on two connections could otherwise be compared in
+        // the wrong order, and an older answer taken for a head that went back.
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let pos = self.config.position(conn)?;
         if pos.epoch != seen.epoch || pos.head >= seen.head {
             *seen = pos;
             return Ok(pos);
