@@ -755,21 +755,46 @@ fn the_store_takes_only_appends_that_follow_its_head_in_its_epoch() {
         3
     );
     assert_eq!(redis.stream().len(), 3);
+    // A key whose event the stream does not hold (its history lost) is stale: taken over, or
+    // its publish would be refused forever. One whose seq holds another event too.
+    for (key, seq) in [("stale", 99), ("other", 1)] {
+        let _: () = redis::cmd("SET")
+            .arg(format!("{{livefeed}}:key:{key}"))
+            .arg(seq)
+            .query(&mut redis.conn())
+            .unwrap();
+    }
+    store
+        .append(3, &[event(4, Some("stale")), event(5, Some("other"))])
+        .unwrap();
+    let recorded: Vec<u64> = ["stale", "other"]
+        .iter()
+        .map(|k| {
+            redis::cmd("GET")
+                .arg(format!("{{livefeed}}:key:{k}"))
+                .query(&mut redis.conn())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(recorded, [4, 5]);
     // Reads, in ranges and pages.
-    assert_eq!(seqs_of(&reader.read(epoch, 0, 3, 100).unwrap()), [1, 2, 3]);
+    assert_eq!(
+        seqs_of(&reader.read(epoch, 0, 5, 100).unwrap()),
+        [1, 2, 3, 4, 5]
+    );
     assert_eq!(seqs_of(&reader.read(epoch, 1, 2, 100).unwrap()), [2]);
     assert_eq!(seqs_of(&reader.read(epoch, 0, 3, 2).unwrap()), [1, 2]);
-    assert_eq!(reader.position().unwrap().head, 3);
+    assert_eq!(reader.position().unwrap().head, 5);
     // A wait returns once another handle appends.
     let waiter = {
         let reader = std::sync::Arc::clone(&reader);
-        std::thread::spawn(move || reader.wait(3, Duration::from_secs(10)).unwrap())
+        std::thread::spawn(move || reader.wait(5, Duration::from_secs(10)).unwrap())
     };
     std::thread::sleep(Duration::from_millis(200));
     let mut other = RedisStore::new(&redis.url(), "livefeed", 0).unwrap();
-    assert_eq!(other.load().unwrap().events.len(), 3);
-    other.append(3, &[event(4, Some("b"))]).unwrap();
-    assert_eq!(waiter.join().unwrap().head, 4);
+    assert_eq!(other.load().unwrap().events.len(), 5);
+    other.append(5, &[event(6, Some("b"))]).unwrap();
+    assert_eq!(waiter.join().unwrap().head, 6);
     // Another epoch (the history replaced behind the writer's back).
     let _: () = redis::cmd("SET")
         .arg("{livefeed}:epoch")
@@ -777,20 +802,20 @@ fn the_store_takes_only_appends_that_follow_its_head_in_its_epoch() {
         .query(&mut redis.conn())
         .unwrap();
     assert!(matches!(
-        store.append(4, &[event(5, None)]),
+        store.append(6, &[event(7, None)]),
         Err(StoreError::EpochChanged { .. })
     ));
     assert!(matches!(
-        reader.read(epoch, 0, 4, 10),
+        reader.read(epoch, 0, 6, 10),
         Err(StoreError::EpochChanged { .. })
     ));
     let now = reader.position().unwrap();
     assert_eq!(now.epoch.to_string(), "00000000000000ff");
     store.adopt_epoch(now.epoch);
-    store.append(4, &[event(5, None)]).unwrap();
+    store.append(6, &[event(7, None)]).unwrap();
     // Redis gone: unavailable, with a time to retry after; back: the same handles work.
     redis.kill();
-    match store.append(5, &[event(6, None)]) {
+    match store.append(7, &[event(8, None)]) {
         Err(StoreError::Unavailable { retry_after, .. }) => {
             assert_eq!(retry_after, Duration::from_secs(1))
         }
@@ -801,11 +826,11 @@ fn the_store_takes_only_appends_that_follow_its_head_in_its_epoch() {
         Err(StoreError::Unavailable { .. })
     ));
     redis.restart();
-    store.append(5, &[event(6, None)]).unwrap();
-    assert_eq!(reader.position().unwrap().head, 6);
+    store.append(7, &[event(8, None)]).unwrap();
+    assert_eq!(reader.position().unwrap().head, 8);
     assert_eq!(
         redis.stream().iter().map(|(s, _)| *s).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6]
+        [1, 2, 3, 4, 5, 6, 7, 8]
     );
 }
 

@@ -12,8 +12,10 @@
 //!
 //! An append is one Lua script, so it is atomic: the epoch must be the writer's, the stream's
 //! last id must be `after` (else a conflict: another node appended first) and no idempotency
-//! key of the batch may be recorded already (also a conflict: the writer catches up, finds the
-//! key in what it read and answers the first result); then every event is added with its
+//! key of the batch may be recorded already with its event in the stream (also a conflict: the
+//! writer catches up, finds the key in what it read and answers the first result; a key whose
+//! event the stream does not hold is stale and taken over, or it would refuse its publish
+//! forever); then every event is added with its
 //! explicit id and every key recorded. Followers wait with `XREAD BLOCK` on a dedicated
 //! connection (no Pub/Sub: the stream itself is what is followed, so nothing is lost while a
 //! connection is down) and read with `XRANGE`.
@@ -49,7 +51,9 @@ const BLOCK_STEP: Duration = Duration::from_secs(1);
 const REPLICA_TIMEOUT_MS: u64 = 2000;
 
 /// Appends a batch: see the module's documentation. KEYS: stream, epoch, then one per
-/// idempotency key. ARGV: epoch, after, n, then n pairs (id, payload), then one seq per key.
+/// idempotency key. ARGV: epoch, after, n, key TTL, key prefix, then n pairs (id, payload),
+/// then one seq per key. A key is recorded only when its event is: one whose seq holds no event
+/// with that key (its history lost, a flush between the two) is stale and taken over.
 const APPEND: &str = r#"
 local epoch = redis.call('GET', KEYS[2])
 if epoch ~= ARGV[1] then
@@ -63,17 +67,25 @@ end
 if head ~= tonumber(ARGV[2]) then
   return {'conflict', head}
 end
+local prefix = #ARGV[5]
 for j = 3, #KEYS do
-  if redis.call('EXISTS', KEYS[j]) == 1 then
-    return {'conflict', head}
+  local seq = redis.call('GET', KEYS[j])
+  if seq then
+    local at = redis.call('XRANGE', KEYS[1], seq .. '-0', seq .. '-0')
+    if #at > 0 then
+      local ok, event = pcall(cjson.decode, at[1][2][2])
+      if not ok or event.idempotency_key == string.sub(KEYS[j], prefix + 1) then
+        return {'conflict', head}
+      end
+    end
   end
 end
 local n = tonumber(ARGV[3])
 for i = 0, n - 1 do
-  redis.call('XADD', KEYS[1], ARGV[4 + 2 * i], 'e', ARGV[5 + 2 * i])
+  redis.call('XADD', KEYS[1], ARGV[6 + 2 * i], 'e', ARGV[7 + 2 * i])
 end
 for j = 3, #KEYS do
-  redis.call('SET', KEYS[j], ARGV[4 + 2 * n + j - 3], 'NX', 'EX', ARGV[#ARGV])
+  redis.call('SET', KEYS[j], ARGV[6 + 2 * n + j - 3], 'EX', ARGV[4])
 end
 return {'ok', head + n}
 "#;
@@ -510,7 +522,11 @@ impl Store for RedisStore {
                     call.key(format!("{}{k}", config.key_prefix));
                 }
             }
-            call.arg(epoch.to_string()).arg(after).arg(events.len());
+            call.arg(epoch.to_string())
+                .arg(after)
+                .arg(events.len())
+                .arg(KEY_TTL_SECS)
+                .arg(&config.key_prefix);
             for (e, payload) in events.iter().zip(&payloads) {
                 call.arg(format!("{}-0", e.seq)).arg(payload.as_slice());
             }
@@ -519,7 +535,6 @@ impl Store for RedisStore {
                     call.arg(e.seq);
                 }
             }
-            call.arg(KEY_TTL_SECS);
             call.invoke(conn).map_err(|e| config.unavailable(&e))
         })?;
         let tag = reply
