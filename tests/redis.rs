@@ -1351,3 +1351,57 @@ async fn a_history_that_lost_events_under_the_same_epoch_becomes_a_new_epoch() {
     }
     assert_eq!(redis.stream().len() as u64, kept + 1);
 }
+
+/// An entry deleted on one node and then edited on another is a 404 there, not a resurrection:
+/// the second node's writer reads the delete before it decides the edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_on_one_node_of_an_entry_deleted_on_another_is_a_404() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(redis) = Redis::start(tmp.path()) else {
+        return;
+    };
+    let data = copy_data(tmp.path());
+    let (_procs, bases) = nodes(&data, &redis, 2).await;
+    let http = http();
+    for round in 0..3 {
+        let res = http
+            .post(format!("{}/stories/{LIVE}/entries", bases[0]))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "title": format!("Short-lived {round}"), "body": "Text." }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let body: Value = res.json().await.unwrap();
+        let anchor = body["url"]
+            .as_str()
+            .unwrap()
+            .rsplit('#')
+            .next()
+            .unwrap()
+            .to_string();
+        let entry = format!("/stories/{LIVE}/entries/{anchor}");
+        let res = http
+            .delete(format!("{}{entry}", bases[0]))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{}", res.status());
+        let res = http
+            .put(format!("{}{entry}", bases[1]))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "title": "Back from the dead", "body": "Text." }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "round {round}");
+    }
+    let stream = redis.stream();
+    assert!(
+        stream
+            .iter()
+            .all(|(_, e)| e["entry"]["title"] != "Back from the dead")
+    );
+    assert_eq!(stream.len() as u64, SEED + 6);
+}
