@@ -147,7 +147,7 @@ enum Command {
     },
     /// Serve the feeds and relay live updates (long-poll, SSE, publishing).
     #[command(after_help = SERVE_EXAMPLES)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Look at the event log (`check`) or cut it at its damage after saving a copy (`repair`).
     #[command(after_help = LOG_EXAMPLES)]
     Log {
@@ -328,6 +328,26 @@ struct ServeArgs {
     /// Where the event log lives [default: DATA/log].
     #[arg(long, value_name = "DIR", env = "LIVEFEED_LOG_DIR")]
     log_dir: Option<PathBuf>,
+    /// The event log's engine: `file:DIR` (the embedded log, the default, in --log-dir), or
+    /// `redis://HOST:PORT[/DB]` for a log in Redis Streams that several nodes share (see
+    /// "Running several nodes" in the README).
+    #[arg(long, value_name = "URL", env = "LIVEFEED_STORE",
+          value_parser = store_spec, conflicts_with = "log_dir")]
+    store: Option<StoreSpec>,
+    /// With a Redis store: the prefix of its keys, which share one hash tag ({PREFIX}:events,
+    /// {PREFIX}:epoch, {PREFIX}:key:*), so one Redis or Redis Cluster holds several logs.
+    #[arg(long, value_name = "PREFIX", env = "LIVEFEED_REDIS_PREFIX", default_value = "livefeed",
+          value_parser = redis_prefix)]
+    redis_prefix: String,
+    /// With a Redis store: replicas that must confirm each append (WAIT; WAITAOF, their fsync,
+    /// on Redis 7.2+) before it is acknowledged; 0 acknowledges once the primary has it.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "LIVEFEED_REDIS_WAIT_REPLICAS",
+        default_value_t = 0
+    )]
+    redis_wait_replicas: u32,
     /// Largest request body, in bytes.
     #[arg(long, value_name = "BYTES", env = "LIVEFEED_MAX_BODY", default_value_t = 1024 * 1024)]
     max_body: usize,
@@ -465,6 +485,51 @@ struct ServeArgs {
     #[arg(long, value_name = "SECS", env = "LIVEFEED_WEBSUB_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..))]
     websub_timeout: u64,
+}
+
+/// Where `serve` keeps the event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StoreSpec {
+    File(PathBuf),
+    Redis(String),
+}
+
+/// A Redis URL for messages: `redis://:PASSWORD@HOST` with the password as `***`.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "the Redis URL".to_string(),
+    }
+}
+
+fn store_spec(s: &str) -> Result<StoreSpec, String> {
+    if let Some(dir) = s.strip_prefix("file:") {
+        if dir.is_empty() {
+            return Err("file: needs a directory, as in file:/var/lib/livefeed/log".into());
+        }
+        return Ok(StoreSpec::File(PathBuf::from(dir)));
+    }
+    if s.starts_with("redis://") || s.starts_with("rediss://") {
+        let url = url::Url::parse(s).map_err(|e| format!("not a Redis URL: {e}"))?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("expected redis://HOST:PORT[/DB]".into());
+        }
+        return Ok(StoreSpec::Redis(s.to_string()));
+    }
+    Err("expected file:DIR or redis://HOST:PORT[/DB]".into())
+}
+
+fn redis_prefix(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains(['{', '}']) || s.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(
+            "expected a non-empty prefix without braces, spaces or control characters".into(),
+        );
+    }
+    Ok(s.to_string())
 }
 
 /// An origin as browsers send it in `Origin`: `scheme://host[:port]`, nothing after.
@@ -681,6 +746,31 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         s
     });
     site.websub_hub = websub.as_ref().map(http::websub::Settings::hub_url);
+    let (store, log_shown): (Box<dyn store::Store>, String) = match &args.store {
+        Some(StoreSpec::Redis(url)) => {
+            // No local log, so no directory lock: several nodes may share the data directory.
+            // The password never reaches a log line or an error.
+            let shown = redacted(url);
+            let store = livefeed::log::redis::RedisStore::new(
+                url,
+                &args.redis_prefix,
+                args.redis_wait_replicas,
+            )
+            .map_err(|e| anyhow::anyhow!("--store {shown}: {e}"))?;
+            (
+                Box::new(store),
+                format!("{shown} ({{{}}}:events)", args.redis_prefix),
+            )
+        }
+        Some(StoreSpec::File(dir)) => (
+            file_store(dir),
+            dir.join(store::LOG_FILE).display().to_string(),
+        ),
+        None => (
+            file_store(&log_dir),
+            log_dir.join(store::LOG_FILE).display().to_string(),
+        ),
+    };
     let (stories, base) = (site.stories.len(), site.base_url.clone());
     let memory = livefeed::log::hub::Memory {
         events: args.keep_events,
@@ -690,7 +780,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         memory,
         snapshot_every: args.snapshot_every,
     };
-    let relay = Relay::open_with(site, file_store(&log_dir), options)?;
+    let relay = Relay::open_with(site, store, options).map_err(|e| match &args.store {
+        // Redis unreachable at start: say which flag named it.
+        Some(StoreSpec::Redis(url)) => anyhow::anyhow!("--store {}: {e}", redacted(url)),
+        _ => e.into(),
+    })?;
     let shared = http::SharedToken::default();
     *shared.write().unwrap_or_else(|p| p.into_inner()) = token.clone();
     let publishing = token.is_some();
@@ -721,7 +815,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             open = %open_url(addr),
             stories,
             data = %args.data.display(),
-            log = %log_dir.join(store::LOG_FILE).display(),
+            log = %log_shown,
             base_url = %base,
             publishing = %if publishing { "on" } else { "off" },
             head = relay.hub.head(),
@@ -854,7 +948,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             eprintln!("{}: wrote {count} files", out.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Log { action } => log_command(action),
         Command::Items {
             data,

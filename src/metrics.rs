@@ -94,6 +94,9 @@ pub struct Metrics {
     pub websub_verifications: Family<OutcomeLabels, Counter>,
     /// Time from a change being visible to readers to its notification being acknowledged.
     pub websub_delivery_seconds: Histogram,
+    /// Settings of the store that can lose acknowledged appends (a Redis without
+    /// `appendfsync always`), as `/healthz` lists them.
+    pub store_warnings: Gauge,
     /// When the last batch was appended, in microseconds since `epoch` (0: never).
     last_append_us: AtomicU64,
     epoch: Instant,
@@ -141,6 +144,7 @@ impl Metrics {
             websub_deliveries: Family::default(),
             websub_verifications: Family::default(),
             websub_delivery_seconds: seconds(),
+            store_warnings: Gauge::default(),
             last_append_us: AtomicU64::new(0),
             epoch: Instant::now(),
         };
@@ -285,6 +289,12 @@ impl Metrics {
             "Time from a change visible to readers to its WebSub notification acknowledged",
             Unit::Seconds,
             m.websub_delivery_seconds.clone(),
+        );
+        r.register(
+            "store_warnings",
+            "Settings of the event log's store that can lose acknowledged publishes (a Redis \
+             without appendonly yes and appendfsync always); /healthz names them",
+            m.store_warnings.clone(),
         );
         let build = Family::<BuildLabels, Gauge>::default();
         build

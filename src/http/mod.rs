@@ -620,6 +620,9 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             if let Some((why, _)) = app.relay.hub.outage() {
                 reasons.push(format!("the event log is unavailable: {why}"));
             }
+            if let Some(why) = app.relay.hub.follow_error() {
+                reasons.push(format!("the event log cannot be followed: {why}"));
+            }
             let (status, word) = if reasons.is_empty() {
                 (StatusCode::OK, "ready")
             } else {
@@ -672,9 +675,13 @@ fn health_reasons(app: &App) -> Vec<String> {
     if let Some((why, _)) = app.relay.hub.outage() {
         reasons.push(format!("event log unavailable: {why}"));
     }
+    if let Some(why) = app.relay.hub.follow_error() {
+        reasons.push(format!("event log not followed: {why}"));
+    }
     if let Some(why) = app.health.report_failure() {
         reasons.push(format!("a report failed to load: {why}"));
     }
+    reasons.extend(app.relay.hub.warnings());
     reasons
 }
 

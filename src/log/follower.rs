@@ -71,14 +71,25 @@ pub(crate) struct Follower {
 impl Follower {
     pub(crate) fn run(mut self) {
         let mut backoff = Duration::from_millis(50);
+        let mut failing = false;
         loop {
             let stopping = self.stop.load(Ordering::Acquire);
             let pos = match self.reader.wait(self.at.head, WAIT) {
-                Ok(pos) => pos,
+                Ok(pos) => {
+                    if failing {
+                        failing = false;
+                        self.hub.set_follow_error(None);
+                        tracing::info!("following the event log again");
+                    }
+                    pos
+                }
                 Err(e) => {
                     if stopping {
                         break;
                     }
+                    // Said in /healthz and /readyz until the store answers again.
+                    failing = true;
+                    self.hub.set_follow_error(Some(e.to_string()));
                     tracing::warn!(error = %e, retry_in = ?backoff, "following the event log failed; retrying");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(2));

@@ -125,6 +125,12 @@ pub struct Hub {
     /// What the stories' whole history says about `Last-Modified` moving forward, for when
     /// memory does not hold all of it (a start from a snapshot).
     forward: std::sync::Mutex<Option<HashMap<String, bool>>>,
+    /// What is risky but not fatal (a store that may lose acknowledged appends), for
+    /// `/healthz`; publishing goes on.
+    warnings: std::sync::Mutex<Vec<String>>,
+    /// Why the follower cannot read the store now (a shared engine's outage), for `/healthz`
+    /// and `/readyz`; cleared when it reads again.
+    follow_error: std::sync::Mutex<Option<String>>,
 }
 
 /// How much of the log the hub keeps in memory (at least the newest event).
@@ -173,7 +179,38 @@ impl Hub {
             memory: memory.into(),
             history: OnceLock::new(),
             forward: std::sync::Mutex::new(None),
+            warnings: std::sync::Mutex::new(Vec::new()),
+            follow_error: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The follower cannot read the store (`Some(why)`), or reads it again (`None`).
+    pub fn set_follow_error(&self, why: Option<String>) {
+        *self.follow_error.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// Why the follower cannot read the store now.
+    pub fn follow_error(&self) -> Option<String> {
+        self.follow_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Notes something risky but not fatal, listed by `/healthz` (publishing goes on).
+    pub fn warn(&self, why: impl Into<String>) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(why.into());
+    }
+
+    /// What [`Hub::warn`] noted.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Makes committed events visible and wakes every waiter.
@@ -256,14 +293,50 @@ impl Hub {
         self.head_tx.send_modify(|_| {});
     }
 
-    /// Whether a page after `after` must be read from the log rather than memory.
+    /// Whether a page after `after` must be read from the log rather than memory: a cursor
+    /// older than memory, or one ahead of this node's head (on a shared log, another node may
+    /// have served it: the log says whether it exists).
     pub fn needs_history(&self, after: u64) -> bool {
         if self.history.get().is_none() {
             return false;
         }
         let log = self.log.read().unwrap_or_else(|p| p.into_inner());
         let oldest = log.events.front().map_or(log.head + 1, |e| e.seq);
-        after.saturating_add(1) < oldest
+        after.saturating_add(1) < oldest || after > log.head
+    }
+
+    /// How long a cursor the log holds but this node has not handed on yet may wait for it.
+    const LAGGING: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// Blocking: a cursor ahead of this node's head. When the log holds it (another node
+    /// served it: several nodes share the log and this one is a moment behind), waits until
+    /// the follower has handed it on and answers from memory; a cursor the log does not hold
+    /// is gone.
+    fn page_ahead(
+        &self,
+        history: &Arc<dyn Reader>,
+        after: u64,
+        story: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, CursorGone> {
+        let held = history
+            .position()
+            .is_ok_and(|pos| pos.epoch == self.epoch() && pos.head >= after);
+        if !held {
+            return Err(self.gone());
+        }
+        let mut head = self.head_tx.subscribe();
+        let reached = tokio::runtime::Handle::try_current().is_ok_and(|rt| {
+            rt.block_on(async {
+                tokio::time::timeout(Self::LAGGING, head.wait_for(|h| *h >= after))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            })
+        });
+        if !reached {
+            return Err(self.gone());
+        }
+        self.page(after, story, limit)
     }
 
     /// [`Hub::page`] for any cursor: one older than memory is read from the log on a blocking
@@ -311,6 +384,9 @@ impl Hub {
         let Some(history) = self.history.get() else {
             return Err(self.gone());
         };
+        if after > self.head() {
+            return self.page_ahead(history, after, story.as_deref(), limit);
+        }
         let (until, head) = {
             let log = self.log.read().unwrap_or_else(|p| p.into_inner());
             (log.events.front().map_or(log.head, |e| e.seq - 1), log.head)
@@ -546,5 +622,74 @@ impl Hub {
 
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::event::{Event, Op, Source};
+    use crate::log::memstore::MemoryLog;
+    use crate::model::Entry;
+
+    fn event(seq: u64) -> Event {
+        let t = chrono::DateTime::UNIX_EPOCH;
+        Event {
+            seq,
+            op: Op::Create,
+            story: "s".into(),
+            entry: Entry {
+                story: "s".into(),
+                id: format!("tag:x,2000:s/{seq}"),
+                anchor: seq.to_string(),
+                title: "t".into(),
+                title_derived: false,
+                authors: vec![],
+                published: t,
+                updated: t,
+                time_inferred: false,
+                summary: String::new(),
+                content_html: String::new(),
+                url: String::new(),
+                ..Entry::default()
+            },
+            source: Source::Api,
+            idempotency_key: None,
+            idempotency_fingerprint: None,
+            at: None,
+            report_anchor: None,
+            ended: None,
+        }
+    }
+
+    /// Several nodes on one log: a cursor another node served, ahead of this node by a moment,
+    /// waits for this node's follower instead of being told it is gone; a cursor the log does
+    /// not hold is gone at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cursor_the_log_holds_but_this_node_has_not_handed_on_yet_waits_for_it() {
+        let log = MemoryLog::new();
+        let mut store = log.store();
+        let recovered = store.load().unwrap();
+        let events: Vec<Event> = (1..=5).map(event).collect();
+        store.append(0, &events).unwrap();
+        let hub = Arc::new(Hub::new(100));
+        hub.set_epoch(recovered.epoch);
+        hub.set_history(store.reader());
+        hub.commit(events[..3].iter().map(Committed::from_event));
+        // The follower hands 4 and 5 on a moment later.
+        let late = {
+            let (hub, events) = (Arc::clone(&hub), events.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                hub.commit(events[3..].iter().map(Committed::from_event));
+            })
+        };
+        let page = Arc::clone(&hub).page_any(4, None, 10).await.unwrap();
+        assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [5]);
+        late.await.unwrap();
+        let started = std::time::Instant::now();
+        let gone = Arc::clone(&hub).page_any(9, None, 10).await.unwrap_err();
+        assert_eq!(gone.head, 5);
+        assert!(started.elapsed() < Hub::LAGGING);
     }
 }

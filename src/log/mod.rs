@@ -11,6 +11,7 @@ pub mod event;
 mod follower;
 pub mod hub;
 pub mod memstore;
+pub mod redis;
 pub mod renderer;
 pub mod snapshot;
 pub mod state;
@@ -119,6 +120,12 @@ impl Relay {
         let hub = Arc::new(Hub::new(options.memory));
         hub.set_history(Arc::clone(&reader));
         hub.set_epoch(recovered.epoch);
+        for why in &recovered.warnings {
+            hub.warn(why.clone());
+        }
+        crate::metrics::get()
+            .store_warnings
+            .set(recovered.warnings.len() as i64);
         if let Some(why) = &recovered.read_only {
             tracing::error!(reason = %why, "event log is read-only; serving what it holds, publishing off");
             hub.fail_because(format!("read-only: {why}"));

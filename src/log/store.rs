@@ -160,11 +160,13 @@ pub struct Position {
 
 impl StoreError {
     /// Whether the same append may succeed later: the store is unreachable for now, or another
-    /// writer got there first (catch up and decide again).
+    /// writer got there first or the history was replaced (catch up and decide again).
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            StoreError::Unavailable { .. } | StoreError::Conflict { .. }
+            StoreError::Unavailable { .. }
+                | StoreError::Conflict { .. }
+                | StoreError::EpochChanged { .. }
         )
     }
 }
@@ -186,6 +188,9 @@ pub trait Store: Send {
     /// The read side, shared by the follower, the hub and the writer's catch-up (after
     /// [`Store::load`]).
     fn reader(&self) -> Arc<dyn Reader>;
+    /// The writer now decides on the history of `epoch` (it rebuilt after a replaced history):
+    /// a store that checks epochs at append takes appends for that one from now on.
+    fn adopt_epoch(&mut self, _epoch: Epoch) {}
 }
 
 /// The log read back and followed. Blocking: callers run it on their own thread or a blocking
@@ -429,6 +434,9 @@ pub struct Recovered {
     pub saved_copy: Option<PathBuf>,
     /// Set when the log can be read but not written: why. The relay then serves read-only.
     pub read_only: Option<String>,
+    /// What the store's settings risk (a shared engine that may lose acknowledged appends):
+    /// logged, and listed by `/healthz`; publishing goes on.
+    pub warnings: Vec<String>,
 }
 
 /// A snapshot of the relay's state as the store keeps it: opaque bytes, taken at `seq`.

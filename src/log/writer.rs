@@ -580,6 +580,7 @@ impl Writer {
             self.keys.insert_event(e);
         }
         self.keys.prune(Utc::now());
+        self.store.adopt_epoch(pos.epoch);
         self.at = Position {
             epoch: pos.epoch,
             head: events.last().map_or(0, |e| e.seq),
@@ -636,6 +637,11 @@ impl Writer {
                 Err(StoreError::Conflict { head }) => {
                     self.rollback(&[]);
                     tracing::debug!(head, "another writer appended first; relaying again");
+                }
+                Err(StoreError::EpochChanged { found, .. }) => {
+                    // A shared log whose history was replaced: the catch-up rebuilds on it.
+                    self.rollback(&[]);
+                    tracing::debug!(epoch = %found, "the event log's history was replaced; relaying again");
                 }
                 Err(e) if e.retryable() => {
                     // The report watcher relays them once the log is back.
@@ -717,6 +723,12 @@ impl Writer {
                         StoreError::Conflict { head } if conflicts < MAX_CONFLICTS => {
                             conflicts += 1;
                             tracing::debug!(head, "another writer appended first; deciding again");
+                        }
+                        StoreError::EpochChanged { found, .. } if conflicts < MAX_CONFLICTS => {
+                            // A shared log whose history was replaced (a flush, a restore):
+                            // the catch-up rebuilds on the new one and decides again.
+                            conflicts += 1;
+                            tracing::debug!(epoch = %found, "the event log's history was replaced; deciding again");
                         }
                         e if e.retryable() => {
                             let retry_after = match &e {
