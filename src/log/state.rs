@@ -6,10 +6,11 @@ use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
 use super::event::{Event, Op, Source};
-use crate::ingest::normalise::{self, entry_id, tag_authority};
+pub use crate::ingest::input::EntryInput;
+use crate::ingest::normalise::{entry_id, tag_authority};
 use crate::ingest::site::Site;
-use crate::model::{Entry, Story, StoryKind, newest_first, sort_newest_first};
-use crate::text::{clean, slugify, squash};
+use crate::model::{Entry, Story, newest_first, sort_newest_first};
+use crate::text::slugify;
 
 /// The stories as the log makes them.
 #[derive(Debug, Clone)]
@@ -657,7 +658,7 @@ impl State {
             key: input.key.unwrap_or(false),
             pinned: input.pinned.unwrap_or(false),
         };
-        fill_body(&mut entry, input);
+        input.content.fill(&mut entry);
         Some(entry)
     }
 
@@ -673,7 +674,7 @@ impl State {
         // Flags not sent are kept.
         entry.key = input.key.unwrap_or(old.key);
         entry.pinned = input.pinned.unwrap_or(old.pinned);
-        fill_body(&mut entry, input);
+        input.content.fill(&mut entry);
         entry
     }
 }
@@ -735,75 +736,6 @@ pub struct ReportChange {
     pub report_anchor: Option<String>,
 }
 
-/// What a publisher sends, already checked and cleaned.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct EntryInput {
-    pub title: String,
-    /// Body text in the report style: paragraphs separated by blank lines, `•` lists,
-    /// `– attribution` lines, captions with `Credit:`.
-    pub body: String,
-    pub authors: Option<Vec<String>>,
-    pub published: Option<DateTime<Utc>>,
-    /// `key: true` makes it a key event; `None` leaves an edited entry's flag as it was.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<bool>,
-    /// `pinned: true` pins it (and unpins the story's other entry); `None` leaves it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pinned: Option<bool>,
-}
-
-impl EntryInput {
-    /// Cleans publisher text: control characters dropped, whitespace squashed in one-line fields.
-    pub fn cleaned(
-        title: &str,
-        body: &str,
-        authors: Option<Vec<String>>,
-        published: Option<DateTime<Utc>>,
-    ) -> EntryInput {
-        EntryInput {
-            title: squash(&clean(title)),
-            body: clean(&body.replace("\r\n", "\n")),
-            authors: authors.map(|a| {
-                a.iter()
-                    .map(|s| squash(&clean(s)))
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            }),
-            published,
-            key: None,
-            pinned: None,
-        }
-    }
-}
-
-/// Normalises the body text like an article's and fills the entry's HTML, summary and authors.
-fn fill_body(entry: &mut Entry, input: &EntryInput) {
-    // The title line makes the text an article; its body lines become the entry's blocks.
-    let text = format!(
-        "{}\n\n{}",
-        if input.title.is_empty() {
-            "Untitled"
-        } else {
-            &input.title
-        },
-        input.body
-    );
-    let blocks_and_authors = normalise::parse(&text, Some(StoryKind::Article))
-        .ok()
-        .and_then(|r| r.entries.into_iter().next())
-        .map(|raw| (raw.blocks, raw.authors))
-        .unwrap_or_default();
-    let (blocks, body_authors) = blocks_and_authors;
-    entry.content_html = normalise::body::to_html(&blocks);
-    entry.summary = normalise::body::summary(&blocks, &entry.title);
-    entry.blocks = blocks;
-    entry.authors = match &input.authors {
-        Some(a) => a.clone(),
-        None if !body_authors.is_empty() => body_authors,
-        None => std::mem::take(&mut entry.authors),
-    };
-}
-
 /// Restores feed order when `entries[..in_order]` is in order and entries were appended after
 /// it: the same result as a stable sort of the whole, but only the appended entries and the
 /// ones they sort among are compared (new entries are usually the newest, and go in front).
@@ -839,6 +771,7 @@ fn merge_appended(entries: &mut Vec<Entry>, in_order: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::StoryKind;
 
     fn entry(i: u64, secs: i64) -> Entry {
         let t = DateTime::<Utc>::UNIX_EPOCH + Duration::seconds(secs);
