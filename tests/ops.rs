@@ -318,7 +318,7 @@ async fn metrics_pass_promtool_and_move_with_publishes_long_polls_and_sse() {
     )
     .await;
     promtool(&after);
-    for (series, by) in [
+    let moved = [
         ("livefeed_log_head_seq", 1.0),
         (
             "livefeed_events_appended_total{op=\"create\",source=\"api\"}",
@@ -338,7 +338,20 @@ async fn metrics_pass_promtool_and_move_with_publishes_long_polls_and_sse() {
             1.0,
         ),
         ("livefeed_feed_request_duration_seconds_count", 1.0),
-    ] {
+    ];
+    // A request's duration is observed when its answer is done, which may be a moment after the
+    // client has it: scrape again until every series moved (or the patience runs out).
+    let deadline = Instant::now() + PATIENCE;
+    let mut after = after;
+    while Instant::now() < deadline
+        && moved
+            .iter()
+            .any(|(series, by)| get(&after, series) - get(&before, series) != *by)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        after = scrape(&http, &base).await;
+    }
+    for (series, by) in moved {
         assert_eq!(
             get(&after, series) - get(&before, series),
             by,
