@@ -14,13 +14,11 @@ use std::collections::BTreeMap;
 
 use crate::ingest::normalise::{story_id, tag_authority};
 use crate::ingest::site::Site;
-use crate::layout::FileKey;
+use crate::layout::{FileKey, archive_file, feed_file};
 use crate::model::{Entry, Story, Tombstone, newest_first};
 
 /// The slug of the combined feed of every story.
 pub const ALL: &str = "all";
-
-pub use crate::layout::{archive_file, feed_file, feed_url, story_page_url};
 
 /// The default of `--feed-entries`: entries a current feed document carries at least.
 pub const DEFAULT_FEED_ENTRIES: usize = 50;
@@ -199,7 +197,7 @@ pub fn paged<'a>(feed: Feed<'a>, n: usize) -> (Feed<'a>, Vec<Feed<'a>>) {
 
 impl Feed<'_> {
     /// A hash of everything the renderers read, so an unchanged archive page is not rendered
-    /// again (`relay::renderer`).
+    /// again (`log::renderer`).
     pub fn fingerprint(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::hash::DefaultHasher::new();
