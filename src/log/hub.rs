@@ -1,4 +1,5 @@
-//! The read side of the relay: committed events in memory, the head as a `watch` channel that
+//! The read side of the relay, fed by the follower: the newest committed events in memory
+//! (older ones read back through the store's `Reader`), the head as a `watch` channel that
 //! wakes every waiter on append, and the rendered files. Readers take a lock only to copy out
 //! `Arc`s; nothing here is held across an `.await`.
 
@@ -71,7 +72,7 @@ pub struct CachedFile {
     /// Strong validator of the identity body; the gzip body's is this with `-gz` inside.
     pub etag: String,
     pub etag_gzip: String,
-    /// `Last-Modified`: the content's time (see `relay::cache`), as an HTTP date…
+    /// `Last-Modified`: the content's time (see `log::cache`), as an HTTP date…
     pub last_modified: String,
     /// …and as a time, whole seconds.
     pub modified: std::time::SystemTime,
@@ -83,7 +84,7 @@ pub struct CachedFile {
     /// The log position this version reflects.
     pub seq: u64,
     /// What the transport derives from this version, made once on first use (the HTTP
-    /// server keeps its response headers here: `server::respond::cached_file`). Opaque, so the
+    /// server keeps its response headers here: `http::respond::cached_file`). Opaque, so the
     /// log and the renderer know nothing of HTTP.
     pub headers: OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }

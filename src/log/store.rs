@@ -1,5 +1,6 @@
-//! Durable storage of the event log behind a small trait, with the embedded default: an
-//! append-only file of checksummed records.
+//! Durable storage of the event log behind two traits, [`Store`] (the writer's side) and
+//! [`Reader`] (shared: followers, readers of old cursors, snapshots), with the embedded
+//! default: an append-only file of checksummed records.
 //!
 //! Record layout: `len: u32 LE | crc32(payload): u32 LE | payload` where the payload is the
 //! event's JSON. Recovery reads records in order and stops at the first one that is torn

@@ -1,8 +1,14 @@
-//! The single writer: turns commands into events, makes them durable with one sync per batch
-//! (group commit), then hands them to the render thread and makes them visible in the hub.
+//! The single writer: turns commands into events and appends them, a batch at a time (group
+//! commit). It decides a batch on a working copy of the projection (seqs proposed after the
+//! head it has read), the store takes the batch whole or refuses it, and only then is it
+//! applied to the writer's committed copy. On a conflict (another writer appended first) it
+//! rolls back, catches up and decides again; during an outage it answers 503 with
+//! `Retry-After`. It neither renders nor feeds readers: the follower hands what the store holds
+//! to the renderer and the hub (the writer only tells the renderer of stories the manifest
+//! added or removed).
 //!
-//! Architecture invariant: only this thread assigns `seq` and changes the [`State`], so seq is
-//! gapless and a publish is answered only after its event is on disk.
+//! Architecture invariant: a publish is answered only after the store took its event and the
+//! follower made it visible ([`Delivered`]); a retried `Idempotency-Key` gets the first answer.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sha2::{Digest, Sha256};
