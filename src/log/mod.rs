@@ -352,7 +352,7 @@ impl Relay {
     /// (empty until their reports are synced: [`Relay::sync_report`]), those removed from it
     /// are no longer served (their history stays in the log). Returns once the change is
     /// rendered (or after a few seconds).
-    pub async fn sync_stories(&self, site: &Site) -> StoriesChanged {
+    pub(crate) async fn sync_stories(&self, site: &Site) -> StoriesChanged {
         let (reply, rx) = oneshot::channel();
         let Some(tx) = self.sender() else {
             return StoriesChanged::default();

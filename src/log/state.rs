@@ -149,7 +149,7 @@ impl State {
     /// in the log and gets it back when it is added again).
     ///
     /// [`settle`]: State::settle
-    pub fn apply_unsorted(&mut self, event: &Event) {
+    pub(crate) fn apply_unsorted(&mut self, event: &Event) {
         let t = (event.op != Op::Delete).then(|| event.entry.updated.timestamp());
         for key in [event.story.as_str(), crate::render::ALL] {
             let (ok, last) = self
@@ -271,7 +271,7 @@ impl State {
     }
 
     /// What a snapshot keeps (entries in feed order).
-    pub fn projection(&mut self) -> Projection {
+    pub(crate) fn projection(&mut self) -> Projection {
         self.settle();
         Projection {
             stories: self.site.stories.clone(),
@@ -289,7 +289,7 @@ impl State {
 
     /// Which contents went only through states of their own `Last-Modified` (see
     /// `cache::dates_move_forward`, which works out the same from events in memory).
-    pub fn dates_move_forward(&self) -> HashMap<String, bool> {
+    pub(crate) fn dates_move_forward(&self) -> HashMap<String, bool> {
         self.forward
             .iter()
             .map(|(k, (ok, _))| (k.clone(), *ok))
@@ -375,7 +375,7 @@ impl State {
     /// The stories with `events` (a whole history, read from the log) applied, as the relay
     /// starts with them: entries the API made under another base URL follow the story pages
     /// to this site's.
-    pub fn from_log(site: Site, events: &[Event]) -> State {
+    pub(crate) fn from_log(site: Site, events: &[Event]) -> State {
         let mut state = State::empty(site);
         for event in events {
             match state.rebased(event) {
@@ -437,7 +437,7 @@ impl State {
     }
 
     /// Puts the entries of every story changed by [`State::apply_unsorted`] back in feed order.
-    pub fn settle(&mut self) {
+    pub(crate) fn settle(&mut self) {
         for (slug, in_order) in std::mem::take(&mut self.unsorted) {
             if let Some(story) = self.site.stories.iter_mut().find(|s| s.slug == slug) {
                 match in_order {
@@ -460,7 +460,7 @@ impl State {
     /// then by the normaliser's anchor (the entry was edited). A new entry whose anchor was
     /// ever given gets a fresh one, and the event records the normaliser's, so later readings
     /// (and restarts) find it again.
-    pub fn diff_report(&mut self, fresh: &Story) -> Vec<ReportChange> {
+    pub(crate) fn diff_report(&mut self, fresh: &Story) -> Vec<ReportChange> {
         let slug = fresh.slug.as_str();
         let Some(current) = self.site.story(slug) else {
             return Vec::new();
