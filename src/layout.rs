@@ -116,12 +116,6 @@ pub fn story_page_url(base_url: &str, slug: &str) -> String {
     FileKey::Page(slug.to_string()).url(base_url)
 }
 
-/// The live endpoints, as the story page's script and the README's clients call them.
-pub const LIVE: &str = "/live";
-pub const LIVE_EVENTS: &str = "/live/events";
-/// The WebSub hub's endpoint.
-pub const WEBSUB: &str = "/websub";
-
 #[cfg(test)]
 mod tests {
     use super::*;

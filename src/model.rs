@@ -71,7 +71,7 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub key: bool,
     /// Shown first on the story page; at most one entry of a story is pinned (pinning another
-    /// unpins it: `relay::state`). Absent (false) in older logs.
+    /// unpins it: `log::state`). Absent (false) in older logs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pinned: bool,
     /// The structure `content_html` was made from; not carried in events or on disk.

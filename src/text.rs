@@ -34,22 +34,45 @@ fn may_need_cleaning(s: &str) -> bool {
     })
 }
 
-/// Escapes text for HTML element content and attribute values.
+/// Where escaped text goes, which decides whether quotes are escaped too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Escape {
+    /// Element content and attribute values (quoted either way): `&`, `<`, `>`, `"`, `'`.
+    Markup,
+    /// Element content only, such as RSS's `description` (HTML carried as text): `&`, `<`
+    /// and `>`. Quotes are left as they are, since they cannot end anything there.
+    Text,
+}
+
+/// Escapes text for HTML element content and attribute values ([`Escape::Markup`]).
 pub fn escape_html(s: &str) -> String {
+    escape(s, Escape::Markup)
+}
+
+/// Escapes `s` for `ctx`: the one HTML/XML escaper, behind [`escape_html`],
+/// [`push_escaped`] and RSS's summaries.
+pub fn escape(s: &str, ctx: Escape) -> String {
     let mut out = String::with_capacity(s.len() + s.len() / 8);
-    push_escaped(&mut out, s);
+    push_escaped_for(&mut out, s, ctx);
     out
 }
 
-/// Appends `s` to `out`, escaped for HTML.
+/// Appends `s` to `out`, escaped for HTML element content and attribute values.
 pub fn push_escaped(out: &mut String, s: &str) {
+    push_escaped_for(out, s, Escape::Markup);
+}
+
+/// Hand-written on purpose: the well-kept escapers write `'` as `&apos;` (quick-xml) or
+/// `&#x27;` (html-escape), and entry HTML, which the event log stores and every committed feed
+/// carries, has always had `&#39;`; a crate would change those bytes for no reader's benefit.
+fn push_escaped_for(out: &mut String, s: &str, ctx: Escape) {
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
+            '"' if ctx == Escape::Markup => out.push_str("&quot;"),
+            '\'' if ctx == Escape::Markup => out.push_str("&#39;"),
             c => out.push(c),
         }
     }
@@ -137,6 +160,10 @@ mod tests {
         assert_eq!(
             escape_html("<script>alert('x') & \"y\"</script>]]>"),
             "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;]]&gt;"
+        );
+        assert_eq!(
+            escape("<b>'x' & \"y\"</b>", Escape::Text),
+            "&lt;b&gt;'x' &amp; \"y\"&lt;/b&gt;"
         );
     }
 

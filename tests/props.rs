@@ -5,9 +5,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use std::collections::HashSet;
 
-use livefeed::ingest::manifest::{SiteInfo, story_page_url};
+use livefeed::ingest::manifest::SiteInfo;
 use livefeed::ingest::normalise::{self, StoryMeta};
 use livefeed::ingest::site::Site;
+use livefeed::layout::story_page_url;
 use livefeed::model::{Story, StoryKind};
 use livefeed::render::{self, Format};
 

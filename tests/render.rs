@@ -390,9 +390,9 @@ fn index_has_an_autodiscovery_link_for_every_feed() {
         for format in Format::ALL {
             want.push((
                 format.link_type().to_string(),
-                render::feed_url(&site.base_url, slug, format),
+                livefeed::layout::feed_url(&site.base_url, slug, format),
             ));
-            assert!(files.contains_key(&render::feed_file(slug, format)));
+            assert!(files.contains_key(&livefeed::layout::feed_file(slug, format)));
         }
     }
     assert_eq!(links.len(), 3 * (site.stories.len() + 1));
@@ -415,7 +415,7 @@ fn rendering_is_reproducible_to_the_byte() {
     reversed.stories.reverse();
     let c = render::render_site(&reversed);
     for format in Format::ALL {
-        let name = render::feed_file(ALL, format);
+        let name = livefeed::layout::feed_file(ALL, format);
         assert_eq!(a[&name], c[&name], "{name} depends on story order");
     }
 }

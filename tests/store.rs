@@ -1,5 +1,5 @@
 //! The writer and the follower against the `Store` seam's every answer, through the in-memory
-//! log (`relay::memstore`): another writer appending first (a conflict), an outage, and a
+//! log (`log::memstore`): another writer appending first (a conflict), an outage, and a
 //! replaced history (a new epoch). Real server, real HTTP.
 
 mod common;

@@ -8,9 +8,10 @@
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use livefeed::http::query::{self, LiveQuery};
-use livefeed::ingest::manifest::{Manifest, SiteInfo, story_page_url};
+use livefeed::ingest::manifest::{Manifest, SiteInfo};
 use livefeed::ingest::normalise::{self, StoryMeta};
 use livefeed::ingest::site::Site;
+use livefeed::layout::story_page_url;
 use livefeed::log::store;
 use livefeed::model::{Story, StoryKind};
 use livefeed::render::{self, Format};

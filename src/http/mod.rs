@@ -223,7 +223,7 @@ fn read_route(app: &App, req: &Request<Incoming>, key: &FileKey) -> Response<Bod
 }
 
 /// A read route, once its file reflects every event readers can already see (files are
-/// rendered off the publish path; see `relay::renderer`).
+/// rendered off the publish path; see `log::renderer`).
 async fn read(app: &App, req: &Request<Incoming>, key: Option<FileKey>) -> Response<Body> {
     let Some(key) = key else {
         return not_found(&format!("nothing at {}", req.uri().path()));

@@ -1,6 +1,6 @@
 //! The publishing routes: `POST /stories/{story}/entries`, `PUT` and `DELETE`
 //! `/stories/{story}/entries/{id}`. Bearer token, compared in constant time; JSON bodies
-//! checked field by field; answered only once the event is durable.
+//! checked field by field; answered only once the event is durable and visible.
 //!
 //! Checks return the finished error response as their `Err`, hence the large `Err` type.
 #![allow(clippy::result_large_err)]

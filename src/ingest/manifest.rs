@@ -6,6 +6,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 use crate::ingest::normalise::{EntryTime, StoryMeta};
+use crate::layout::story_page_url;
 use crate::model::StoryKind;
 use crate::zone::Zone;
 
@@ -352,8 +353,6 @@ impl StoryEntry {
         }
     }
 }
-
-pub use crate::layout::story_page_url;
 
 #[cfg(test)]
 mod tests {

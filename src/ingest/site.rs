@@ -3,8 +3,9 @@
 use chrono::{DateTime, Offset, Utc};
 use std::path::{Path, PathBuf};
 
-use crate::ingest::manifest::{MANIFEST, Manifest, ManifestError, SiteInfo, story_page_url};
+use crate::ingest::manifest::{MANIFEST, Manifest, ManifestError, SiteInfo};
 use crate::ingest::normalise::{self, ParseError, StoryMeta};
+use crate::layout::story_page_url;
 use crate::model::Story;
 use crate::text::slugify;
 

@@ -38,7 +38,7 @@ fn gzip(bytes: &[u8]) -> Bytes {
 }
 
 /// An HTTP date (RFC 9110 IMF-fixdate).
-pub fn http_date(t: DateTime<Utc>) -> String {
+pub(crate) fn http_date(t: DateTime<Utc>) -> String {
     httpdate::fmt_http_date(t.into())
 }
 
@@ -47,7 +47,7 @@ pub fn http_date(t: DateTime<Utc>) -> String {
 /// which decides whether `If-Modified-Since` may be honoured).
 ///
 /// [`Hub::set_files`]: super::hub::Hub::set_files
-pub fn cached(
+pub(crate) fn cached(
     content_type: &'static str,
     body: Vec<u8>,
     modified: DateTime<Utc>,
@@ -78,7 +78,7 @@ pub fn cached(
 /// index (under [`ALL`]). Then a client whose `If-Modified-Since` is the current date holds the
 /// current version, whichever of the states it was served. A story with no event is absent
 /// (one state only). `events` are `(op, story, public JSON)`, in seq order; each is read once.
-pub fn dates_move_forward<'a>(
+pub(crate) fn dates_move_forward<'a>(
     events: impl Iterator<Item = (Op, &'a str, &'a [u8])>,
 ) -> HashMap<String, bool> {
     #[derive(serde::Deserialize)]
@@ -125,7 +125,7 @@ pub const ARCHIVE_MAX_AGE: u32 = 86_400;
 /// the index. `Last-Modified` comes from the content (the feed's `updated`: its newest entry's
 /// time), so it stays the same across a restart; it is never later than `now` (RFC 9110
 /// §8.8.2.1), the time of the render. Every archive page is rendered.
-pub fn render_changed(
+pub(crate) fn render_changed(
     site: &Site,
     stories: &[&Story],
     seq: u64,
@@ -136,7 +136,7 @@ pub fn render_changed(
 
 /// [`render_changed`], skipping the archive pages whose fingerprint is in `memo` (rendered
 /// before, unchanged), and recording the ones it renders.
-pub fn render_changed_since(
+pub(crate) fn render_changed_since(
     site: &Site,
     stories: &[&Story],
     seq: u64,

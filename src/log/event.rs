@@ -82,7 +82,7 @@ struct Wire<'a> {
 
 impl Event {
     /// The JSON sent to subscribers, serialised once and shared by every response.
-    pub fn wire_json(&self) -> Bytes {
+    pub(crate) fn wire_json(&self) -> Bytes {
         let wire = Wire {
             seq: self.seq,
             op: self.op,

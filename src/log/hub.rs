@@ -1,4 +1,5 @@
-//! The read side of the relay: committed events in memory, the head as a `watch` channel that
+//! The read side of the relay, fed by the follower: the newest committed events in memory
+//! (older ones read back through the store's `Reader`), the head as a `watch` channel that
 //! wakes every waiter on append, and the rendered files. Readers take a lock only to copy out
 //! `Arc`s; nothing here is held across an `.await`.
 
@@ -26,7 +27,7 @@ pub struct Committed {
 }
 
 impl Committed {
-    pub fn from_event(e: &Event) -> Committed {
+    pub(crate) fn from_event(e: &Event) -> Committed {
         let json = e.wire_json();
         let head = format!("id: {}\nevent: {}\ndata: ", e.seq, e.op.as_str());
         let mut frame = Vec::with_capacity(head.len() + json.len() + 2);
@@ -70,20 +71,20 @@ pub struct CachedFile {
     pub gzip: Bytes,
     /// Strong validator of the identity body; the gzip body's is this with `-gz` inside.
     pub etag: String,
-    pub etag_gzip: String,
-    /// `Last-Modified`: the content's time (see `relay::cache`), as an HTTP date…
+    pub(crate) etag_gzip: String,
+    /// `Last-Modified`: the content's time (see `log::cache`), as an HTTP date…
     pub last_modified: String,
     /// …and as a time, whole seconds.
     pub modified: std::time::SystemTime,
     /// Whether `If-Modified-Since` may be honoured for this version: no other version of
     /// this path was ever served with the same `Last-Modified` (see [`Hub::set_files`]).
-    pub ims: bool,
+    pub(crate) ims: bool,
     /// The latest `Last-Modified` any version of this path had, this one included.
-    pub newest_modified: std::time::SystemTime,
+    pub(crate) newest_modified: std::time::SystemTime,
     /// The log position this version reflects.
     pub seq: u64,
     /// What the transport derives from this version, made once on first use (the HTTP
-    /// server keeps its response headers here: `server::respond::cached_file`). Opaque, so the
+    /// server keeps its response headers here: `http::respond::cached_file`). Opaque, so the
     /// log and the renderer know nothing of HTTP.
     pub headers: OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
@@ -185,12 +186,12 @@ impl Hub {
     }
 
     /// The follower cannot read the store (`Some(why)`), or reads it again (`None`).
-    pub fn set_follow_error(&self, why: Option<String>) {
+    pub(crate) fn set_follow_error(&self, why: Option<String>) {
         *self.follow_error.lock().unwrap_or_else(|p| p.into_inner()) = why;
     }
 
     /// Why the follower cannot read the store now.
-    pub fn follow_error(&self) -> Option<String> {
+    pub(crate) fn follow_error(&self) -> Option<String> {
         self.follow_error
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -246,7 +247,7 @@ impl Hub {
     }
 
     /// The oldest seq still served (the log's first when it can be read back) and the head.
-    pub fn bounds(&self) -> (u64, u64) {
+    pub(crate) fn bounds(&self) -> (u64, u64) {
         let log = self.log.read().unwrap_or_else(|p| p.into_inner());
         let in_memory = log.events.front().map_or(log.head + 1, |e| e.seq);
         match self.history.get() {
@@ -256,13 +257,13 @@ impl Hub {
     }
 
     /// Lets cursors older than memory be answered from the log itself.
-    pub fn set_history(&self, history: Arc<dyn Reader>) {
+    pub(crate) fn set_history(&self, history: Arc<dyn Reader>) {
         let _ = self.history.set(history);
     }
 
     /// Tells the hub, for every story, whether its whole history moved `Last-Modified`
     /// forward (`State::dates_move_forward`).
-    pub fn set_dates_move_forward(&self, forward: HashMap<String, bool>) {
+    pub(crate) fn set_dates_move_forward(&self, forward: HashMap<String, bool>) {
         *self.forward.lock().unwrap_or_else(|p| p.into_inner()) = Some(forward);
     }
 
@@ -271,7 +272,7 @@ impl Hub {
         Epoch(self.epoch.load(Ordering::Acquire))
     }
 
-    pub fn set_epoch(&self, epoch: Epoch) {
+    pub(crate) fn set_epoch(&self, epoch: Epoch) {
         self.epoch.store(epoch.0, Ordering::Release);
     }
 
@@ -296,7 +297,7 @@ impl Hub {
     /// Whether a page after `after` must be read from the log rather than memory: a cursor
     /// older than memory, or one ahead of this node's head (on a shared log, another node may
     /// have served it: the log says whether it exists).
-    pub fn needs_history(&self, after: u64) -> bool {
+    pub(crate) fn needs_history(&self, after: u64) -> bool {
         if self.history.get().is_none() {
             return false;
         }
@@ -456,7 +457,7 @@ impl Hub {
 
     /// How many events, and how many bytes of SSE frames, for `story` (or all) lie in
     /// `(after, until]`, counting only what the log still holds.
-    pub fn span(&self, after: u64, until: u64, story: Option<&str>) -> (u64, u64) {
+    pub(crate) fn span(&self, after: u64, until: u64, story: Option<&str>) -> (u64, u64) {
         let log = self.log.read().unwrap_or_else(|p| p.into_inner());
         let Some(oldest) = log.events.front().map(|e| e.seq) else {
             return (0, 0);
@@ -489,7 +490,7 @@ impl Hub {
     /// older must not be told it has the newer. The first version a process serves has no
     /// earlier one in memory: it is trusted only when the log shows every change to its
     /// content moved the date forward (see [`super::cache::dates_move_forward`]).
-    pub fn set_files(&self, files: impl IntoIterator<Item = (FileKey, CachedFile)>) {
+    pub(crate) fn set_files(&self, files: impl IntoIterator<Item = (FileKey, CachedFile)>) {
         // Read from the log once, and only when a path has no earlier version (at start);
         // `None` inside when older events are gone from memory and nothing can be proven.
         let mut forward: Option<Option<HashMap<String, bool>>> = None;
@@ -538,7 +539,7 @@ impl Hub {
     }
 
     /// Stops serving files (a story removed from the manifest).
-    pub fn remove_files(&self, paths: &[FileKey]) {
+    pub(crate) fn remove_files(&self, paths: &[FileKey]) {
         let mut map = self.files.write().unwrap_or_else(|p| p.into_inner());
         for path in paths {
             map.remove(path);
@@ -546,7 +547,7 @@ impl Hub {
     }
 
     /// Records that the files now reflect every event up to `seq`.
-    pub fn set_rendered(&self, seq: u64) {
+    pub(crate) fn set_rendered(&self, seq: u64) {
         self.rendered_seq.fetch_max(seq, Ordering::AcqRel);
         self.rendered_tx.send_if_modified(|r| {
             let moved = seq > *r;
@@ -575,7 +576,7 @@ impl Hub {
     }
 
     /// Waits until the files reflect `seq`, for at most `limit`; false on timeout.
-    pub async fn wait_rendered(&self, seq: u64, limit: std::time::Duration) -> bool {
+    pub(crate) async fn wait_rendered(&self, seq: u64, limit: std::time::Duration) -> bool {
         let mut rx = self.rendered_tx.subscribe();
         matches!(
             tokio::time::timeout(limit, rx.wait_for(|r| *r >= seq)).await,
@@ -588,7 +589,7 @@ impl Hub {
     }
 
     /// Stops publishing, saying why (the first reason is kept).
-    pub fn fail_because(&self, reason: impl Into<String>) {
+    pub(crate) fn fail_because(&self, reason: impl Into<String>) {
         let _ = self.failure.set(reason.into());
         self.failed.store(true, Ordering::SeqCst);
     }
@@ -600,7 +601,7 @@ impl Hub {
         *self.outage.lock().unwrap_or_else(|p| p.into_inner()) = Some((reason, until));
     }
 
-    pub fn clear_outage(&self) {
+    pub(crate) fn clear_outage(&self) {
         self.outage.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
@@ -616,7 +617,7 @@ impl Hub {
     }
 
     /// Why publishing is off, when it is.
-    pub fn failure(&self) -> Option<&str> {
+    pub(crate) fn failure(&self) -> Option<&str> {
         self.failure.get().map(String::as_str)
     }
 

@@ -1,10 +1,15 @@
-//! The live relay: one ordered event log behind every transport.
+//! The log, the source of truth, and everything fed from it: one ordered event log behind
+//! every transport.
 //!
-//! [`store`] keeps events durable (the embedded file log; the [`store::Store`] trait is the
-//! seam for a shared engine such as Redis Streams), [`state`] is the stories with the log
-//! applied, [`writer`] is the single thread that assigns `seq` and group-commits, [`hub`] is the
-//! read side every connection uses, [`renderer`] is the thread that re-renders changed stories
-//! off the publish path, and [`cache`] renders files once per version.
+//! A change is decided by the single [`writer`], appended by a store, and only then applied.
+//! [`store`] holds the seam (the [`store::Store`] and [`store::Reader`] traits) and the embedded
+//! file log; [`redis`] shares one log between nodes; [`memstore`] keeps it in memory for tests.
+//! The [`follower`] reads what the store holds after its cursor and hands it to the
+//! [`renderer`] thread (which renders changed stories off the publish path, once per version,
+//! through [`cache`]) and to the [`hub`], the read side every connection uses. [`state`] is the
+//! projection (the stories with the log applied), [`event`] what the log stores, and
+//! [`snapshot`] keeps the projection so a start reads a snapshot and the log after it.
+//! [`Relay`] opens the log and owns these threads.
 
 pub mod cache;
 pub mod event;
@@ -347,7 +352,7 @@ impl Relay {
     /// (empty until their reports are synced: [`Relay::sync_report`]), those removed from it
     /// are no longer served (their history stays in the log). Returns once the change is
     /// rendered (or after a few seconds).
-    pub async fn sync_stories(&self, site: &Site) -> StoriesChanged {
+    pub(crate) async fn sync_stories(&self, site: &Site) -> StoriesChanged {
         let (reply, rx) = oneshot::channel();
         let Some(tx) = self.sender() else {
             return StoriesChanged::default();

@@ -1,7 +1,7 @@
 //! The renderer thread: re-renders the files of the stories that changed, off the publish path.
 //!
-//! It keeps its own replica of the stories (the committed events applied in order, as the
-//! writer applied them) so it never blocks the writer. Renders are coalesced: a change is
+//! It keeps its own replica of the stories (the events the follower hands it, applied in seq
+//! order) so it never blocks the writer or the follower. Renders are coalesced: a change is
 //! rendered once events have paused for [`QUIET`], or after [`LAG`] if they keep coming; and
 //! never sooner than [`GAP`] times as long as the last render took after it, so re-rendering a
 //! large story takes at most about a tenth of a core however fast events come.

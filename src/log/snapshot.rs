@@ -18,7 +18,7 @@ pub const DEFAULT_EVERY: u64 = 10_000;
 /// live (their events may be older than the snapshot).
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
-    pub projection: Projection,
+    pub(crate) projection: Projection,
     pub keys: Vec<(String, KeyRecord)>,
 }
 

@@ -1,5 +1,6 @@
 //! The relay's view of every story: the data directory's stories with the log applied.
-//! Pure: events in, stories out. Owned by the writer, the only place that changes it.
+//! Pure: events in, stories out. Each owner changes only its own copy: the writer (the working
+//! copy it decides on and the committed one), the renderer (a replica fed by the follower).
 
 use chrono::{DateTime, Duration, Utc};
 use std::cmp::Ordering;
@@ -141,20 +142,14 @@ impl State {
         self.origin.get(id).copied()
     }
 
-    /// Applies one event. Events of a story not in the manifest are kept aside, not served (a
-    /// story removed from the manifest keeps its history in the log and gets it back when it
-    /// is added again).
-    pub fn apply(&mut self, event: &Event) {
-        self.apply_unsorted(event);
-        self.settle();
-    }
-
     /// Applies one event but leaves the story's entries out of feed order until [`settle`]
     /// (everything else is up to date), so a batch of events costs one sort, not one each.
-    /// Creating an entry with a new id (the common case) is O(1).
+    /// Creating an entry with a new id (the common case) is O(1). Events of a story not in the
+    /// manifest are kept aside, not served (a story removed from the manifest keeps its history
+    /// in the log and gets it back when it is added again).
     ///
     /// [`settle`]: State::settle
-    pub fn apply_unsorted(&mut self, event: &Event) {
+    pub(crate) fn apply_unsorted(&mut self, event: &Event) {
         let t = (event.op != Op::Delete).then(|| event.entry.updated.timestamp());
         for key in [event.story.as_str(), crate::render::ALL] {
             let (ok, last) = self
@@ -276,7 +271,7 @@ impl State {
     }
 
     /// What a snapshot keeps (entries in feed order).
-    pub fn projection(&mut self) -> Projection {
+    pub(crate) fn projection(&mut self) -> Projection {
         self.settle();
         Projection {
             stories: self.site.stories.clone(),
@@ -294,7 +289,7 @@ impl State {
 
     /// Which contents went only through states of their own `Last-Modified` (see
     /// `cache::dates_move_forward`, which works out the same from events in memory).
-    pub fn dates_move_forward(&self) -> HashMap<String, bool> {
+    pub(crate) fn dates_move_forward(&self) -> HashMap<String, bool> {
         self.forward
             .iter()
             .map(|(k, (ok, _))| (k.clone(), *ok))
@@ -366,7 +361,7 @@ impl State {
             .sort_by_key(|s| manifest.iter().position(|m| m.slug == s.slug));
         let base = state.site.base_url.clone();
         for story in &mut state.site.stories {
-            let ours = crate::render::story_page_url(&base, &story.slug);
+            let ours = crate::layout::story_page_url(&base, &story.slug);
             for e in &mut story.entries {
                 let api = state.origin.get(&e.id) == Some(&Source::Api);
                 if api && e.url.split_once('#').is_some_and(|(page, _)| page != ours) {
@@ -380,7 +375,7 @@ impl State {
     /// The stories with `events` (a whole history, read from the log) applied, as the relay
     /// starts with them: entries the API made under another base URL follow the story pages
     /// to this site's.
-    pub fn from_log(site: Site, events: &[Event]) -> State {
+    pub(crate) fn from_log(site: Site, events: &[Event]) -> State {
         let mut state = State::empty(site);
         for event in events {
             match state.rebased(event) {
@@ -430,7 +425,7 @@ impl State {
         }
         let (page, anchor) = event.entry.url.split_once('#')?;
         let slug = &event.story;
-        let ours = crate::render::story_page_url(&self.site.base_url, slug);
+        let ours = crate::layout::story_page_url(&self.site.base_url, slug);
         let path = crate::layout::FileKey::Page(slug.clone()).path();
         let on_a_page = page.ends_with(&path) || page.ends_with(path.trim_end_matches('/'));
         if !on_a_page || anchor != event.entry.anchor || page == ours {
@@ -442,7 +437,7 @@ impl State {
     }
 
     /// Puts the entries of every story changed by [`State::apply_unsorted`] back in feed order.
-    pub fn settle(&mut self) {
+    pub(crate) fn settle(&mut self) {
         for (slug, in_order) in std::mem::take(&mut self.unsorted) {
             if let Some(story) = self.site.stories.iter_mut().find(|s| s.slug == slug) {
                 match in_order {
@@ -465,7 +460,7 @@ impl State {
     /// then by the normaliser's anchor (the entry was edited). A new entry whose anchor was
     /// ever given gets a fresh one, and the event records the normaliser's, so later readings
     /// (and restarts) find it again.
-    pub fn diff_report(&mut self, fresh: &Story) -> Vec<ReportChange> {
+    pub(crate) fn diff_report(&mut self, fresh: &Story) -> Vec<ReportChange> {
         let slug = fresh.slug.as_str();
         let Some(current) = self.site.story(slug) else {
             return Vec::new();
@@ -643,7 +638,7 @@ impl State {
             // Its place is livefeed's own story page (the publisher's page has no such anchor).
             url: format!(
                 "{}#{anchor}",
-                crate::render::story_page_url(&self.site.base_url, slug)
+                crate::layout::story_page_url(&self.site.base_url, slug)
             ),
             anchor,
             title,
@@ -842,8 +837,9 @@ mod tests {
         };
         let mut state = State::empty(site);
         // Replayed events of "s", a story the manifest no longer has: not served.
-        state.apply(&create(1, entry(1, 10)));
-        state.apply(&create(2, entry(2, 20)));
+        state.apply_unsorted(&create(1, entry(1, 10)));
+        state.apply_unsorted(&create(2, entry(2, 20)));
+        state.settle();
         assert!(state.story("s").is_none());
         // Added back: its entries and their anchors are known again.
         assert!(state.add_story(story("s")));

@@ -1,5 +1,6 @@
-//! Durable storage of the event log behind a small trait, with the embedded default: an
-//! append-only file of checksummed records.
+//! Durable storage of the event log behind two traits, [`Store`] (the writer's side) and
+//! [`Reader`] (shared: followers, readers of old cursors, snapshots), with the embedded
+//! default: an append-only file of checksummed records.
 //!
 //! Record layout: `len: u32 LE | crc32(payload): u32 LE | payload` where the payload is the
 //! event's JSON. Recovery reads records in order and stops at the first one that is torn
@@ -125,7 +126,7 @@ pub struct Epoch(pub u64);
 
 impl Epoch {
     /// A new epoch, from the operating system's random source.
-    pub fn random() -> Epoch {
+    pub(crate) fn random() -> Epoch {
         let mut bytes = [0u8; 8];
         // Without the OS source (never seen on Linux), the clock still tells histories apart.
         if getrandom::fill(&mut bytes).is_err() {
@@ -161,7 +162,7 @@ pub struct Position {
 impl StoreError {
     /// Whether the same append may succeed later: the store is unreachable for now, or another
     /// writer got there first or the history was replaced (catch up and decide again).
-    pub fn retryable(&self) -> bool {
+    pub(crate) fn retryable(&self) -> bool {
         matches!(
             self,
             StoreError::Unavailable { .. }
@@ -428,12 +429,12 @@ pub struct Recovered {
     pub snapshot: Option<SavedSnapshot>,
     /// Bytes cut off the end of the log, and why; empty when the log was clean.
     pub dropped_bytes: u64,
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// Where the original file was saved before a torn tail that was not a plain short record
     /// was cut.
     pub saved_copy: Option<PathBuf>,
     /// Set when the log can be read but not written: why. The relay then serves read-only.
-    pub read_only: Option<String>,
+    pub(crate) read_only: Option<String>,
     /// What the store's settings risk (a shared engine that may lose acknowledged appends):
     /// logged, and listed by `/healthz`; publishing goes on.
     pub warnings: Vec<String>,
@@ -567,7 +568,7 @@ pub enum RecordError {
 pub const MAX_ENTRY: usize = MAX_RECORD - 64 * 1024;
 
 /// Whether `entry` fits in one record; counted without keeping the JSON.
-pub fn entry_fits(entry: &crate::model::Entry) -> Result<(), RecordError> {
+pub(crate) fn entry_fits(entry: &crate::model::Entry) -> Result<(), RecordError> {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -621,7 +622,7 @@ pub fn decode_all(buf: &[u8]) -> (Vec<Event>, usize, Option<Damage>) {
 }
 
 /// [`decode_all`] of a part of a log whose first record is seq `first`.
-pub fn decode_all_from(buf: &[u8], first: u64) -> (Vec<Event>, usize, Option<Damage>) {
+pub(crate) fn decode_all_from(buf: &[u8], first: u64) -> (Vec<Event>, usize, Option<Damage>) {
     let mut events: Vec<Event> = Vec::new();
     let mut at = 0;
     while at < buf.len() {
@@ -693,7 +694,7 @@ pub fn scan(buf: &[u8]) -> Scan {
 
 /// [`scan`] of a part of a log whose first record is seq `first` (the tail after a snapshot);
 /// offsets are within `buf`.
-pub fn scan_from(buf: &[u8], first: u64) -> Scan {
+pub(crate) fn scan_from(buf: &[u8], first: u64) -> Scan {
     let (events, good, damage) = decode_all_from(buf, first);
     let damage = damage.map(|kind| {
         let last = events.last().map_or(first - 1, |e| e.seq);
@@ -743,7 +744,7 @@ pub fn scan_from(buf: &[u8], first: u64) -> Scan {
 }
 
 /// Fsyncs a directory, so the names created or renamed in it survive a power cut.
-pub fn fsync_dir(path: &Path) -> std::io::Result<()> {
+pub(crate) fn fsync_dir(path: &Path) -> std::io::Result<()> {
     File::open(path)?.sync_all()?;
     #[cfg(test)]
     tests::SYNCED_DIRS.with(|s| s.borrow_mut().push(path.to_path_buf()));

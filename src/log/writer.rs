@@ -1,8 +1,14 @@
-//! The single writer: turns commands into events, makes them durable with one sync per batch
-//! (group commit), then hands them to the render thread and makes them visible in the hub.
+//! The single writer: turns commands into events and appends them, a batch at a time (group
+//! commit). It decides a batch on a working copy of the projection (seqs proposed after the
+//! head it has read), the store takes the batch whole or refuses it, and only then is it
+//! applied to the writer's committed copy. On a conflict (another writer appended first) it
+//! rolls back, catches up and decides again; during an outage it answers 503 with
+//! `Retry-After`. It neither renders nor feeds readers: the follower hands what the store holds
+//! to the renderer and the hub (the writer only tells the renderer of stories the manifest
+//! added or removed).
 //!
-//! Architecture invariant: only this thread assigns `seq` and changes the [`State`], so seq is
-//! gapless and a publish is answered only after its event is on disk.
+//! Architecture invariant: a publish is answered only after the store took its event and the
+//! follower made it visible ([`Delivered`]); a retried `Idempotency-Key` gets the first answer.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sha2::{Digest, Sha256};
@@ -63,12 +69,12 @@ pub const KEY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 60 
 pub struct IdempotencyKey {
     pub key: String,
     /// See [`fingerprint`].
-    pub fingerprint: String,
+    pub(crate) fingerprint: String,
 }
 
 /// A fingerprint of a publish: method, story and cleaned body, hashed (SHA-256, hex), so a key
 /// reused for another request is told apart from a retry.
-pub fn fingerprint(story: &str, input: &EntryInput) -> String {
+pub(crate) fn fingerprint(story: &str, input: &EntryInput) -> String {
     let canonical = serde_json::json!({ "method": "POST", "story": story, "entry": input });
     let digest = Sha256::digest(canonical.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -80,7 +86,7 @@ pub struct KeyRecord {
     pub ack: Ack,
     pub story: String,
     /// `None` for keys from logs written before fingerprints were stored: those match any body.
-    pub fingerprint: Option<String>,
+    pub(crate) fingerprint: Option<String>,
     pub at: DateTime<Utc>,
 }
 
@@ -126,7 +132,7 @@ impl Keys {
     }
 
     /// Remembers the key of a logged publish (on replay and when it is made).
-    pub fn insert_event(&mut self, e: &Event) {
+    pub(crate) fn insert_event(&mut self, e: &Event) {
         let Some(key) = &e.idempotency_key else {
             return;
         };
@@ -141,7 +147,7 @@ impl Keys {
     }
 
     /// Forgets every key older than [`KEY_TTL`].
-    pub fn prune(&mut self, now: DateTime<Utc>) {
+    pub(crate) fn prune(&mut self, now: DateTime<Utc>) {
         while let Some((at, key)) = self.by_time.first().cloned() {
             let expired = self.map.get(&key).is_none_or(|r| r.expired(now));
             if !expired {

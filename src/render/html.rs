@@ -1,8 +1,9 @@
 //! HTML pages: the index (with feed autodiscovery) and a story page that follows the live
 //! stream. All text is escaped; entry bodies are the normaliser's own escaped HTML.
 
-use super::{ALL, Format, feed_url, story_page_url};
+use super::{ALL, Format};
 use crate::ingest::site::Site;
+use crate::layout::{feed_url, story_page_url};
 use crate::model::{Entry, Story};
 use crate::text::escape_html as esc;
 use crate::zone::Zone;

@@ -14,13 +14,11 @@ use std::collections::BTreeMap;
 
 use crate::ingest::normalise::{story_id, tag_authority};
 use crate::ingest::site::Site;
-use crate::layout::FileKey;
+use crate::layout::{FileKey, archive_file, feed_file};
 use crate::model::{Entry, Story, Tombstone, newest_first};
 
 /// The slug of the combined feed of every story.
 pub const ALL: &str = "all";
-
-pub use crate::layout::{archive_file, feed_file, feed_url, story_page_url};
 
 /// The default of `--feed-entries`: entries a current feed document carries at least.
 pub const DEFAULT_FEED_ENTRIES: usize = 50;
@@ -34,7 +32,7 @@ pub const AT_NS: &str = "http://purl.org/atompub/tombstones/1.0";
 /// outside years 1–9999 is clamped into them (year 0 exists in neither readers nor Python). Only absurd input makes one (an edit a second
 /// after 9999-12-31T23:59:59Z, a report time line in year 20201); chrono would panic writing
 /// it as RFC 2822, and write an RFC 3339 date no reader takes.
-pub fn feed_time(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn feed_time(t: DateTime<Utc>) -> DateTime<Utc> {
     let first = DateTime::<Utc>::from_timestamp(-62_135_596_800, 0); // 0001-01-01T00:00:00Z
     let last = DateTime::<Utc>::from_timestamp(253_402_300_799, 0); // 9999-12-31T23:59:59Z
     match (first, last) {
@@ -103,7 +101,7 @@ pub struct Feed<'a> {
     /// The page the feed stands for (`rel="alternate"`).
     pub page_url: String,
     /// `{base}/feeds/{slug}.`; add the extension.
-    pub self_base: String,
+    pub(crate) self_base: String,
     /// Newest first.
     pub entries: Vec<&'a Entry>,
     /// The newest item's `updated`; the story's own time when it has no items. Never the clock.
@@ -128,9 +126,9 @@ pub struct History {
     /// An archive document (`fh:archive`), not the current one.
     pub archive: bool,
     /// The next older archive document.
-    pub prev_archive: Option<String>,
+    pub(crate) prev_archive: Option<String>,
     /// The next newer archive document (archives only).
-    pub next_archive: Option<String>,
+    pub(crate) next_archive: Option<String>,
     /// The current document (archives only).
     pub current: Option<String>,
 }
@@ -145,7 +143,7 @@ impl History {
 /// `k` holds the entries `k*n+1 ..= (k+1)*n` counted from the oldest, and a page is cut only
 /// once `n` newer entries exist beyond it, so the current document always carries the newest
 /// `n` entries at least (and fewer than `2n`). `n == 0` means no archives.
-pub fn archive_pages(total: usize, n: usize) -> usize {
+pub(crate) fn archive_pages(total: usize, n: usize) -> usize {
     total
         .checked_div(n)
         .map_or(0, |pages| pages.saturating_sub(1))
@@ -161,7 +159,7 @@ fn archive_base(self_base: &str, k: usize) -> String {
 /// whether a newer archive exists, so a full page changes only when one of its entries is
 /// edited or deleted (a delete, or an entry published with an older time, shifts the later
 /// pages by one), and once when the next page is cut (it gains `next-archive`).
-pub fn paged<'a>(feed: Feed<'a>, n: usize) -> (Feed<'a>, Vec<Feed<'a>>) {
+pub(crate) fn paged<'a>(feed: Feed<'a>, n: usize) -> (Feed<'a>, Vec<Feed<'a>>) {
     let total = feed.entries.len();
     let pages = archive_pages(total, n);
     let archives = (0..pages)
@@ -199,8 +197,8 @@ pub fn paged<'a>(feed: Feed<'a>, n: usize) -> (Feed<'a>, Vec<Feed<'a>>) {
 
 impl Feed<'_> {
     /// A hash of everything the renderers read, so an unchanged archive page is not rendered
-    /// again (`relay::renderer`).
-    pub fn fingerprint(&self) -> u64 {
+    /// again (`log::renderer`).
+    pub(crate) fn fingerprint(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::hash::DefaultHasher::new();
         (
@@ -224,7 +222,7 @@ impl Feed<'_> {
     }
 
     /// The feed's description, with a line saying so once the story has ended.
-    pub fn description_text(&self) -> std::borrow::Cow<'_, str> {
+    pub(crate) fn description_text(&self) -> std::borrow::Cow<'_, str> {
         match self.ended {
             None => self.description.into(),
             Some(t) => format!(
@@ -237,7 +235,7 @@ impl Feed<'_> {
     }
 
     /// A guess at the rendered size, so output buffers are allocated once.
-    pub fn size_hint(&self) -> usize {
+    pub(crate) fn size_hint(&self) -> usize {
         4096 + self
             .entries
             .iter()
@@ -245,7 +243,7 @@ impl Feed<'_> {
             .sum::<usize>()
     }
 
-    pub fn self_url(&self, format: Format) -> String {
+    pub(crate) fn self_url(&self, format: Format) -> String {
         format!("{}{}", self.self_base, format.ext())
     }
 }

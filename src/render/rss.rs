@@ -9,14 +9,13 @@ use rss::extension::dublincore::DublinCoreExtension;
 use rss::{Channel, Guid, Item};
 
 use super::{FH_NS, Feed, Format, feed_time};
-use crate::text::clean;
+use crate::text::{Escape, clean, escape};
 
 /// Feed readers take an item's `description` as HTML, so the plain-text summary goes in with
-/// `&`, `<` and `>` escaped: it reads as the same text and can never become markup.
+/// `&`, `<` and `>` escaped ([`Escape::Text`]): it reads as the same text and can never become
+/// markup.
 fn html_text(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    escape(s, Escape::Text)
 }
 
 /// An RFC 2822 date (chrono's, which panics outside four-digit years: hence [`feed_time`]).
