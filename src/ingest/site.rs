@@ -42,6 +42,9 @@ fn report_message(e: &ParseError) -> String {
         .map_or(s.clone(), |(_, rest)| rest.to_string())
 }
 
+/// The default of `--feed-entries`: entries a current feed document carries at least.
+pub const DEFAULT_FEED_ENTRIES: usize = 50;
+
 /// Everything the renderers need: site settings and stories (entries newest first).
 #[derive(Debug, Clone)]
 pub struct Site {
@@ -127,7 +130,7 @@ impl Site {
             info: manifest.site,
             base_url,
             stories,
-            feed_entries: crate::render::DEFAULT_FEED_ENTRIES,
+            feed_entries: DEFAULT_FEED_ENTRIES,
             websub_hub: None,
         })
     }
@@ -175,7 +178,7 @@ impl Site {
             info,
             base_url,
             stories,
-            feed_entries: crate::render::DEFAULT_FEED_ENTRIES,
+            feed_entries: DEFAULT_FEED_ENTRIES,
             websub_hub: None,
         })
     }

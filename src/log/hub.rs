@@ -84,7 +84,7 @@ pub struct CachedFile {
     /// The log position this version reflects.
     pub seq: u64,
     /// What the transport derives from this version, made once on first use (the HTTP
-    /// server keeps its response headers here: `http::respond::cached_file`). Opaque, so the
+    /// server keeps its response headers here: see `respond::cached_file` in `src/http/`). Opaque, so the
     /// log and the renderer know nothing of HTTP.
     pub headers: OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }

@@ -20,8 +20,7 @@ use crate::model::{Entry, Story, Tombstone, newest_first};
 /// The slug of the combined feed of every story.
 pub const ALL: &str = "all";
 
-/// The default of `--feed-entries`: entries a current feed document carries at least.
-pub const DEFAULT_FEED_ENTRIES: usize = 50;
+pub use crate::ingest::site::DEFAULT_FEED_ENTRIES;
 
 /// The RFC 5005 history namespace (`fh:archive`).
 pub const FH_NS: &str = "http://purl.org/syndication/history/1.0";
