@@ -98,3 +98,29 @@ impl Event {
         Bytes::from(serde_json::to_vec(&wire).unwrap_or_default())
     }
 }
+
+/// An API create of entry `seq` in story `s`, for unit tests of the log.
+#[cfg(test)]
+pub(crate) fn sample(seq: u64) -> Event {
+    let t = chrono::DateTime::UNIX_EPOCH;
+    Event {
+        seq,
+        op: Op::Create,
+        story: "s".into(),
+        entry: crate::model::Entry {
+            story: "s".into(),
+            id: format!("tag:x,2000:s/{seq}"),
+            anchor: seq.to_string(),
+            title: "t".into(),
+            published: t,
+            updated: t,
+            ..crate::model::Entry::default()
+        },
+        source: Source::Api,
+        idempotency_key: None,
+        idempotency_fingerprint: None,
+        at: None,
+        report_anchor: None,
+        ended: None,
+    }
+}

@@ -629,39 +629,10 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::event::{Event, Op, Source};
+    use crate::log::event::Event;
     use crate::log::memstore::MemoryLog;
-    use crate::model::Entry;
 
-    fn event(seq: u64) -> Event {
-        let t = chrono::DateTime::UNIX_EPOCH;
-        Event {
-            seq,
-            op: Op::Create,
-            story: "s".into(),
-            entry: Entry {
-                story: "s".into(),
-                id: format!("tag:x,2000:s/{seq}"),
-                anchor: seq.to_string(),
-                title: "t".into(),
-                title_derived: false,
-                authors: vec![],
-                published: t,
-                updated: t,
-                time_inferred: false,
-                summary: String::new(),
-                content_html: String::new(),
-                url: String::new(),
-                ..Entry::default()
-            },
-            source: Source::Api,
-            idempotency_key: None,
-            idempotency_fingerprint: None,
-            at: None,
-            report_anchor: None,
-            ended: None,
-        }
-    }
+    use crate::log::event::sample as event;
 
     /// Several nodes on one log: a cursor another node served, ahead of this node by a moment,
     /// waits for this node's follower instead of being told it is gone; a cursor the log does

@@ -1106,8 +1106,6 @@ impl Store for FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::event::{Op, Source};
-    use crate::model::Entry;
     use std::cell::RefCell;
 
     thread_local! {
@@ -1116,37 +1114,7 @@ mod tests {
         pub static SYNCED_DIRS: RefCell<Vec<PathBuf>> = const { RefCell::new(Vec::new()) };
     }
 
-    fn event(seq: u64) -> Event {
-        let t = chrono::DateTime::UNIX_EPOCH;
-        Event {
-            seq,
-            op: Op::Create,
-            story: "s".into(),
-            entry: Entry {
-                story: "s".into(),
-                id: format!("tag:x,2000:s/{seq}"),
-                anchor: seq.to_string(),
-                title: "t".into(),
-                title_derived: false,
-                authors: vec![],
-                published: t,
-                updated: t,
-                time_inferred: false,
-                summary: String::new(),
-                content_html: String::new(),
-                url: String::new(),
-                blocks: vec![],
-                key: false,
-                pinned: false,
-            },
-            source: Source::Api,
-            idempotency_key: None,
-            idempotency_fingerprint: None,
-            at: None,
-            report_anchor: None,
-            ended: None,
-        }
-    }
+    use crate::log::event::sample as event;
 
     #[test]
     fn history_reads_back_any_range_across_appends_and_reopening() {
