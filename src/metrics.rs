@@ -97,8 +97,10 @@ pub struct Metrics {
     /// Settings of the store that can lose acknowledged appends (a Redis without
     /// `appendfsync always`), as `/healthz` lists them.
     pub store_warnings: Gauge,
-    /// When the last batch was appended, in microseconds since `epoch` (0: never).
-    last_append_us: AtomicU64,
+    /// When the follower last made events visible to readers, in microseconds since `epoch`
+    /// (0: never). Stamped there, not at the append: a waiter can be woken before the writer
+    /// has recorded its append.
+    last_visible_us: AtomicU64,
     epoch: Instant,
 }
 
@@ -145,7 +147,7 @@ impl Metrics {
             websub_verifications: Family::default(),
             websub_delivery_seconds: seconds(),
             store_warnings: Gauge::default(),
-            last_append_us: AtomicU64::new(0),
+            last_visible_us: AtomicU64::new(0),
             epoch: Instant::now(),
         };
         let delivered_longpoll = m
@@ -184,7 +186,7 @@ impl Metrics {
         );
         r.register_with_unit(
             "longpoll_wake_delay",
-            "Time from an append to the long-poll it woke answering",
+            "Time from events made visible to readers to the long-poll they woke answering",
             Unit::Seconds,
             m.longpoll_wake_seconds.clone(),
         );
@@ -334,13 +336,17 @@ impl Metrics {
         self.fsync_batches.inc();
         self.fsync_batch_events.observe(n as f64);
         self.sync_seconds.observe(took.as_secs_f64());
-        let now = self.epoch.elapsed().as_micros() as u64;
-        self.last_append_us.store(now.max(1), Relaxed);
     }
 
-    /// A long-poll woke with events: how long after the last append.
+    /// The follower is about to make events visible to readers (and wake waiters).
+    pub fn record_visible(&self) {
+        let now = self.epoch.elapsed().as_micros() as u64;
+        self.last_visible_us.store(now.max(1), Relaxed);
+    }
+
+    /// A long-poll woke with events: how long after they were made visible.
     pub fn record_wake(&self) {
-        let last = self.last_append_us.load(Relaxed);
+        let last = self.last_visible_us.load(Relaxed);
         if last > 0 {
             let now = self.epoch.elapsed().as_micros() as u64;
             self.longpoll_wake_seconds

@@ -141,6 +141,7 @@ impl Follower {
             // The renderer first: a reader that sees an event and then asks for a feed finds
             // the renderer already has it (see `Relay::fresh`).
             let _ = self.render.send(renderer::Msg::Events(events));
+            crate::metrics::get().record_visible();
             self.hub.commit(committed);
             self.at.head = last;
             self.delivered.set(last);
