@@ -1,6 +1,7 @@
 //! The site's layout: where every file lives, as a URL path on the server and as a file in a
-//! static build (the same tree, so every link works on both). The only module that spells
-//! paths; everything else names a file by its [`FileKey`] and asks here for its path or URL.
+//! static build (the same tree, so every link works on both), and what every other URL path of
+//! the server names ([`Target`]). The only module that spells URL paths; everything else names
+//! a file by its [`FileKey`] (or a route by its [`Target`]) and asks here for its path or URL.
 
 use crate::render::{ALL, Format};
 
@@ -114,6 +115,157 @@ pub fn archive_base(feed_base: &str, k: usize) -> String {
 /// on `livefeed serve` and on a static server holding the build's `stories/{slug}/index.html`.
 pub fn story_page_url(base_url: &str, slug: &str) -> String {
     FileKey::Page(slug.to_string()).url(base_url)
+}
+
+/// The URL of the WebSub hub of a server at `base_url` (`POST {base}/websub`).
+pub fn websub_url(base_url: &str) -> String {
+    format!(
+        "{}{}",
+        base_url.trim_end_matches('/'),
+        Target::WebSub.path()
+    )
+}
+
+/// The URL of the SSE stream of a server at `base_url`, without its query.
+pub fn live_events_url(base_url: &str) -> String {
+    format!(
+        "{}{}",
+        base_url.trim_end_matches('/'),
+        Target::LiveEvents.path()
+    )
+}
+
+/// What a URL path of the server names: a rendered file, a story's publishing API, the live
+/// transports, the WebSub hub, or an operations endpoint. Methods are the router's business
+/// (`http::route`); this is the path alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A rendered file, by every path it answers at (`/index.html` and
+    /// `/stories/{slug}/index.html` too, the static build's file names).
+    File(FileKey),
+    /// `/stories/{slug}` without its slash: the story's page, and its lifecycle (`PUT`).
+    Story(String),
+    /// `/stories/{slug}/entries`.
+    Entries(String),
+    /// `/stories/{slug}/entries/{id}`, the id one percent-encoded segment (a `tag:` URI holds
+    /// `/`).
+    Entry(String, String),
+    /// `/live`: the long-poll.
+    Live,
+    /// `/live/events`: Server-Sent Events.
+    LiveEvents,
+    /// `/websub`: the WebSub hub.
+    WebSub,
+    Healthz,
+    Readyz,
+    Metrics,
+}
+
+/// A URL path that names nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the path is not valid percent-encoded UTF-8")]
+    Encoding { read: bool },
+    #[error("nothing at this path")]
+    NotFound { read: bool },
+}
+
+impl PathError {
+    /// Whether the path is on the read side (`/`, `/feeds/…`, `/live…`, a story's page), whose
+    /// answers, errors included, carry the CORS headers; never a publishing path.
+    pub fn read(&self) -> bool {
+        match self {
+            PathError::Encoding { read } | PathError::NotFound { read } => *read,
+        }
+    }
+}
+
+impl Target {
+    /// Its URL path (percent-encoding the segments that need it).
+    pub fn path(&self) -> String {
+        // Everything but the unreserved characters of RFC 3986 §2.3 is encoded in a segment.
+        const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        let seg = |s: &str| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string();
+        match self {
+            Target::File(key) => key.path(),
+            Target::Story(slug) => format!("/stories/{}", seg(slug)),
+            Target::Entries(slug) => format!("/stories/{}/entries", seg(slug)),
+            Target::Entry(slug, id) => format!("/stories/{}/entries/{}", seg(slug), seg(id)),
+            Target::Live => "/live".into(),
+            Target::LiveEvents => "/live/events".into(),
+            Target::WebSub => "/websub".into(),
+            Target::Healthz => "/healthz".into(),
+            Target::Readyz => "/readyz".into(),
+            Target::Metrics => "/metrics".into(),
+        }
+    }
+
+    /// What a request's URL path names. Split first, then each segment percent-decoded (`+` is
+    /// itself in a path: RFC 3986 gives it no meaning there); a `.` or `..` segment, a
+    /// backslash or a NUL names nothing.
+    pub fn parse(path: &str) -> Result<Target, PathError> {
+        // The hot paths, nothing to decode: a feed by a plain file name, and the long-poll.
+        if let Some(file) = path.strip_prefix("/feeds/") {
+            let plain =
+                !file.is_empty() && file != "." && file != ".." && !file.contains(['/', '%', '\\']);
+            if plain {
+                return FileKey::parse(path)
+                    .map(Target::File)
+                    .ok_or(PathError::NotFound { read: true });
+            }
+        }
+        if path == "/live" {
+            return Ok(Target::Live);
+        }
+        let raw: Vec<&str> = path.split('/').skip(1).collect();
+        let read = match raw.as_slice() {
+            [""] | ["index.html"] | ["feeds" | "live", ..] => true,
+            ["stories", _, third, ..] => *third != "entries",
+            ["stories", ..] => true,
+            _ => false,
+        };
+        let Ok(decoded) = raw
+            .iter()
+            .map(|s| percent_encoding::percent_decode_str(s).decode_utf8())
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            return Err(PathError::Encoding { read });
+        };
+        let segments: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
+        let not_found = PathError::NotFound { read };
+        if segments
+            .iter()
+            .any(|s| *s == ".." || *s == "." || s.contains(['\\', '\0']))
+        {
+            return Err(not_found);
+        }
+        let slug = |s: &str| s.to_string();
+        // A story's slug is one segment, also once decoded (an entry's id may hold `/`).
+        let one = |s: &str| !s.is_empty() && !s.contains('/');
+        Ok(match segments.as_slice() {
+            [""] | ["index.html"] => Target::File(FileKey::Index),
+            ["feeds", ..] => {
+                return FileKey::parse(&format!("/{}", segments.join("/")))
+                    .map(Target::File)
+                    .ok_or(not_found);
+            }
+            ["stories", s] if one(s) => Target::Story(slug(s)),
+            ["stories", s, "" | "index.html"] if one(s) => Target::File(FileKey::Page(slug(s))),
+            ["stories", s, "entries"] if one(s) => Target::Entries(slug(s)),
+            ["stories", s, "entries", id] if one(s) => Target::Entry(slug(s), slug(id)),
+            ["live"] => Target::Live,
+            ["live", "events"] => Target::LiveEvents,
+            ["websub"] => Target::WebSub,
+            ["healthz"] => Target::Healthz,
+            ["readyz"] => Target::Readyz,
+            ["metrics"] => Target::Metrics,
+            _ => return Err(not_found),
+        })
+    }
 }
 
 #[cfg(test)]

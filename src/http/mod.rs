@@ -8,6 +8,7 @@ pub mod live;
 pub mod publish;
 pub mod query;
 pub mod respond;
+pub mod route;
 pub mod watch;
 pub mod websub;
 
@@ -29,8 +30,9 @@ use tokio::sync::{Semaphore, watch as tokio_watch};
 use crate::layout::FileKey;
 use crate::log::Relay;
 use crate::metrics;
-use query::{LiveQuery, percent_decode};
+use query::LiveQuery;
 use respond::{Body, cached_file, cors, full, method_not_allowed, not_found, problem};
+use route::{Route, Side};
 
 /// The publish token as last read, shared with whoever re-reads it (`livefeed serve` on SIGHUP).
 pub type SharedToken = Arc<std::sync::RwLock<Option<String>>>;
@@ -178,60 +180,47 @@ pub struct Published {
     pub seq: u64,
 }
 
-fn read_route(app: &App, req: &Request<Incoming>, key: &FileKey) -> Response<Body> {
-    let method = req.method();
-    if method == Method::OPTIONS {
-        let mut res = Response::new(respond::empty());
-        *res.status_mut() = StatusCode::NO_CONTENT;
-        let h = res.headers_mut();
-        cors(h);
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, HEAD, OPTIONS"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("If-None-Match, If-Modified-Since, Last-Event-ID"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("86400"),
-        );
-        return res;
-    }
-    if method != Method::GET && method != Method::HEAD {
-        return method_not_allowed("GET, HEAD, OPTIONS");
-    }
-    match app.relay.hub.file(key) {
-        Some(file) => {
-            // RFC 5005 archive documents change rarely (see `render::paged`): cached long.
-            let max_age = match key {
-                FileKey::Archive(..) => crate::log::cache::ARCHIVE_MAX_AGE,
-                _ => app.config.max_age,
-            };
-            let mut res = cached_file(method, req.headers(), &file, max_age);
-            // A current feed names its hub and itself (WebSub §4).
-            if let (Some(hub), FileKey::Feed(..)) = (&app.websub, key) {
-                if let Some(link) = hub.link_header(&key.path()) {
-                    res.headers_mut().append(header::LINK, link);
-                }
-            }
-            res
-        }
-        None => not_found(&format!("nothing at {}", key.path())),
-    }
+/// `OPTIONS` on a read route: any origin may read.
+fn read_preflight() -> Response<Body> {
+    let mut res = Response::new(respond::empty());
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    let h = res.headers_mut();
+    cors(h);
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(route::READ_METHODS),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("If-None-Match, If-Modified-Since, Last-Event-ID"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    res
 }
 
-/// A read route, once its file reflects every event readers can already see (files are
-/// rendered off the publish path; see `log::renderer`).
-async fn read(app: &App, req: &Request<Incoming>, key: Option<FileKey>) -> Response<Body> {
-    let Some(key) = key else {
-        return not_found(&format!("nothing at {}", req.uri().path()));
+/// `GET`/`HEAD` of a rendered file, once it reflects every event readers can already see
+/// (files are rendered off the publish path; see `log::renderer`).
+async fn file(app: &App, req: &Request<Incoming>, key: &FileKey) -> Response<Body> {
+    app.relay.fresh(key).await;
+    let Some(file) = app.relay.hub.file(key) else {
+        return not_found(&format!("nothing at {}", key.path()));
     };
-    if req.method() == Method::GET || req.method() == Method::HEAD {
-        app.relay.fresh(&key).await;
+    // RFC 5005 archive documents change rarely (see `render::paged`): cached long.
+    let max_age = match key {
+        FileKey::Archive(..) => respond::ARCHIVE_MAX_AGE,
+        _ => app.config.max_age,
+    };
+    let mut res = cached_file(req.method(), req.headers(), &file, max_age);
+    // A current feed names its hub and itself (WebSub §4).
+    if let (Some(hub), FileKey::Feed(..)) = (&app.websub, key) {
+        if let Some(link) = hub.link_header(&key.path()) {
+            res.headers_mut().append(header::LINK, link);
+        }
     }
-    read_route(app, req, &key)
+    res
 }
 
 /// The base URL of a server with no `--base-url`: `http://` and the address it is bound to, so
@@ -249,22 +238,6 @@ pub fn local_base_url(addr: SocketAddr) -> String {
         addr.set_ip(loopback);
     }
     format!("http://{addr}")
-}
-
-/// True for a path of a read route (`/`, `/feeds/…`, `/stories/{story}`, `/live…`): its
-/// answers, errors included, carry the CORS headers. The publishing routes under
-/// `/stories/{story}/entries` never do (SECURITY.md).
-fn read_path(path: &str) -> bool {
-    let mut segments = path.split('/').skip(1);
-    match segments.next() {
-        Some("") => path == "/",
-        Some("index.html") => path == "/index.html",
-        Some("feeds" | "live") => true,
-        Some("stories") => segments
-            .nth(1)
-            .is_none_or(|s| percent_decode(&s.replace('+', "%2B")).is_none_or(|s| s != "entries")),
-        _ => false,
-    }
 }
 
 /// Why the request's `Host` is unusable (RFC 9112 §3.2: a server must answer 400 to an
@@ -290,27 +263,45 @@ fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
     }
 }
 
-/// Routes one request. Never panics; every failure is a response.
+/// The route of a request (see [`route::route`]).
+fn route_of<B>(req: &Request<B>) -> Result<Route, route::Problem> {
+    let preflight = (req.method() == Method::OPTIONS)
+        .then(|| req.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD))
+        .flatten()
+        .and_then(|m| m.to_str().ok());
+    route::route(req.method(), req.uri().path(), req.uri().query(), preflight)
+}
+
+/// Answers one request. Never panics; every failure is a response.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
-    // `PUT /stories/{story}` (a story's lifecycle) and its preflight are publishing.
-    let lifecycle = lifecycle_request(&req);
-    let read = read_path(req.uri().path()) && !lifecycle;
+    let routed = route_of(&req);
+    answer(app, req, routed).await
+}
+
+/// Answers a routed request, with the CORS headers of its side.
+async fn answer(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    routed: Result<Route, route::Problem>,
+) -> Response<Body> {
+    let side = routed.as_ref().map_or_else(|p| p.side, Route::side);
     // A page on an origin named by `--cors-publish-origin` may publish: its answers name it.
-    let publishing = route_name(req.uri().path()) == "publish" || lifecycle;
+    let publishing = side == Side::Publish;
     let publisher = publishing
         .then(|| publish_origin(&app.config, req.headers()))
         .flatten();
     // With origins named, a publish answer depends on `Origin` (for caches).
     let vary = publishing && !app.config.cors_publish_origins.is_empty();
-    let mut res = match host_problem(&req) {
-        Some(why) => problem(
+    let mut res = match (host_problem(&req), routed) {
+        (Some(why), _) => problem(
             StatusCode::BAD_REQUEST,
             why,
             serde_json::json!({ "header": "Host" }),
         ),
-        None => route(app, req).await,
+        (None, Err(refused)) => refusal(refused),
+        (None, Ok(route)) => dispatch(app, req, route).await,
     };
-    if read
+    if side == Side::Read
         && !res
             .headers()
             .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
@@ -332,15 +323,155 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     res
 }
 
-/// `PUT /stories/{story}`, or its CORS preflight.
-fn lifecycle_request<B>(req: &Request<B>) -> bool {
-    route_name(req.uri().path()) == "story"
-        && (req.method() == Method::PUT
-            || (req.method() == Method::OPTIONS
-                && req
-                    .headers()
-                    .get(header::ACCESS_CONTROL_REQUEST_METHOD)
-                    .is_some_and(|m| m == "PUT")))
+/// The answer to a request the router refused.
+fn refusal(p: route::Problem) -> Response<Body> {
+    match p.allow {
+        Some(allow) => method_not_allowed(allow),
+        None => problem(p.status, &p.detail, p.extra),
+    }
+}
+
+/// Carries out a route.
+async fn dispatch(app: Arc<App>, req: Request<Incoming>, route: Route) -> Response<Body> {
+    match route {
+        Route::File(key) => file(&app, &req, &key).await,
+        Route::ReadPreflight(_) => read_preflight(),
+        Route::PublishPreflight(slug) => with_story(&slug, publish_preflight(&app, &req)),
+        // Boxed, so that every connection's request future stays as small as the common ones
+        // (a waiting long-poll holds one): publishing futures are several times larger.
+        Route::Publish(slug) => {
+            let res = Box::pin(publish::create(Arc::clone(&app), &slug, req)).await;
+            with_story(&slug, res)
+        }
+        Route::Edit(slug, id) => {
+            let res = Box::pin(publish::edit(Arc::clone(&app), &slug, &id, req)).await;
+            with_story(&slug, res)
+        }
+        Route::Delete(slug, id) => {
+            let res = Box::pin(publish::delete(Arc::clone(&app), &slug, &id, req)).await;
+            with_story(&slug, res)
+        }
+        Route::Lifecycle(slug) => {
+            let res = Box::pin(publish::lifecycle(Arc::clone(&app), &slug, req)).await;
+            with_story(&slug, res)
+        }
+        Route::LongPoll(q) => {
+            if let Some(res) = unknown_story(&app, &q) {
+                return res;
+            }
+            // Let go of the request while waiting: its head pins hyper's read buffer, and a
+            // waiting long-poll would otherwise hold a second one (about 8 KiB each).
+            drop(req);
+            live::long_poll(app, q).await
+        }
+        Route::Events(q) => {
+            if let Some(res) = unknown_story(&app, &q) {
+                return res;
+            }
+            match last_event_id(&req) {
+                Ok(last_id) => live::sse(app, q, last_id),
+                Err(res) => res,
+            }
+        }
+        Route::WebSub => match &app.websub {
+            Some(hub) => Box::pin(Arc::clone(hub).handle(req)).await,
+            None => not_found("the WebSub hub is off (--websub off)"),
+        },
+        Route::Healthz => healthz(&app),
+        Route::Readyz => readyz(&app),
+        Route::Metrics => metrics_page(&app, &req),
+    }
+}
+
+/// 404 for a live route's `story=` that names no story served here.
+fn unknown_story(app: &App, q: &LiveQuery) -> Option<Response<Body>> {
+    let s = q.story.as_ref()?;
+    app.relay
+        .hub
+        .file(&FileKey::Page(s.clone()))
+        .is_none()
+        .then(|| not_found(&format!("no story {s:?}")))
+}
+
+/// The `Last-Event-ID` an SSE client resumes from: a seq, or none.
+#[allow(clippy::result_large_err)]
+fn last_event_id<B>(req: &Request<B>) -> Result<Option<u64>, Response<Body>> {
+    match req
+        .headers()
+        .get("last-event-id")
+        .map(|v| v.to_str().map(str::trim))
+    {
+        None | Some(Ok("")) => Ok(None),
+        // All digits but beyond u64 is refused too, not read as "no cursor".
+        Some(Ok(v)) if v.bytes().all(|b| b.is_ascii_digit()) && v.parse::<u64>().is_ok() => {
+            Ok(v.parse().ok())
+        }
+        Some(_) => Err(problem(
+            StatusCode::BAD_REQUEST,
+            "Last-Event-ID must be a seq (a non-negative integer)",
+            serde_json::json!({ "parameter": "Last-Event-ID" }),
+        )),
+    }
+}
+
+/// `/healthz`: 200 while the server can serve reads; what is wrong otherwise is in the body.
+fn healthz(app: &App) -> Response<Body> {
+    let (oldest, head) = app.relay.hub.bounds();
+    let reasons = health_reasons(app);
+    let status = if reasons.is_empty() { "ok" } else { "degraded" };
+    respond::json(
+        StatusCode::OK,
+        &serde_json::json!({ "status": status, "reasons": reasons, "oldest": oldest, "head": head, "epoch": app.relay.hub.epoch().to_string() }),
+    )
+}
+
+/// `/readyz`, for load balancers: 503 while starting, stopping, or unable to take publishes.
+fn readyz(app: &App) -> Response<Body> {
+    let mut reasons = Vec::new();
+    if !app.health.ready.load(Ordering::SeqCst) {
+        reasons.push("not serving: starting up or shutting down".to_string());
+    }
+    if let Some(why) = app.relay.hub.failure() {
+        reasons.push(format!("the event log cannot take publishes: {why}"));
+    }
+    if let Some((why, _)) = app.relay.hub.outage() {
+        reasons.push(format!("the event log is unavailable: {why}"));
+    }
+    if let Some(why) = app.relay.hub.follow_error() {
+        reasons.push(format!("the event log cannot be followed: {why}"));
+    }
+    let (status, word) = if reasons.is_empty() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unready")
+    };
+    respond::json(
+        status,
+        &serde_json::json!({ "status": word, "reasons": reasons }),
+    )
+}
+
+/// `/metrics`: OpenMetrics for a scraper that asks for it (Prometheus does), else the text
+/// format.
+fn metrics_page<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let (oldest, head) = app.relay.hub.bounds();
+    let openmetrics = req
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let body = metrics::get().render(oldest, head, openmetrics);
+    let mut res = Response::new(full(body));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(if openmetrics {
+            metrics::OPENMETRICS
+        } else {
+            metrics::TEXT
+        }),
+    );
+    res
 }
 
 /// The request's `Origin` when `--cors-publish-origin` names it (compared exactly, as browsers
@@ -384,25 +515,6 @@ fn publish_preflight(app: &App, req: &Request<Incoming>) -> Response<Body> {
     res
 }
 
-/// The route a path belongs to, the `route` label of `livefeed_http_requests_total`.
-fn route_name(path: &str) -> &'static str {
-    let mut segments = path.split('/').skip(1);
-    match (segments.next(), segments.next(), segments.next()) {
-        (Some(""), None, _) => "index",
-        (Some("feeds"), Some(_), None) => "feed",
-        (Some("feeds"), Some(_), Some("archive")) => "feed_archive",
-        (Some("stories"), Some(_), None) => "story",
-        (Some("stories"), Some(_), Some(_)) => "publish",
-        (Some("live"), None, _) => "live",
-        (Some("live"), Some("events"), None) => "sse",
-        (Some("healthz"), None, _) => "healthz",
-        (Some("readyz"), None, _) => "readyz",
-        (Some("metrics"), None, _) => "metrics",
-        (Some("websub"), None, _) => "websub",
-        _ => "other",
-    }
-}
-
 /// [`handle`], counted in the metrics and written to the access log (target
 /// `livefeed::access`) once the body is sent or abandoned. The line has the method, the path
 /// (never the query, headers or body: no token can reach it), status, body bytes sent,
@@ -415,8 +527,9 @@ pub async fn handle_logged(
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let route = route_name(&path);
-    let mut res = handle(app, req).await;
+    let routed = route_of(&req);
+    let route = routed.as_ref().map_or_else(|p| p.label, |r| r.label());
+    let mut res = answer(app, req, routed).await;
     let status = res.status().as_u16();
     let m = metrics::get();
     m.requests
@@ -444,218 +557,6 @@ pub async fn handle_logged(
         },
     ));
     res
-}
-
-async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
-    // The hot path: a feed by a plain file name, nothing to decode (same answer as below).
-    if let Some(file) = req.uri().path().strip_prefix("/feeds/") {
-        let plain = !file.is_empty()
-            && file != "."
-            && file != ".."
-            && !file.contains(['/', '%', '+', '\\']);
-        if plain {
-            return read(&app, &req, FileKey::parse(req.uri().path())).await;
-        }
-    }
-    // The other hot path: a long-poll on every story (same answer as below).
-    if req.uri().path() == "/live" && req.method() == Method::GET {
-        if let Ok(q) = LiveQuery::parse(req.uri().query().unwrap_or("")) {
-            if q.story.is_none() {
-                drop(req);
-                return live::long_poll(app, q).await;
-            }
-        }
-    }
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or("").to_string();
-    // Split first, then decode each segment: an entry id is a `tag:` URI with a `/` in it, sent
-    // percent-encoded (`%2F`) as one segment.
-    let Some(decoded) = path
-        .split('/')
-        .skip(1)
-        .map(|s| percent_decode(&s.replace('+', "%2B")))
-        .collect::<Option<Vec<String>>>()
-    else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "the path is not valid percent-encoded UTF-8",
-            serde_json::Value::Null,
-        );
-    };
-    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
-    if segments
-        .iter()
-        .any(|s| *s == ".." || *s == "." || s.contains('\\') || s.contains('\0'))
-    {
-        return not_found("no such path");
-    }
-    let method = req.method().clone();
-    match segments.as_slice() {
-        // The paths of the static build's files too (`index.html`, `stories/{slug}/index.html`),
-        // so that links are the same on this server and on a static one (render::site_files).
-        [""] | ["index.html"] => read(&app, &req, Some(FileKey::Index)).await,
-        ["feeds", ..] => {
-            read(
-                &app,
-                &req,
-                FileKey::parse(&format!("/{}", segments.join("/"))),
-            )
-            .await
-        }
-        ["stories", slug] if lifecycle_request(&req) => with_story(
-            slug,
-            match method {
-                Method::PUT => Box::pin(publish::lifecycle(Arc::clone(&app), slug, req)).await,
-                _ => publish_preflight(&app, &req),
-            },
-        ),
-        ["stories", slug] | ["stories", slug, "" | "index.html"] => {
-            read(&app, &req, Some(FileKey::Page(slug.to_string()))).await
-        }
-        ["stories", slug, "entries"] => with_story(
-            slug,
-            match method {
-                Method::OPTIONS => publish_preflight(&app, &req),
-                // Boxed, so that every connection's request future stays as small as the common
-                // ones (a waiting long-poll holds one): publishing futures are several times
-                // larger.
-                Method::POST => Box::pin(publish::create(Arc::clone(&app), slug, req)).await,
-                _ => method_not_allowed("POST, OPTIONS"),
-            },
-        ),
-        ["stories", slug, "entries", id] => with_story(
-            slug,
-            match method {
-                Method::OPTIONS => publish_preflight(&app, &req),
-                Method::PUT => Box::pin(publish::edit(Arc::clone(&app), slug, id, req)).await,
-                Method::DELETE => Box::pin(publish::delete(Arc::clone(&app), slug, id, req)).await,
-                _ => method_not_allowed("PUT, DELETE, OPTIONS"),
-            },
-        ),
-        ["live"] | ["live", "events"] => {
-            if method == Method::OPTIONS {
-                return read_route(&app, &req, &FileKey::Index);
-            }
-            if method != Method::GET {
-                return method_not_allowed("GET, OPTIONS");
-            }
-            let q = match LiveQuery::parse(&query) {
-                Ok(q) => q,
-                Err(e) => {
-                    let mut res = problem(
-                        StatusCode::BAD_REQUEST,
-                        &e.to_string(),
-                        serde_json::json!({ "parameter": e.name }),
-                    );
-                    cors(res.headers_mut());
-                    return res;
-                }
-            };
-            if let Some(s) = &q.story {
-                if app.relay.hub.file(&FileKey::Page(s.clone())).is_none() {
-                    let mut res = not_found(&format!("no story {s:?}"));
-                    cors(res.headers_mut());
-                    return res;
-                }
-            }
-            if segments.len() == 1 {
-                // Let go of the request while waiting: its head pins hyper's read buffer, and a
-                // waiting long-poll would otherwise hold a second one (about 8 KiB each).
-                drop(req);
-                return live::long_poll(Arc::clone(&app), q).await;
-            }
-            let last_id = match req
-                .headers()
-                .get("last-event-id")
-                .map(|v| v.to_str().map(str::trim))
-            {
-                None => None,
-                // All digits but beyond u64 is refused too, not read as "no cursor".
-                Some(Ok(v))
-                    if !v.is_empty()
-                        && v.bytes().all(|b| b.is_ascii_digit())
-                        && v.parse::<u64>().is_ok() =>
-                {
-                    v.parse().ok()
-                }
-                Some(Ok("")) => None,
-                Some(_) => {
-                    return problem(
-                        StatusCode::BAD_REQUEST,
-                        "Last-Event-ID must be a seq (a non-negative integer)",
-                        serde_json::json!({ "parameter": "Last-Event-ID" }),
-                    );
-                }
-            };
-            live::sse(Arc::clone(&app), q, last_id)
-        }
-        ["websub"] => match &app.websub {
-            Some(hub) => Box::pin(Arc::clone(hub).handle(req)).await,
-            None => not_found("the WebSub hub is off (--websub off)"),
-        },
-        ["healthz"] | ["readyz"] | ["metrics"]
-            if method != Method::GET && method != Method::HEAD =>
-        {
-            method_not_allowed("GET, HEAD")
-        }
-        ["healthz"] => {
-            // 200 while the server can serve reads; what is wrong otherwise is in the body.
-            let (oldest, head) = app.relay.hub.bounds();
-            let reasons = health_reasons(&app);
-            let status = if reasons.is_empty() { "ok" } else { "degraded" };
-            respond::json(
-                StatusCode::OK,
-                &serde_json::json!({ "status": status, "reasons": reasons, "oldest": oldest, "head": head, "epoch": app.relay.hub.epoch().to_string() }),
-            )
-        }
-        ["readyz"] => {
-            // For load balancers: 503 while starting, stopping, or unable to take publishes.
-            let mut reasons = Vec::new();
-            if !app.health.ready.load(Ordering::SeqCst) {
-                reasons.push("not serving: starting up or shutting down".to_string());
-            }
-            if let Some(why) = app.relay.hub.failure() {
-                reasons.push(format!("the event log cannot take publishes: {why}"));
-            }
-            if let Some((why, _)) = app.relay.hub.outage() {
-                reasons.push(format!("the event log is unavailable: {why}"));
-            }
-            if let Some(why) = app.relay.hub.follow_error() {
-                reasons.push(format!("the event log cannot be followed: {why}"));
-            }
-            let (status, word) = if reasons.is_empty() {
-                (StatusCode::OK, "ready")
-            } else {
-                (StatusCode::SERVICE_UNAVAILABLE, "unready")
-            };
-            respond::json(
-                status,
-                &serde_json::json!({ "status": word, "reasons": reasons }),
-            )
-        }
-        ["metrics"] => {
-            let (oldest, head) = app.relay.hub.bounds();
-            // OpenMetrics for a scraper that asks for it (Prometheus does), else the text format.
-            let openmetrics = req
-                .headers()
-                .get_all(header::ACCEPT)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .any(|v| v.contains("application/openmetrics-text"));
-            let body = metrics::get().render(oldest, head, openmetrics);
-            let mut res = Response::new(full(body));
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(if openmetrics {
-                    metrics::OPENMETRICS
-                } else {
-                    metrics::TEXT
-                }),
-            );
-            res
-        }
-        _ => not_found(&format!("nothing at {path}")),
-    }
 }
 
 /// Sets the story of a publish's answer (see [`Published`]).

@@ -10,6 +10,11 @@ use crate::log::hub::CachedFile;
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
+/// `Cache-Control: max-age` of RFC 5005 archive documents (seconds): a full page changes only
+/// when one of its entries is edited or deleted, or once when the next page is cut (see
+/// `render::paged`).
+pub const ARCHIVE_MAX_AGE: u32 = 86_400;
+
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
 }
@@ -179,7 +184,11 @@ fn file_headers(file: &CachedFile, max_age: u32) -> FileHeaders {
     let common = |etag: &str| {
         let mut h = HeaderMap::with_capacity(12);
         set(&mut h, header::ETAG, etag);
-        set(&mut h, header::LAST_MODIFIED, &file.last_modified);
+        set(
+            &mut h,
+            header::LAST_MODIFIED,
+            &httpdate::fmt_http_date(file.modified),
+        );
         set(
             &mut h,
             header::CACHE_CONTROL,

@@ -37,11 +37,6 @@ fn gzip(bytes: &[u8]) -> Bytes {
     Bytes::from(enc.finish().unwrap_or_default())
 }
 
-/// An HTTP date (RFC 9110 IMF-fixdate).
-pub(crate) fn http_date(t: DateTime<Utc>) -> String {
-    httpdate::fmt_http_date(t.into())
-}
-
 /// `modified` is the content's time (whole seconds are kept). `honest` says it is that time,
 /// not the clock it was clamped to, so a restart gives the same date (see [`Hub::set_files`],
 /// which decides whether `If-Modified-Since` may be honoured).
@@ -63,7 +58,6 @@ pub(crate) fn cached(
         body: Bytes::from(body),
         etag: format!("\"{tag:016x}\""),
         etag_gzip: format!("\"{tag:016x}-gz\""),
-        last_modified: http_date(modified),
         modified: time,
         ims: honest,
         newest_modified: time,
@@ -116,10 +110,6 @@ const HTML: &str = "text/html; charset=utf-8";
 /// The fingerprints of the archive pages last rendered, by URL path base
 /// (`/feeds/{slug}/archive/{k}`), so a render skips the pages that did not change.
 pub type ArchiveMemo = HashMap<(String, usize), u64>;
-
-/// Archive documents are cached this long (seconds): a full page changes only when one of its
-/// entries is edited or deleted, or once when the next page is cut (see `render::paged`).
-pub const ARCHIVE_MAX_AGE: u32 = 86_400;
 
 /// Renders what changes when `stories` change: their feeds and pages, the combined feed and
 /// the index. `Last-Modified` comes from the content (the feed's `updated`: its newest entry's

@@ -72,9 +72,7 @@ pub struct CachedFile {
     /// Strong validator of the identity body; the gzip body's is this with `-gz` inside.
     pub etag: String,
     pub(crate) etag_gzip: String,
-    /// `Last-Modified`: the content's time (see `log::cache`), as an HTTP date…
-    pub last_modified: String,
-    /// …and as a time, whole seconds.
+    /// The content's time, whole seconds (see `log::cache`): the server's `Last-Modified`.
     pub modified: std::time::SystemTime,
     /// Whether `If-Modified-Since` may be honoured for this version: no other version of
     /// this path was ever served with the same `Last-Modified` (see [`Hub::set_files`]).

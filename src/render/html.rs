@@ -279,7 +279,8 @@ function lfAgo(ms, now) {
 </script>
 "#;
 
-/// The story page's live updates from the SSE stream (`/live/events?story=…&after=SEQ`): a
+/// The story page's live updates from the SSE stream (`data-events`, under the same base URL as
+/// the page's other links, with `?story=…&after=SEQ`): a
 /// new entry goes on top when the reader is at the top of the stream, else it waits behind an
 /// "N new updates" bar (the text never moves under a reader); edits replace the entry (with
 /// its "Updated" mark), deletes remove it; the key events box and the pinned slot follow the
@@ -289,6 +290,7 @@ const LIVE_SCRIPT: &str = r#"<script>
 (function () {
   var main = document.getElementById('entries');
   var story = main.dataset.story, after = main.dataset.seq, page = main.dataset.page;
+  var events = main.dataset.events;
   var zone = lfZone(main), pending = [], es = null;
   var pinSlot = document.getElementById('pinned'), keyBox = document.getElementById('key-events');
   var bar = document.getElementById('new-bar'), note = document.querySelector('.ended-note');
@@ -443,7 +445,7 @@ const LIVE_SCRIPT: &str = r#"<script>
   refresh();
   setInterval(refresh, 30000);
   if ('ended' in main.dataset) return;
-  es = new EventSource('/live/events?story=' + encodeURIComponent(story) + '&after=' + after);
+  es = new EventSource(events + '?story=' + encodeURIComponent(story) + '&after=' + after);
   ['create', 'update', 'delete', 'state'].forEach(function (op) { es.addEventListener(op, apply); });
   es.addEventListener('reset', function () { location.reload(); });
   // Marks a page whose stream is open (tests/browser.rs waits for it).
@@ -595,9 +597,10 @@ pub fn story_page(site: &Site, story: &Story, seq: u64) -> String {
     out.push_str("</section>\n");
     out.push_str("<button id=\"new-bar\" class=\"new-bar\" type=\"button\" hidden></button>\n");
     out.push_str(&format!(
-        "<main id=\"entries\" data-story=\"{}\" data-seq=\"{seq}\" data-page=\"{}\"{}{}>\n",
+        "<main id=\"entries\" data-story=\"{}\" data-seq=\"{seq}\" data-page=\"{}\" data-events=\"{}\"{}{}>\n",
         esc(&story.slug),
         esc(&page),
+        esc(&crate::layout::live_events_url(&site.base_url)),
         if story.ended.is_some() {
             " data-ended"
         } else {

@@ -106,7 +106,7 @@ impl Settings {
 
 /// The hub URL of a server at `base_url`.
 pub fn hub_url(base_url: &str) -> String {
-    format!("{}/websub", base_url.trim_end_matches('/'))
+    crate::layout::websub_url(base_url)
 }
 
 /// The subscriptions file could not be used.
