@@ -137,7 +137,7 @@ pub fn live_events_url(base_url: &str) -> String {
 
 /// What a URL path of the server names: a rendered file, a story's publishing API, the live
 /// transports, the WebSub hub, or an operations endpoint. Methods are the router's business
-/// (`http::route`); this is the path alone.
+/// (`route` in `src/http/`); this is the path alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// A rendered file, by every path it answers at (`/index.html` and

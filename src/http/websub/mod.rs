@@ -487,8 +487,8 @@ impl WebSub {
         if !known {
             return Err(Box::new(bad(
                 &format!(
-                    "hub.topic must be one of this server's current feeds, {}/feeds/{{slug}}.{{rss,atom,json}}",
-                    self.settings.base_url
+                    "hub.topic must be one of this server's current feeds, {}{{rss,atom,json}}",
+                    crate::layout::feed_base(&self.settings.base_url, "{slug}")
                 ),
                 Some("hub.topic"),
             )));
