@@ -404,3 +404,26 @@ fn the_page_scripts_are_valid_javascript() {
     );
     assert_eq!(node_with_time_script(&page, &code), ["ok"]);
 }
+
+#[test]
+fn the_live_script_streams_from_under_the_pages_base_url() {
+    // A site served under a path: the stream is there too, not at the host's root.
+    let mut site = data_site();
+    let base = "https://example.test/news/live";
+    site.base_url = base.into();
+    let story = site.stories[0].clone();
+    let page = html::story_page(&site, &story, 7);
+    let doc = Html::parse_document(&page);
+    let main = doc.select(&sel("main#entries")).next().expect("main");
+    assert_eq!(
+        main.value().attr("data-events"),
+        Some(format!("{base}/live/events").as_str())
+    );
+    let live = doc
+        .select(&sel("script:not([type])"))
+        .map(|s| s.text().collect::<String>())
+        .find(|s| s.contains("EventSource"))
+        .expect("the live script");
+    assert!(live.contains("new EventSource(events + '?story="), "{live}");
+    assert!(!live.contains("'/live"), "no host-root path in the script");
+}
