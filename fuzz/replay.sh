@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-targets=(normalise manifest live_query log_record)
+targets=(normalise manifest live_query log_record route)
 
 printf '==> cargo build (fuzz targets)\n'
 cargo build --quiet --bins

@@ -45,3 +45,8 @@ fn live_query_corpus() {
 fn log_record_corpus() {
     replay("log_record", checks::log_record);
 }
+
+#[test]
+fn route_corpus() {
+    replay("route", checks::route);
+}

@@ -8,10 +8,11 @@
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use livefeed::http::query::{self, LiveQuery};
+use livefeed::http::route::{self, Method, Route, StatusCode};
 use livefeed::ingest::manifest::{Manifest, SiteInfo};
 use livefeed::ingest::normalise::{self, StoryMeta};
 use livefeed::ingest::site::Site;
-use livefeed::layout::story_page_url;
+use livefeed::layout::{FileKey, Target, story_page_url};
 use livefeed::log::store;
 use livefeed::model::{Story, StoryKind};
 use livefeed::render::{self, Format};
@@ -232,4 +233,60 @@ fn crc32(bytes: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+/// A request line, `METHOD target` (the target's `?` starts its query), and optionally a second
+/// line with the `Access-Control-Request-Method` of a preflight: the router must answer any of
+/// them without panicking, the same way twice; a file it routes to is one whose path names it
+/// again; a slug is one segment; an entry's id survives its own path; a refusal is a 4xx, and
+/// a 405's `Allow` never lists the method refused.
+pub fn route(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (line, preflight) = match text.split_once('\n') {
+        Some((line, p)) => (line, Some(p)),
+        None => (text, None),
+    };
+    let (method, target) = line.split_once(' ').unwrap_or(("GET", line));
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return;
+    };
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let routed = route::route(&method, path, query, preflight);
+    assert_eq!(
+        routed,
+        route::route(&method, path, query, preflight),
+        "deterministic"
+    );
+    match routed {
+        Ok(Route::File(key)) => {
+            assert_eq!(FileKey::parse(&key.path()).as_ref(), Some(&key), "{key:?}");
+            assert_eq!(Target::parse(&key.path()), Ok(Target::File(key.clone())));
+            assert!(method == Method::GET || method == Method::HEAD);
+        }
+        Ok(r) => {
+            if let Some(slug) = r.story() {
+                assert!(!slug.is_empty() && !slug.contains('/') && slug != "." && slug != "..");
+            }
+            if let Route::Edit(slug, id) | Route::Delete(slug, id) = &r {
+                let again = Target::Entry(slug.clone(), id.clone()).path();
+                assert_eq!(
+                    route::route(&method, &again, None, None),
+                    Ok(r.clone()),
+                    "{again}"
+                );
+            }
+        }
+        Err(p) => {
+            assert!(p.status.is_client_error(), "{}", p.status);
+            if p.status == StatusCode::METHOD_NOT_ALLOWED {
+                let allow = p.allow.expect("a 405 names what is allowed");
+                assert!(!allow.split(", ").any(|m| m == method.as_str()), "{allow}");
+            }
+        }
+    }
 }
