@@ -338,3 +338,51 @@ async fn a_restart_reads_the_snapshot_and_only_the_log_after_it() {
     assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "in order, no gap");
     drop((from_snapshot, replayed, relay));
 }
+
+/// A replaced history is read page by page, not whole: the follower and the writer rebuild
+/// from it holding one page of events at a time (`MemoryLog::largest_read`), and serve it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_history_is_rebuilt_page_by_page() {
+    const EVENTS: u64 = 1500;
+    // The follower's and the writer's page (`follower::BATCH`, `writer::MAX_BATCH`).
+    const PAGE: usize = 1024;
+    let site = TestSite::new();
+    let log = MemoryLog::new();
+    let server = site.start_with(log.store()).await;
+    server.publish(STORY, "Before", "Old history.").await;
+    let history: Vec<Event> = (0..EVENTS)
+        .map(|i| foreign_create(&log, &format!("Restored {i}")))
+        .collect();
+    let epoch = log.replace_history(history).to_string();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let body: Value = server.get("/healthz").await.json().await.unwrap();
+        if body["epoch"] == epoch.as_str() && body["head"] == EVENTS {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not followed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The writer rebuilds when it next decides.
+    let ack = server.publish(STORY, "After", "New history.").await;
+    assert_eq!(ack["seq"], EVENTS + 1);
+    assert!(
+        log.largest_read() <= PAGE,
+        "one read returned {} events",
+        log.largest_read()
+    );
+    let events = server.events_after(0).await;
+    assert_eq!(seqs(&events), (1..=EVENTS + 1).collect::<Vec<_>>());
+    assert_eq!(events[0]["entry"]["title"], "Restored 0");
+    let feed = server
+        .get(&format!("/feeds/{STORY}.json"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(feed.contains("After") && !feed.contains("Before"), "{feed}");
+    server.stop().await;
+}

@@ -12,6 +12,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use super::event::Event;
 use super::hub::{Committed, Hub};
 use super::renderer;
 use super::state::State;
@@ -148,7 +149,8 @@ impl Follower {
         }
     }
 
-    /// The history was replaced: rebuild the stories from the new one and serve it alone.
+    /// The history was replaced: rebuild the stories from the new one, a page at a time, and
+    /// serve it alone (the hub keeps the last page; older cursors are read back from the log).
     fn reset(&mut self, pos: Position) {
         tracing::warn!(
             old_epoch = %self.at.epoch,
@@ -156,30 +158,54 @@ impl Follower {
             head = pos.head,
             "the event log's history was replaced; serving the new one, old cursors get 410"
         );
-        let mut events = Vec::new();
-        while (events.len() as u64) < pos.head {
-            let after = events.len() as u64;
-            match self.reader.read(pos.epoch, after, pos.head, 64 * BATCH) {
-                Ok(more) if !more.is_empty() => events.extend(more),
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading the replaced event log failed; retrying");
-                    return;
-                }
+        let mut state = State::empty(self.site.clone());
+        let mut last = Vec::new();
+        let (head, read) = read_pages(self.reader.as_ref(), pos, |page| {
+            for e in &page {
+                state.apply_logged(e);
             }
+            last = page;
+        });
+        if let Err(e) = read {
+            tracing::warn!(error = %e, "reading the replaced event log failed; retrying");
+            return;
         }
-        let head = events.last().map_or(0, |e| e.seq);
-        let state = State::from_log(self.site.clone(), &events);
+        state.settle();
         let _ = self.render.send(renderer::Msg::Reset {
             state: Box::new(state),
             seq: head,
         });
+        let before = last.first().map_or(head, |e| e.seq - 1);
         self.hub
-            .reset(pos.epoch, head, events.iter().map(Committed::from_event));
+            .reset(pos.epoch, before, last.iter().map(Committed::from_event));
         self.at = Position {
             epoch: pos.epoch,
             head,
         };
         self.delivered.set(head);
     }
+}
+
+/// Reads the history of `pos` from its start up to its head, [`BATCH`] events at a time, handing
+/// each page to `page` in seq order: a rebuild never holds the whole history. Returns the seq
+/// of the last event read, and why it stopped early if it did.
+pub(crate) fn read_pages(
+    reader: &dyn Reader,
+    pos: Position,
+    mut page: impl FnMut(Vec<Event>),
+) -> (u64, Result<(), StoreError>) {
+    let mut after = 0;
+    while after < pos.head {
+        match reader.read(pos.epoch, after, pos.head, BATCH) {
+            Ok(events) => {
+                let Some(last) = events.last().map(|e| e.seq) else {
+                    break;
+                };
+                after = last;
+                page(events);
+            }
+            Err(e) => return (after, Err(e)),
+        }
+    }
+    (after, Ok(()))
 }

@@ -25,8 +25,10 @@ struct Inner {
     /// first, so that append is a conflict.
     racing: VecDeque<Event>,
     closed: bool,
-    /// Events returned by reads, for tests that count what a start-up read.
+    /// Events returned by reads, for tests that count what a start-up read…
     read: usize,
+    /// …and the most one read returned, for tests that bound what a reader holds at once.
+    largest_read: usize,
 }
 
 impl MemoryLog {
@@ -39,6 +41,7 @@ impl MemoryLog {
                 racing: VecDeque::new(),
                 closed: false,
                 read: 0,
+                largest_read: 0,
             }),
             appended: Condvar::new(),
         })
@@ -88,6 +91,11 @@ impl MemoryLog {
     /// How many events reads have returned so far.
     pub fn events_read(&self) -> usize {
         self.lock().read
+    }
+
+    /// The most events one read has returned so far.
+    pub fn largest_read(&self) -> usize {
+        self.lock().largest_read
     }
 
     fn unavailable(inner: &Inner) -> Result<(), StoreError> {
@@ -205,6 +213,7 @@ impl Reader for MemoryLog {
             .cloned()
             .collect();
         inner.read += out.len();
+        inner.largest_read = inner.largest_read.max(out.len());
         Ok(out)
     }
 

@@ -378,13 +378,19 @@ impl State {
     pub(crate) fn from_log(site: Site, events: &[Event]) -> State {
         let mut state = State::empty(site);
         for event in events {
-            match state.rebased(event) {
-                Some(moved) => state.apply_unsorted(&moved),
-                None => state.apply_unsorted(event),
-            }
+            state.apply_logged(event);
         }
         state.settle();
         state
+    }
+
+    /// Applies an event read back from the log (see [`State::rebased`]); [`State::settle`]
+    /// once done.
+    pub(crate) fn apply_logged(&mut self, event: &Event) {
+        match self.rebased(event) {
+            Some(moved) => self.apply_unsorted(&moved),
+            None => self.apply_unsorted(event),
+        }
     }
 
     /// The stories as `livefeed serve` would start with them over `events` (read from the log

@@ -566,30 +566,33 @@ impl Writer {
         }
     }
 
-    /// The log's history was replaced: the stories are what the new one makes.
+    /// The log's history was replaced: the stories are what the new one makes (read a page at
+    /// a time: see [`super::follower::read_pages`]).
     fn rebuild(&mut self, pos: Position) {
-        let mut events: Vec<Event> = Vec::new();
-        while (events.len() as u64) < pos.head {
-            match self
-                .reader
-                .read(pos.epoch, events.len() as u64, pos.head, 64 * MAX_BATCH)
-            {
-                Ok(more) if !more.is_empty() => events.extend(more),
-                _ => break,
+        let mut committed = State::empty(self.site.clone());
+        let mut keys = Keys::default();
+        let mut events = 0;
+        let (head, read) = super::follower::read_pages(self.reader.as_ref(), pos, |page| {
+            for e in &page {
+                committed.apply_logged(e);
+                keys.insert_event(e);
             }
+            events += page.len();
+        });
+        if let Err(e) = read {
+            // Decided on what was read; the append's answer says what to do next.
+            tracing::warn!(error = %e, "writer: reading the replaced event log failed");
         }
-        tracing::warn!(epoch = %pos.epoch, events = events.len(), "writer: the event log's history was replaced; deciding on the new one");
-        self.committed = State::from_log(self.site.clone(), &events);
+        tracing::warn!(epoch = %pos.epoch, events, "writer: the event log's history was replaced; deciding on the new one");
+        committed.settle();
+        self.committed = committed;
         self.state = self.committed.clone();
-        self.keys = Keys::default();
-        for e in &events {
-            self.keys.insert_event(e);
-        }
+        self.keys = keys;
         self.keys.prune(Utc::now());
         self.store.adopt_epoch(pos.epoch);
         self.at = Position {
             epoch: pos.epoch,
-            head: events.last().map_or(0, |e| e.seq),
+            head,
         };
     }
 
