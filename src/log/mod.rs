@@ -255,10 +255,20 @@ impl Relay {
             .map_err(|e| thread_error("follower thread", e))?;
         writer.render = Some(render_tx.clone());
         let (tx, rx) = mpsc::channel(4096);
-        let handle = std::thread::Builder::new()
+        let handle = match std::thread::Builder::new()
             .name("livefeed-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| thread_error("writer thread", e))?;
+        {
+            Ok(handle) => handle,
+            Err(e) => {
+                // The follower would wait on the log forever: stop it before failing. (The
+                // renderer and the snapshot thread end once their senders, dropped here, are.)
+                stop_following.store(true, Ordering::Release);
+                reader.close();
+                let _ = follow_handle.join();
+                return Err(thread_error("writer thread", e).into());
+            }
+        };
         Ok(Relay {
             hub,
             tx: Mutex::new(Some(tx)),
