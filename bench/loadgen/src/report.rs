@@ -570,8 +570,9 @@ pub fn run(args: &ReportArgs) -> Result<i32> {
          holds 2,000 entries, then edits, deletes and creates, so the stories stay the size of \
          a long live page while the log grows. Each start is a process of its own; its peak \
          memory is its own max RSS. \"full replay\" starts without a snapshot (how every start \
-         worked before snapshots); \"snapshot + tail\" starts from the snapshot the full replay \
-         wrote when it stopped, and reads only the log after it.\n"
+         worked before snapshots); \"snapshot + tail\" starts from a snapshot 9,999 events \
+         behind the head (a tenth of a small log), the most a server that snapshots every \
+         10,000 events leaves behind, and reads only the log after it (\"events read\").\n"
     );
     let _ = writeln!(
         md,
