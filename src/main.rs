@@ -144,6 +144,10 @@ enum Command {
         /// such as the `/websub` of the `livefeed serve` behind --base-url [default: none].
         #[arg(long, value_name = "URL", env = "LIVEFEED_WEBSUB_HUB", value_parser = absolute_url)]
         websub_hub: Option<String>,
+        /// Write only this file of the build, a path under --out such as `feeds/{slug}.rss`
+        /// (repeat for more); the others are not rendered [default: every file].
+        #[arg(long, value_name = "FILE", conflicts_with = "check")]
+        only: Vec<String>,
     },
     /// Serve the feeds and relay live updates (long-poll, SSE, publishing).
     #[command(after_help = SERVE_EXAMPLES)]
@@ -917,6 +921,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             log_dir,
             feed_entries,
             websub_hub,
+            only,
         } => {
             let build::Input { mut site, seq, log } =
                 build::load(&data, base_url.as_deref(), log_dir.as_deref())?;
@@ -943,8 +948,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::FAILURE);
             }
-            let count =
-                render::with_files_parallel(&site, seq, |files| build::write(files, &out, &data))?;
+            let only: std::collections::BTreeSet<String> = only.into_iter().collect();
+            let mut written = std::collections::BTreeSet::new();
+            let count = render::with_some_files_parallel(
+                &site,
+                seq,
+                |name| only.is_empty() || only.contains(name),
+                |files| {
+                    build::write(
+                        files.inspect(|(name, _)| _ = written.insert(name.clone())),
+                        &out,
+                        &data,
+                    )
+                },
+            )?;
+            if let Some(missing) = only.difference(&written).next() {
+                anyhow::bail!("--only {missing}: the build has no such file (e.g. feeds/all.rss)");
+            }
             eprintln!("{}: wrote {count} files", out.display());
             Ok(ExitCode::SUCCESS)
         }

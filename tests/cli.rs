@@ -125,6 +125,58 @@ fn build_writes_the_same_bytes_every_run() {
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 2);
 }
 
+/// `build --only` writes the files named, byte for byte as a whole build writes them, and
+/// nothing else (bench/run times one story's RSS + Atom against feedgen with it).
+#[test]
+fn build_only_writes_the_files_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (whole, some) = (tmp.path().join("whole"), tmp.path().join("some"));
+    assert_exit(&build(tmp.path(), &data(), &whole), 0);
+    let rss = "feeds/disputes-over-syria-summit-plan.rss";
+    let atom = "feeds/disputes-over-syria-summit-plan.atom";
+    let out = livefeed(
+        tmp.path(),
+        &[
+            "build",
+            "--data",
+            &data(),
+            "--out",
+            some.to_str().unwrap(),
+            "--only",
+            rss,
+            "--only",
+            atom,
+        ],
+    );
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("wrote 2 files"), "{}", stderr(&out));
+    let (all_files, some_files) = (snapshot(&whole), snapshot(&some));
+    let names: Vec<&str> = some_files.keys().map(String::as_str).collect();
+    // The two feeds and the build's marker file.
+    assert_eq!(names, [".livefeed-build", atom, rss]);
+    assert_eq!(some_files[rss], all_files[rss]);
+    assert_eq!(some_files[atom], all_files[atom]);
+    // A name the build does not have is an error that names it.
+    let out = livefeed(
+        tmp.path(),
+        &[
+            "build",
+            "--data",
+            &data(),
+            "--out",
+            some.to_str().unwrap(),
+            "--only",
+            "feeds/nope.rss",
+        ],
+    );
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("--only feeds/nope.rss"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn check_passes_on_fresh_output_and_names_every_stale_file() {
     let tmp = tempfile::tempdir().unwrap();

@@ -142,7 +142,7 @@ async fn long_poller(
     let mut first = true;
     let mut dropped = false;
     let mut think_rng = Rng(i as u64);
-    let mut conn = Conn::connect(&base).await.unwrap();
+    let mut conn = Conn::connect_url(&base).await.unwrap();
     while cursor < head {
         let path = format!("/live?after={cursor}&timeout=30&limit=1000");
         if !dropped && plan.drop_after.is_some_and(|d| cursor >= d) {
@@ -151,12 +151,12 @@ async fn long_poller(
             conn.send(&raw::request("GET", &path, &[], None))
                 .await
                 .unwrap();
-            let answer = tokio::time::timeout(plan.abandon_after, conn.response(false)).await;
+            let answer = tokio::time::timeout(plan.abandon_after, conn.read_response(false)).await;
             // The request may have been answered; the answer is thrown away unread all the same.
             drop(answer);
             drop(conn);
             tokio::time::sleep(plan.away).await;
-            conn = Conn::connect(&base).await.unwrap();
+            conn = Conn::connect_url(&base).await.unwrap();
             dropped = true;
             resumed.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -166,7 +166,7 @@ async fn long_poller(
             Err(_) => {
                 // A kept-alive connection the server closed as idle (its header timeout): a
                 // client opens a new one and asks again with the same cursor.
-                conn = Conn::connect(&base).await.unwrap();
+                conn = Conn::connect_url(&base).await.unwrap();
                 conn.get(&path, &[]).await.unwrap()
             }
         };
@@ -190,7 +190,7 @@ async fn long_poller(
 
 /// Opens `GET /live/events` (from the start, or with `Last-Event-ID`) and checks the head.
 async fn open_sse(base: &str, last_event_id: Option<u64>) -> Conn {
-    let mut conn = Conn::connect(base).await.unwrap();
+    let mut conn = Conn::connect_url(base).await.unwrap();
     let id = last_event_id.map(|id| id.to_string());
     let (path, headers) = match &id {
         None => ("/live/events?after=0", vec![]),
@@ -199,7 +199,7 @@ async fn open_sse(base: &str, last_event_id: Option<u64>) -> Conn {
     conn.send(&raw::request("GET", path, &headers, None))
         .await
         .unwrap();
-    let head = conn.head().await.unwrap();
+    let head = conn.read_head(false).await.unwrap();
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-type"), Some("text/event-stream"));
     conn
@@ -220,7 +220,7 @@ async fn sse_subscriber(
     let mut buf: Vec<u8> = Vec::new();
     while got.last().copied().unwrap_or(0) < head {
         let Some(end) = raw::find(&buf, b"\n\n") else {
-            let chunk = tokio::time::timeout(common::PATIENCE, conn.chunk())
+            let chunk = tokio::time::timeout(common::PATIENCE, conn.read_chunk())
                 .await
                 .expect("an SSE frame in time")
                 .unwrap()

@@ -332,30 +332,29 @@ enum Job<'a> {
 }
 
 impl Job<'_> {
-    fn render(&self, site: &Site, layout: Layout) -> (String, Vec<u8>) {
-        match self {
-            Job::Feed(feed, format) => {
-                let name = match layout {
-                    Layout::Flat => feed_file(feed.slug, *format),
-                    Layout::Site => FileKey::Feed(feed.slug.to_string(), *format).output_file(),
-                };
-                (name, render_feed(feed, *format))
+    /// The file's name, known before it is rendered.
+    fn name(&self, layout: Layout) -> String {
+        match (self, layout) {
+            (Job::Feed(feed, format), Layout::Flat) => feed_file(feed.slug, *format),
+            (Job::Feed(feed, format), Layout::Site) => {
+                FileKey::Feed(feed.slug.to_string(), *format).output_file()
             }
-            Job::Archive(feed, k, format) => {
-                let name = match layout {
-                    Layout::Flat => archive_file(feed.slug, *k, *format),
-                    Layout::Site => {
-                        FileKey::Archive(feed.slug.to_string(), *k, *format).output_file()
-                    }
-                };
-                (name, render_feed(feed, *format))
+            (Job::Archive(feed, k, format), Layout::Flat) => archive_file(feed.slug, *k, *format),
+            (Job::Archive(feed, k, format), Layout::Site) => {
+                FileKey::Archive(feed.slug.to_string(), *k, *format).output_file()
             }
-            Job::Index => (FileKey::Index.output_file(), html::index(site).into_bytes()),
-            Job::Page(story, seq) => (
-                FileKey::Page(story.slug.clone()).output_file(),
-                html::story_page(site, story, *seq).into_bytes(),
-            ),
+            (Job::Index, _) => FileKey::Index.output_file(),
+            (Job::Page(story, _), _) => FileKey::Page(story.slug.clone()).output_file(),
         }
+    }
+
+    fn render(&self, site: &Site, layout: Layout) -> (String, Vec<u8>) {
+        let bytes = match self {
+            Job::Feed(feed, format) | Job::Archive(feed, _, format) => render_feed(feed, *format),
+            Job::Index => html::index(site).into_bytes(),
+            Job::Page(story, seq) => html::story_page(site, story, *seq).into_bytes(),
+        };
+        (self.name(layout), bytes)
     }
 }
 
@@ -421,7 +420,19 @@ pub fn with_files_parallel<R>(
     seq: u64,
     consume: impl FnOnce(&mut dyn Iterator<Item = (String, Vec<u8>)>) -> R,
 ) -> R {
-    let jobs = site_jobs(site, seq);
+    with_some_files_parallel(site, seq, |_| true, consume)
+}
+
+/// [`with_files_parallel`] for the files whose name `keep` accepts; the others are not
+/// rendered.
+pub fn with_some_files_parallel<R>(
+    site: &Site,
+    seq: u64,
+    keep: impl Fn(&str) -> bool,
+    consume: impl FnOnce(&mut dyn Iterator<Item = (String, Vec<u8>)>) -> R,
+) -> R {
+    let mut jobs = site_jobs(site, seq);
+    jobs.retain(|job| keep(&job.name(Layout::Site)));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 
-use crate::http::{Conn, SseParser};
 use crate::{procstat, stats};
+use h1client::{Conn, SseParser};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 pub enum Server {
@@ -37,8 +37,10 @@ pub struct FanoutArgs {
     pub server: Server,
     #[arg(long, value_enum)]
     pub transport: Transport,
-    #[arg(long)]
-    pub addr: SocketAddr,
+    /// The server; given more than once (nodes of one livefeed on a shared log), the
+    /// subscribers are spread over them in turn and the publishes go to the first.
+    #[arg(long = "addr", required = true)]
+    pub addrs: Vec<SocketAddr>,
     #[arg(long, default_value_t = 1000)]
     pub subscribers: usize,
     #[arg(long, default_value_t = 100)]
@@ -185,6 +187,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 async fn longpoll_subscriber(
+    addr: SocketAddr,
     args: Arc<FanoutArgs>,
     shared: Arc<Shared>,
     gate: Arc<Semaphore>,
@@ -203,7 +206,7 @@ async fn longpoll_subscriber(
             if tally.connected {
                 tally.reconnects += 1;
             }
-            conn = open(args.addr, &gate, &mut tally).await;
+            conn = open(addr, &gate, &mut tally).await;
             if conn.is_none() {
                 break;
             }
@@ -282,6 +285,7 @@ async fn longpoll_subscriber(
 }
 
 async fn sse_subscriber(
+    addr: SocketAddr,
     args: Arc<FanoutArgs>,
     shared: Arc<Shared>,
     gate: Arc<Semaphore>,
@@ -297,7 +301,7 @@ async fn sse_subscriber(
         if tally.connected {
             tally.reconnects += 1;
         }
-        let Some(mut c) = open(args.addr, &gate, &mut tally).await else {
+        let Some(mut c) = open(addr, &gate, &mut tally).await else {
             break;
         };
         let path = match args.server {
@@ -355,9 +359,17 @@ async fn sse_subscriber(
     tally
 }
 
-/// Long-polls or SSE streams waiting on the server, as it counts them.
+/// Long-polls or SSE streams waiting on the servers, as they count them.
 async fn waiting(args: &FanoutArgs, host: &str) -> std::io::Result<usize> {
-    let mut c = Conn::connect(args.addr).await?;
+    let mut total = 0;
+    for addr in &args.addrs {
+        total += waiting_at(*addr, args, host).await?;
+    }
+    Ok(total)
+}
+
+async fn waiting_at(addr: SocketAddr, args: &FanoutArgs, host: &str) -> std::io::Result<usize> {
+    let mut c = Conn::connect(addr).await?;
     let path = match args.server {
         Server::Livefeed => "/metrics",
         Server::Nchan => "/nchan_status",
@@ -466,7 +478,7 @@ fn publish_request(args: &FanoutArgs, host: &str, token: &str, i: usize) -> Vec<
 /// they come. A slow acknowledgement never delays the schedule.
 async fn publisher(args: Arc<FanoutArgs>, shared: Arc<Shared>) -> (Vec<u64>, u64) {
     let token = std::env::var("LIVEFEED_TOKEN").unwrap_or_default();
-    let stream = match tokio::net::TcpStream::connect(args.addr).await {
+    let stream = match tokio::net::TcpStream::connect(args.addrs[0]).await {
         Ok(s) => s,
         Err(_) => return (Vec::new(), shared.events as u64),
     };
@@ -527,10 +539,21 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Map<String, Value>> {
         sent: (0..e).map(|_| AtomicU64::new(0)).collect(),
         complete: AtomicUsize::new(0),
         events: e,
-        host: args.addr.to_string(),
+        host: args.addrs[0].to_string(),
     });
     let cursor = match args.server {
-        Server::Livefeed => livefeed_head(args.addr).await?,
+        Server::Livefeed => {
+            // Every node answers from the same log position before anyone subscribes.
+            let head = livefeed_head(args.addrs[0]).await?;
+            for addr in &args.addrs[1..] {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while livefeed_head(*addr).await? < head {
+                    anyhow::ensure!(Instant::now() < deadline, "{addr} stays behind head {head}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            head
+        }
         Server::Nchan => 0,
     };
     let pids = args.pids.clone();
@@ -542,7 +565,8 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Map<String, Value>> {
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let started = Instant::now();
     let mut handles = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
+        let addr = args.addrs[i % args.addrs.len()];
         let (a, s, g, st) = (
             Arc::clone(&args),
             Arc::clone(&shared),
@@ -550,8 +574,8 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Map<String, Value>> {
             stop_rx.clone(),
         );
         handles.push(match args.transport {
-            Transport::Longpoll => tokio::spawn(longpoll_subscriber(a, s, g, st, cursor)),
-            Transport::Sse => tokio::spawn(sse_subscriber(a, s, g, st, cursor)),
+            Transport::Longpoll => tokio::spawn(longpoll_subscriber(addr, a, s, g, st, cursor)),
+            Transport::Sse => tokio::spawn(sse_subscriber(addr, a, s, g, st, cursor)),
         });
     }
     // Wait until the server holds every subscriber.
@@ -631,6 +655,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Map<String, Value>> {
     out.insert("server".into(), json!(server));
     out.insert("transport".into(), json!(transport));
     out.insert("subscribers".into(), json!(n));
+    out.insert("nodes".into(), json!(args.addrs.len()));
     out.insert("events".into(), json!(e));
     out.insert("rate".into(), json!(args.rate));
     out.insert("ready".into(), json!(ready));

@@ -3,7 +3,6 @@
 //! collected lines into BENCHMARKS.md and bench/results.json.
 
 mod fanout;
-mod http;
 mod procstat;
 mod publish;
 mod report;
@@ -36,6 +35,9 @@ enum Command {
     Wrk(WrkArgs),
     /// Runs a command; reports wall time and peak memory (max RSS of the child).
     Exec(ExecArgs),
+    /// Runs `redis-benchmark … XADD` (the engine alone, what livefeed's Redis store sits on)
+    /// and reports its numbers as JSON, with the stream's growth checked.
+    RedisBenchmark(RedisBenchArgs),
     /// One HTTP request: waits for a server, checks a status, prints a header or compares a body.
     Probe(ProbeArgs),
     /// Writes a synthetic data directory of one live page with N entries.
@@ -58,6 +60,23 @@ struct ExecArgs {
     stdout: Option<PathBuf>,
     #[arg(last = true, required = true)]
     command: Vec<String>,
+}
+
+#[derive(Args)]
+struct RedisBenchArgs {
+    #[arg(long)]
+    addr: std::net::SocketAddr,
+    /// Clients at once (`redis-benchmark -c`), as publishers.
+    #[arg(long)]
+    publishers: usize,
+    /// XADDs in all (`redis-benchmark -n`).
+    #[arg(long)]
+    requests: u64,
+    #[arg(long, default_value = "bench-xadd")]
+    stream: String,
+    /// Characters of body text in the entry (the JSON `publish` sends).
+    #[arg(long, default_value_t = 300)]
+    payload: usize,
 }
 
 #[derive(Args)]
@@ -143,6 +162,73 @@ fn run_wrk(args: &WrkArgs) -> Result<Map<String, Value>> {
     Ok(m)
 }
 
+/// `redis-benchmark` has no XADD test of its own: it is given the command, with the same entry
+/// `publish` sends, and `-c` clients for the publishers.
+async fn run_redis_benchmark(args: &RedisBenchArgs) -> Result<Map<String, Value>> {
+    let before = publish::xlen(args.addr, &args.stream).await?;
+    let entry = publish::entry_json(0, 0, args.payload);
+    let out = std::process::Command::new("redis-benchmark")
+        .args(["-h", &args.addr.ip().to_string()])
+        .args(["-p", &args.addr.port().to_string()])
+        .args(["-c", &args.publishers.to_string()])
+        .args(["-n", &args.requests.to_string()])
+        .args(["--csv", "XADD", &args.stream, "*", "entry", &entry])
+        .output()
+        .context("cannot run redis-benchmark (Debian package redis-tools)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "redis-benchmark failed: {}\n{text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // `"test","rps","avg_latency_ms",…` then one row.
+    let rows: Vec<Vec<String>> = text
+        .lines()
+        .filter(|l| l.starts_with('"'))
+        .map(|l| {
+            l.split(',')
+                .map(|f| f.trim_matches('"').to_string())
+                .collect()
+        })
+        .collect();
+    let (header, row) = match rows.as_slice() {
+        [h, r, ..] if h.first().is_some_and(|f| f == "test") => (h, r),
+        _ => bail!("no CSV header and row in redis-benchmark's output:\n{text}"),
+    };
+    // The test's name (the command line, commas and quotes in it) is the first column: the
+    // numbers are counted from the end.
+    let field = |name: &str| -> Result<f64> {
+        let i = header
+            .iter()
+            .position(|h| h == name)
+            .filter(|&i| i > 0)
+            .with_context(|| format!("no {name} column in redis-benchmark's output:\n{text}"))?;
+        (row.len() + i)
+            .checked_sub(header.len())
+            .and_then(|at| row.get(at))
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{name} is not a number in:\n{text}"))
+    };
+    let after = publish::xlen(args.addr, &args.stream).await?;
+    let mut m = Map::new();
+    m.insert("target".into(), json!("redis-benchmark"));
+    m.insert("publishers".into(), json!(args.publishers));
+    m.insert("acks".into(), json!(args.requests));
+    m.insert("acks_per_s".into(), json!(field("rps")?));
+    m.insert("p50_ms".into(), json!(field("p50_latency_ms")?));
+    m.insert("p99_ms".into(), json!(field("p99_latency_ms")?));
+    m.insert("max_ms".into(), json!(field("max_latency_ms")?));
+    m.insert("errors".into(), json!(0));
+    m.insert("stored".into(), json!(after.saturating_sub(before)));
+    m.insert(
+        "stored_matches_acks".into(),
+        json!(after.saturating_sub(before) == args.requests),
+    );
+    Ok(m)
+}
+
 fn run_exec(args: &ExecArgs) -> Result<Map<String, Value>> {
     let stdout = match &args.stdout {
         Some(p) => std::process::Stdio::from(
@@ -189,7 +275,7 @@ async fn run_probe(args: &ProbeArgs) -> Result<Option<Map<String, Value>>> {
     let addr: std::net::SocketAddr = hostport.parse().context("--url needs IP:PORT")?;
     let deadline = Instant::now() + std::time::Duration::from_secs_f64(args.wait_secs);
     let mut conn = loop {
-        match http::Conn::connect(addr).await {
+        match h1client::Conn::connect(addr).await {
             Ok(c) => break c,
             Err(e) if Instant::now() >= deadline => bail!("{}: {e}", args.url),
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
@@ -253,6 +339,7 @@ fn main() -> Result<()> {
         Command::Publish(a) => emit(tags, runtime.block_on(publish::run(a))?),
         Command::Wrk(a) => emit(tags, run_wrk(&a)?),
         Command::Exec(a) => emit(tags, run_exec(&a)?),
+        Command::RedisBenchmark(a) => emit(tags, runtime.block_on(run_redis_benchmark(&a))?),
         Command::Probe(a) => {
             if let Some(r) = runtime.block_on(run_probe(&a))? {
                 emit(tags, r);

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::fanout::{filler, livefeed_head, round3};
-use crate::http::Conn;
 use crate::stats;
+use h1client::Conn;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 pub enum Target {
@@ -21,8 +21,10 @@ pub enum Target {
 pub struct PublishArgs {
     #[arg(long, value_enum)]
     pub target: Target,
-    #[arg(long)]
-    pub addr: SocketAddr,
+    /// The server; given more than once (livefeed nodes on one shared log), publisher p
+    /// publishes through the (p mod count)-th.
+    #[arg(long = "addr", required = true)]
+    pub addrs: Vec<SocketAddr>,
     #[arg(long, default_value_t = 1)]
     pub publishers: usize,
     #[arg(long, default_value_t = 10.0)]
@@ -36,18 +38,18 @@ pub struct PublishArgs {
     pub payload: usize,
 }
 
-fn entry_json(p: usize, i: usize, chars: usize) -> String {
+pub fn entry_json(p: usize, i: usize, chars: usize) -> String {
     json!({ "title": format!("publisher {p} entry {i}"), "body": filler(chars, p * 31 + i) })
         .to_string()
 }
 
-fn request(args: &PublishArgs, token: &str, p: usize, i: usize) -> Vec<u8> {
+fn request(args: &PublishArgs, addr: SocketAddr, token: &str, p: usize, i: usize) -> Vec<u8> {
     let body = entry_json(p, i, args.payload);
     match args.target {
         Target::Livefeed => format!(
             "POST /stories/{}/entries HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             args.story,
-            args.addr,
+            addr,
             body.len()
         )
         .into_bytes(),
@@ -100,12 +102,13 @@ async fn one_publisher(
 ) -> (Vec<u64>, u64) {
     let mut lat = Vec::new();
     let mut errors = 0u64;
-    let Ok(mut c) = Conn::connect(args.addr).await else {
+    let addr = args.addrs[p % args.addrs.len()];
+    let Ok(mut c) = Conn::connect(addr).await else {
         return (lat, 1);
     };
     let mut i = 0;
     while Instant::now() < deadline {
-        let req = request(args, token, p, i);
+        let req = request(args, addr, token, p, i);
         i += 1;
         let t0 = Instant::now();
         let ok = match args.target {
@@ -135,16 +138,32 @@ async fn one_publisher(
 
 async fn stored_count(args: &PublishArgs) -> anyhow::Result<u64> {
     match args.target {
-        Target::Livefeed => livefeed_head(args.addr).await,
-        Target::Redis => {
-            let mut c = Conn::connect(args.addr).await?;
-            let key = args.stream.as_bytes();
-            let mut req = format!("*2\r\n$4\r\nXLEN\r\n${}\r\n", key.len()).into_bytes();
-            req.extend_from_slice(key);
-            req.extend_from_slice(b"\r\n");
-            let (_, v) = redis_roundtrip(&mut c, &req).await?;
-            Ok(std::str::from_utf8(&v)?.trim().parse()?)
+        Target::Livefeed => livefeed_head(args.addrs[0]).await,
+        Target::Redis => xlen(args.addrs[0], &args.stream).await,
+    }
+}
+
+/// The length of a Redis stream.
+pub async fn xlen(addr: SocketAddr, key: &str) -> anyhow::Result<u64> {
+    let mut c = Conn::connect(addr).await?;
+    let key = key.as_bytes();
+    let mut req = format!("*2\r\n$4\r\nXLEN\r\n${}\r\n", key.len()).into_bytes();
+    req.extend_from_slice(key);
+    req.extend_from_slice(b"\r\n");
+    let (_, v) = redis_roundtrip(&mut c, &req).await?;
+    Ok(std::str::from_utf8(&v)?.trim().parse()?)
+}
+
+/// The log head as the first node sees it once it has caught up with `want` (other nodes'
+/// acknowledged publishes reach it through the shared log), or after a few seconds.
+async fn settled_count(args: &PublishArgs, want: u64) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = stored_count(args).await?;
+        if n >= want || Instant::now() >= deadline {
+            return Ok(n);
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -168,8 +187,8 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Map<String, Value>> {
         errors += e;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let after = stored_count(&args).await?;
     let acks = lat.len() as u64;
+    let after = settled_count(&args, before + acks).await?;
     let mut out = Map::new();
     out.insert(
         "target".into(),
@@ -179,6 +198,7 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Map<String, Value>> {
         }),
     );
     out.insert("publishers".into(), json!(args.publishers));
+    out.insert("nodes".into(), json!(args.addrs.len()));
     out.insert("acks".into(), json!(acks));
     out.insert("seconds".into(), json!(round3(elapsed)));
     out.insert("acks_per_s".into(), json!(round3(acks as f64 / elapsed)));
