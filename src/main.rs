@@ -387,7 +387,9 @@ struct ServeArgs {
     #[arg(long, value_name = "BYTES", env = "LIVEFEED_SSE_QUEUE_BYTES",
           default_value_t = 4 * 1024 * 1024)]
     sse_queue_bytes: usize,
-    /// Events kept in memory for cursors; older cursors are read back from the log.
+    /// Events the log retains behind its head: older ones are compacted away once a snapshot
+    /// covers them (the file log deletes whole segments, Redis trims its stream), and a cursor
+    /// older than what is retained gets 410 with `oldest`. Memory holds at most this many too.
     #[arg(
         long,
         value_name = "N",
@@ -395,6 +397,11 @@ struct ServeArgs {
         default_value_t = 1_000_000
     )]
     keep_events: usize,
+    /// The embedded log rolls to a new segment file once the current one holds this many
+    /// bytes; compaction deletes whole segments.
+    #[arg(long, value_name = "BYTES", env = "LIVEFEED_SEGMENT_BYTES",
+          default_value_t = livefeed::log::store::DEFAULT_SEGMENT_BYTES)]
+    segment_bytes: u64,
     /// Bytes of events kept in memory for cursors (as SSE frames); older cursors are read
     /// back from the log.
     #[arg(long, value_name = "BYTES", env = "LIVEFEED_MEMORY_BYTES",
@@ -709,7 +716,7 @@ fn open_url(addr: std::net::SocketAddr) -> String {
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
     use livefeed::http::{self, Config};
-    use livefeed::log::{Relay, file_store, store};
+    use livefeed::log::{Relay, store};
     // Everything is checked, and the address bound, before anything is written.
     let token = read_token(args.token_file.as_deref())?;
     if !args.data.is_dir() {
@@ -763,11 +770,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             )
         }
         Some(StoreSpec::File(dir)) => (
-            file_store(dir),
+            Box::new(store::FileStore::new(dir).segment_bytes(args.segment_bytes)),
             dir.join(store::LOG_FILE).display().to_string(),
         ),
         None => (
-            file_store(&log_dir),
+            Box::new(store::FileStore::new(&log_dir).segment_bytes(args.segment_bytes)),
             log_dir.join(store::LOG_FILE).display().to_string(),
         ),
     };
@@ -779,6 +786,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     let options = livefeed::log::Options {
         memory,
         snapshot_every: args.snapshot_every,
+        keep_events: Some(args.keep_events.max(1) as u64),
     };
     let relay = Relay::open_with(site, store, options).map_err(|e| match &args.store {
         // Redis unreachable at start: say which flag named it.

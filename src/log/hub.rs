@@ -251,7 +251,7 @@ impl Hub {
         let log = self.log.read().unwrap_or_else(|p| p.into_inner());
         let in_memory = log.events.front().map_or(log.head + 1, |e| e.seq);
         match self.history.get() {
-            Some(_) => (in_memory.min(1), log.head),
+            Some(history) => (in_memory.min(history.oldest()), log.head),
             None => (in_memory, log.head),
         }
     }
@@ -428,7 +428,7 @@ impl Hub {
         if after > log.head || after + 1 < oldest {
             // Older than memory is served by `page_any` when the log can be read back.
             let oldest = match self.history.get() {
-                Some(_) => oldest.min(1),
+                Some(history) => oldest.min(history.oldest()),
                 None => oldest,
             };
             return Err(CursorGone {

@@ -51,6 +51,9 @@ pub struct Options {
     pub memory: hub::Memory,
     /// A snapshot of the state every this many events (see [`snapshot`]).
     pub snapshot_every: u64,
+    /// How many events the log retains behind its head (`--keep-events`): older ones are
+    /// compacted away once a snapshot covers them. `None`: the log keeps everything.
+    pub keep_events: Option<u64>,
 }
 
 impl Default for Options {
@@ -58,6 +61,7 @@ impl Default for Options {
         Options {
             memory: hub::Memory::default(),
             snapshot_every: snapshot::DEFAULT_EVERY,
+            keep_events: None,
         }
     }
 }
@@ -233,7 +237,7 @@ impl Relay {
         let snapshot_reader = Arc::clone(&reader);
         let snapshot_handle = std::thread::Builder::new()
             .name("livefeed-snapshot".into())
-            .spawn(move || snapshot::run(takes, snapshot_reader))
+            .spawn(move || snapshot::run(takes, snapshot_reader, options.keep_events))
             .map_err(|e| thread_error("snapshot thread", e))?;
         let stop_following = Arc::new(AtomicBool::new(false));
         let follower = follower::Follower {

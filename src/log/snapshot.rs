@@ -89,8 +89,10 @@ impl Taker {
     }
 }
 
-/// The snapshot thread: encodes each copy and hands it to the store.
-pub(crate) fn run(rx: Receiver<Take>, reader: Arc<dyn Reader>) {
+/// The snapshot thread: encodes each copy and hands it to the store; then, with `keep` (the
+/// events the log retains behind its head, `--keep-events`), lets the store compact what is
+/// both older than that and covered by the snapshot just kept.
+pub(crate) fn run(rx: Receiver<Take>, reader: Arc<dyn Reader>, keep: Option<u64>) {
     for mut take in rx {
         let started = std::time::Instant::now();
         let snapshot = Snapshot {
@@ -107,12 +109,21 @@ pub(crate) fn run(rx: Receiver<Take>, reader: Arc<dyn Reader>) {
         };
         drop(snapshot);
         match reader.save_snapshot(take.seq, &payload) {
-            Ok(true) => tracing::info!(
-                seq = take.seq,
-                bytes = payload.len(),
-                took = ?started.elapsed(),
-                "snapshot written"
-            ),
+            Ok(true) => {
+                tracing::info!(
+                    seq = take.seq,
+                    bytes = payload.len(),
+                    took = ?started.elapsed(),
+                    "snapshot written"
+                );
+                if let Some(keep) = keep {
+                    // The snapshot is at the writer's head: what lies `keep` behind it goes.
+                    let upto = take.seq.saturating_sub(keep.max(1));
+                    if let Err(e) = reader.compact(upto) {
+                        tracing::warn!(error = %e, upto, "compacting the event log failed");
+                    }
+                }
+            }
             Ok(false) => tracing::debug!(seq = take.seq, "the store keeps no snapshot of this"),
             Err(e) => tracing::warn!(error = %e, seq = take.seq, "snapshot not written"),
         }
