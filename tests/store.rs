@@ -523,6 +523,45 @@ async fn segments_go_only_once_a_snapshot_covers_them_and_a_crash_between_roll_a
     check("midway through the deletions", data).await;
     // And the compacted log itself.
     check("compacted", site.data()).await;
+    // `livefeed build` reads a compacted log from its snapshot: the same site as from every
+    // segment.
+    let whole = copy_site(&site, "whole");
+    replace_log(&whole, uncovered.path(), None);
+    assert_eq!(build(&site.data()), build(&whole));
+}
+
+/// The files `livefeed build` writes for `data` (and its log), by path.
+fn build(data: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let out = data.parent().unwrap().join(format!(
+        "out-{}",
+        data.parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+    ));
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_livefeed"))
+        .args(["build", "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "livefeed build of {}", data.display());
+    let mut files = std::collections::BTreeMap::new();
+    let mut dirs = vec![out.clone()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let name = path.strip_prefix(&out).unwrap().display().to_string();
+                files.insert(name, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

@@ -1054,6 +1054,68 @@ pub fn last_segment(dir: &Path) -> Result<(u64, PathBuf), StoreError> {
         .unwrap_or_else(|| (1, dir.join(LOG_FILE))))
 }
 
+/// A log read back whole without changing anything (no lock), for a build: the newest usable
+/// snapshot when the log needs it, and the events after it.
+#[derive(Debug)]
+pub struct ReadBack {
+    /// The events after `snapshot` (all of them without one), up to any torn tail.
+    pub events: Vec<Event>,
+    pub snapshot: Option<SavedSnapshot>,
+    /// Where a torn tail of the last segment starts, if it has one (left alone).
+    pub torn: Option<u64>,
+    /// The last segment.
+    pub path: PathBuf,
+}
+
+/// Reads a log of several segments as [`Store::load`] would, read-only. A log that still
+/// starts at seq 1 is read whole; a compacted one from its snapshot.
+pub fn read_back(dir: &Path) -> Result<ReadBack, StoreError> {
+    let found = segments(dir).map_err(io_error(dir))?;
+    let Some((_, last_path)) = found.last().cloned() else {
+        let path = dir.join(LOG_FILE);
+        return Err(io_error(&path)(std::io::ErrorKind::NotFound.into()));
+    };
+    let mut last = File::open(&last_path).map_err(io_error(&last_path))?;
+    let store = FileStore::new(dir);
+    let oldest = found[0].0;
+    let snapshot = if oldest > 1 {
+        let epoch = epoch_of(dir, false, false)?;
+        match read_snapshot(dir, epoch) {
+            Ok(Some(found)) => Some(found),
+            Ok(None) => None,
+            Err(why) => {
+                return Err(StoreError::Uncovered {
+                    path: dir.join(SNAPSHOT_FILE),
+                    oldest,
+                    why,
+                });
+            }
+        }
+    } else {
+        None
+    };
+    let loaded = match store.read_segments(&found, &mut last, snapshot.as_ref().map(|s| &s.0)) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Snapshot(why)) => {
+            return Err(StoreError::Uncovered {
+                path: dir.join(SNAPSHOT_FILE),
+                oldest,
+                why,
+            });
+        }
+        Err(LoadError::Store(e)) => return Err(e),
+    };
+    Ok(ReadBack {
+        events: loaded.events,
+        snapshot: snapshot.map(|(h, payload)| SavedSnapshot {
+            seq: h.seq,
+            payload,
+        }),
+        torn: loaded.torn.map(|(at, _)| at),
+        path: last_path,
+    })
+}
+
 /// What [`repair`] did.
 #[derive(Debug)]
 pub struct Repair {
