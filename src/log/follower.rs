@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use super::hub::{Committed, Hub};
 use super::renderer;
-use super::state::State;
 use super::store::{Position, Reader, StoreError};
 use crate::ingest::site::Site;
 
@@ -101,7 +100,12 @@ impl Follower {
                 self.reset(pos);
                 continue;
             }
-            self.catch_up(pos.head);
+            if self.catch_up(pos.head) {
+                // Trimmed past this node's cursor (it fell behind, on a shared log): start
+                // again from the snapshot, as for a new history.
+                self.reset(pos);
+                continue;
+            }
             if stopping && self.at.head >= pos.head {
                 break;
             }
@@ -109,19 +113,28 @@ impl Follower {
         tracing::debug!(head = self.at.head, "event log follower stopped");
     }
 
-    /// Hands on every event up to `head`.
-    fn catch_up(&mut self, head: u64) {
+    /// Hands on every event up to `head`; true when the log no longer holds what follows the
+    /// cursor (compacted past it).
+    fn catch_up(&mut self, head: u64) -> bool {
         while self.at.head < head {
             let events = match self.reader.read(self.at.epoch, self.at.head, head, BATCH) {
                 Ok(events) => events,
-                Err(StoreError::EpochChanged { .. }) => return,
+                Err(StoreError::Compacted { oldest }) => {
+                    tracing::warn!(
+                        after = self.at.head,
+                        oldest,
+                        "the event log was compacted past this node's cursor; rebuilding from its snapshot"
+                    );
+                    return true;
+                }
+                Err(StoreError::EpochChanged { .. }) => return false,
                 Err(e) => {
                     tracing::warn!(error = %e, after = self.at.head, "reading the event log failed; retrying");
-                    return;
+                    return false;
                 }
             };
             let Some(first) = events.first() else {
-                return;
+                return false;
             };
             let contiguous = events
                 .iter()
@@ -134,7 +147,7 @@ impl Follower {
                     "the event log returned a gap; reading again"
                 );
                 std::thread::sleep(Duration::from_millis(50));
-                return;
+                return false;
             }
             let last = events.last().map_or(self.at.head, |e| e.seq);
             let committed: Vec<Committed> = events.iter().map(Committed::from_event).collect();
@@ -146,36 +159,43 @@ impl Follower {
             self.at.head = last;
             self.delivered.set(last);
         }
+        false
     }
 
     /// The history was replaced: rebuild the stories from the new one and serve it alone.
     fn reset(&mut self, pos: Position) {
-        tracing::warn!(
-            old_epoch = %self.at.epoch,
-            new_epoch = %pos.epoch,
-            head = pos.head,
-            "the event log's history was replaced; serving the new one, old cursors get 410"
-        );
-        let mut events = Vec::new();
-        while (events.len() as u64) < pos.head {
-            let after = events.len() as u64;
-            match self.reader.read(pos.epoch, after, pos.head, 64 * BATCH) {
-                Ok(more) if !more.is_empty() => events.extend(more),
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading the replaced event log failed; retrying");
-                    return;
-                }
-            }
+        if pos.epoch != self.at.epoch {
+            tracing::warn!(
+                old_epoch = %self.at.epoch,
+                new_epoch = %pos.epoch,
+                head = pos.head,
+                "the event log's history was replaced; serving the new one, old cursors get 410"
+            );
         }
-        let head = events.last().map_or(0, |e| e.seq);
-        let state = State::from_log(self.site.clone(), &events);
+        // The new history's snapshot (a compacted log holds nothing before it) and the rest.
+        let (saved, events) = match super::read_history(self.reader.as_ref(), pos, 64 * BATCH) {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the replaced event log failed; retrying");
+                return;
+            }
+        };
+        let state = match super::rebuild(&self.site, saved.as_ref(), &events) {
+            Ok((state, _)) => state,
+            Err(e) => {
+                tracing::error!(error = %e, "the replaced event log cannot be rebuilt; retrying");
+                std::thread::sleep(WAIT);
+                return;
+            }
+        };
+        let base = saved.map_or(0, |s| s.seq);
+        let head = events.last().map_or(base, |e| e.seq);
         let _ = self.render.send(renderer::Msg::Reset {
             state: Box::new(state),
             seq: head,
         });
         self.hub
-            .reset(pos.epoch, head, events.iter().map(Committed::from_event));
+            .reset(pos.epoch, base, events.iter().map(Committed::from_event));
         self.at = Position {
             epoch: pos.epoch,
             head,

@@ -140,33 +140,11 @@ impl Relay {
             hub.fail_because(format!("read-only: {why}"));
         }
         // Every event carries its entry's anchor: the state relearns each anchor ever given.
-        let mut keys = writer::Keys::default();
         let started = Started {
             snapshot: recovered.snapshot.as_ref().map(|s| s.seq),
             events_read: recovered.events.len(),
         };
-        let committed = match &recovered.snapshot {
-            Some(saved) => {
-                let snap = snapshot::decode(&saved.payload)?;
-                for (key, record) in snap.keys {
-                    keys.insert(key, record);
-                }
-                let mut state = State::restore(snap.projection, site.clone());
-                for e in &recovered.events {
-                    match state.rebased(e) {
-                        Some(moved) => state.apply_unsorted(&moved),
-                        None => state.apply_unsorted(e),
-                    }
-                }
-                state.settle();
-                state
-            }
-            None => State::from_log(site.clone(), &recovered.events),
-        };
-        for e in &recovered.events {
-            keys.insert_event(e);
-        }
-        keys.prune(Utc::now());
+        let (committed, keys) = rebuild(&site, recovered.snapshot.as_ref(), &recovered.events)?;
         let at = store::Position {
             epoch: recovered.epoch,
             head: recovered
@@ -482,6 +460,58 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The stories and the live idempotency keys of a history: its snapshot (when the store kept
+/// one), then the events after it.
+pub(crate) fn rebuild(
+    site: &Site,
+    saved: Option<&store::SavedSnapshot>,
+    events: &[event::Event],
+) -> Result<(State, writer::Keys), snapshot::Unreadable> {
+    let mut keys = writer::Keys::default();
+    let state = match saved {
+        Some(saved) => {
+            let snap = snapshot::decode(&saved.payload)?;
+            for (key, record) in snap.keys {
+                keys.insert(key, record);
+            }
+            let mut state = State::restore(snap.projection, site.clone());
+            for e in events {
+                match state.rebased(e) {
+                    Some(moved) => state.apply_unsorted(&moved),
+                    None => state.apply_unsorted(e),
+                }
+            }
+            state.settle();
+            state
+        }
+        None => State::from_log(site.clone(), events),
+    };
+    for e in events {
+        keys.insert_event(e);
+    }
+    keys.prune(Utc::now());
+    Ok((state, keys))
+}
+
+/// Reads a replaced history for a rebuild: its snapshot, if the store keeps one, and every
+/// event after it up to `pos.head`.
+pub(crate) fn read_history(
+    reader: &dyn Reader,
+    pos: store::Position,
+    step: usize,
+) -> Result<(Option<store::SavedSnapshot>, Vec<event::Event>), StoreError> {
+    let saved = reader.snapshot(pos.epoch)?;
+    let mut after = saved.as_ref().map_or(0, |s| s.seq);
+    let mut events = Vec::new();
+    while after < pos.head {
+        let more = reader.read(pos.epoch, after, pos.head, step)?;
+        let Some(last) = more.last() else { break };
+        after = last.seq;
+        events.extend(more);
+    }
+    Ok((saved, events))
 }
 
 /// Opens the embedded file store in `dir`.

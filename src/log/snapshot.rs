@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 
 use super::state::{Projection, State};
-use super::store::Reader;
+use super::store::{Position, Reader};
 use super::writer::{KeyRecord, Keys};
 
 /// By default, a snapshot every this many events.
@@ -36,6 +36,8 @@ pub fn decode(payload: &[u8]) -> Result<Snapshot, Unreadable> {
 
 /// A copy of the writer's state, taken after `seq`.
 pub(crate) struct Take {
+    /// The history the state belongs to (a store keeps a snapshot only of its own).
+    pub epoch: super::store::Epoch,
     pub seq: u64,
     pub state: Box<State>,
     pub keys: Vec<(String, KeyRecord)>,
@@ -62,14 +64,16 @@ impl Taker {
         )
     }
 
-    /// Counts `n` more events; takes a copy once enough came (or `now`, when stopping).
-    pub(crate) fn after(&mut self, n: u64, seq: u64, state: &State, keys: &Keys, now: bool) {
+    /// Counts `n` more events; takes a copy once enough came (or `now`, when stopping) of the
+    /// state at `at`.
+    pub(crate) fn after(&mut self, n: u64, at: Position, state: &State, keys: &Keys, now: bool) {
         self.since += n;
         if self.since == 0 || (!now && self.since < self.every) {
             return;
         }
         let take = Take {
-            seq,
+            epoch: at.epoch,
+            seq: at.head,
             state: Box::new(state.clone()),
             keys: keys.entries(),
         };
@@ -108,7 +112,7 @@ pub(crate) fn run(rx: Receiver<Take>, reader: Arc<dyn Reader>, keep: Option<u64>
             }
         };
         drop(snapshot);
-        match reader.save_snapshot(take.seq, &payload) {
+        match reader.save_snapshot(take.epoch, take.seq, &payload) {
             Ok(true) => {
                 tracing::info!(
                     seq = take.seq,

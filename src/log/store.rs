@@ -229,11 +229,12 @@ pub trait Reader: Send + Sync {
     ) -> Result<Vec<Event>, StoreError>;
     /// Wakes every [`Reader::wait`]: the relay is closing.
     fn close(&self);
-    /// Keeps `payload`, a snapshot of the relay's state after `seq`, durably and atomically,
-    /// so the next start reads it and the log after it only. False when this store keeps no
-    /// snapshots (or `seq` is no longer at hand).
-    fn save_snapshot(&self, seq: u64, payload: &[u8]) -> Result<bool, StoreError> {
-        let _ = (seq, payload);
+    /// Keeps `payload`, a snapshot of the relay's state after `seq` of `epoch`'s history,
+    /// durably and atomically, so the next start reads it and the log after it only. False
+    /// when this store keeps no snapshots (or `seq` is no longer at hand, or the history is
+    /// another).
+    fn save_snapshot(&self, epoch: Epoch, seq: u64, payload: &[u8]) -> Result<bool, StoreError> {
+        let _ = (epoch, seq, payload);
         Ok(false)
     }
     /// The newest snapshot this store keeps of `epoch`'s history, for rebuilding after the
@@ -536,7 +537,10 @@ impl Reader for FileReader {
         self.appended.notify_all();
     }
 
-    fn save_snapshot(&self, seq: u64, payload: &[u8]) -> Result<bool, StoreError> {
+    fn save_snapshot(&self, epoch: Epoch, seq: u64, payload: &[u8]) -> Result<bool, StoreError> {
+        if epoch != self.epoch {
+            return Ok(false);
+        }
         let (segment, offset) = {
             let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
             match tail.ends.iter().find(|(s, _, _)| *s == seq) {

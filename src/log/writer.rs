@@ -281,7 +281,7 @@ impl Writer {
         }
         // A last snapshot, so the next start reads little of the log.
         if let Some(taker) = &mut self.snapshots {
-            taker.after(0, self.at.head, &self.committed, &self.keys, true);
+            taker.after(0, self.at, &self.committed, &self.keys, true);
         }
         self.snapshots = None;
         tracing::info!(head = self.at.head, "event log writer stopped");
@@ -553,6 +553,12 @@ impl Writer {
                 .reader
                 .read(self.at.epoch, self.at.head, pos.head, MAX_BATCH)
             {
+                // Trimmed past this writer's head (other nodes appended and compacted while it
+                // was idle): decide on the snapshot and what follows it.
+                Err(StoreError::Compacted { .. }) => {
+                    self.rebuild(pos);
+                    return;
+                }
                 Ok(events) if !events.is_empty() => {
                     for e in &events {
                         self.committed.apply_unsorted(e);
@@ -568,28 +574,34 @@ impl Writer {
 
     /// The log's history was replaced: the stories are what the new one makes.
     fn rebuild(&mut self, pos: Position) {
-        let mut events: Vec<Event> = Vec::new();
-        while (events.len() as u64) < pos.head {
-            match self
-                .reader
-                .read(pos.epoch, events.len() as u64, pos.head, 64 * MAX_BATCH)
-            {
-                Ok(more) if !more.is_empty() => events.extend(more),
-                _ => break,
+        // The new history's snapshot (a compacted log holds nothing before it) and the rest.
+        let (saved, events) = match super::read_history(self.reader.as_ref(), pos, 64 * MAX_BATCH) {
+            Ok(read) => read,
+            Err(e) => {
+                // Decided again at the next append, which finds the epoch still new.
+                tracing::warn!(error = %e, "writer: reading the replaced event log failed");
+                return;
             }
-        }
-        tracing::warn!(epoch = %pos.epoch, events = events.len(), "writer: the event log's history was replaced; deciding on the new one");
-        self.committed = State::from_log(self.site.clone(), &events);
+        };
+        let (state, keys) = match super::rebuild(&self.site, saved.as_ref(), &events) {
+            Ok(rebuilt) => rebuilt,
+            Err(e) => {
+                tracing::error!(error = %e, "writer: the replaced event log cannot be rebuilt");
+                return;
+            }
+        };
+        tracing::warn!(epoch = %pos.epoch, snapshot = ?saved.as_ref().map(|s| s.seq), events = events.len(), "writer: rebuilt from the event log (its history was replaced, or compacted past this writer); deciding on it");
+        self.committed = state;
         self.state = self.committed.clone();
-        self.keys = Keys::default();
-        for e in &events {
-            self.keys.insert_event(e);
-        }
-        self.keys.prune(Utc::now());
+        self.keys = keys;
         self.store.adopt_epoch(pos.epoch);
         self.at = Position {
             epoch: pos.epoch,
-            head: events.last().map_or(0, |e| e.seq),
+            head: events
+                .last()
+                .map(|e| e.seq)
+                .or(saved.map(|s| s.seq))
+                .unwrap_or(0),
         };
     }
 
@@ -712,7 +724,7 @@ impl Writer {
                     self.hub.clear_outage();
                     if let Some(taker) = &mut self.snapshots {
                         let n = events.len() as u64;
-                        taker.after(n, self.at.head, &self.committed, &self.keys, false);
+                        taker.after(n, self.at, &self.committed, &self.keys, false);
                     }
                     // Answered once visible: a publisher that got seq N finds N when it reads.
                     if !self.delivered.wait_for(self.at.head, DELIVERY) {
