@@ -1564,5 +1564,29 @@ async fn a_small_keep_events_trims_the_stream_and_a_new_node_starts_from_the_sna
         assert_eq!(seen, vec![head + 1], "{base}");
     }
     assert_eq!(served(&http, &a).await, served(&http, &b).await);
+    // The first node publishes on and trims past the second node's writer, idle meanwhile:
+    // its next publish decides on the snapshot and lands once, right after the head.
+    for k in 0..3 * (keep + every) {
+        let key = format!("more-{k}");
+        publish_until_taken(&http, std::slice::from_ref(&a), 0, &key, &key).await;
+    }
+    let head = head + 1 + 3 * (keep + every);
+    let deadline = Instant::now() + PATIENCE;
+    while redis.stream()[0].0 <= seq {
+        assert!(Instant::now() < deadline, "not trimmed past {seq}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seq = publish_until_taken(&http, std::slice::from_ref(&b), 0, "idle-b", "Idle B").await;
+    assert_eq!(seq, head + 1);
+    assert!(
+        second.log().contains("compacted past this writer"),
+        "the second node's writer was trimmed past:\n{}",
+        second.log()
+    );
+    for base in [&a, &b] {
+        let seen = subscribe(http.clone(), vec![base.clone()], head, head + 1).await;
+        assert_eq!(seen, vec![head + 1], "{base}");
+    }
+    assert_eq!(served(&http, &a).await, served(&http, &b).await);
     drop((first, second));
 }
