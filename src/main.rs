@@ -235,9 +235,10 @@ fn log_command(action: LogAction) -> Result<ExitCode> {
         LogAction::Check(args) => {
             let dir = args.dir();
             let scan = store::inspect(&dir)?;
+            // The segment appended to: the only one a torn write can be in.
             println!(
                 "log: {} ({} bytes)",
-                dir.join(store::LOG_FILE).display(),
+                store::last_segment(&dir)?.1.display(),
                 scan.len
             );
             describe(&scan);

@@ -440,6 +440,31 @@ async fn a_small_keep_events_compacts_the_log_and_old_cursors_get_410() {
     let (status, page) = poll(&http, &base, oldest - 1).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["events"][0]["seq"].as_u64(), Some(oldest), "{page}");
+    // SSE from the same old cursor: a `reset` naming `oldest`.
+    let mut sse = http
+        .get(format!("{base}/live/events"))
+        .header("Last-Event-ID", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    let mut text = String::new();
+    while !text.contains("event: reset\ndata: ") || !text.contains("}\n") {
+        let chunk = tokio::time::timeout(PATIENCE, sse.chunk())
+            .await
+            .expect("a reset in time")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let data = text
+        .split("event: reset\ndata: ")
+        .nth(1)
+        .and_then(|d| d.lines().next())
+        .unwrap();
+    let reset: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(reset["oldest"].as_u64(), Some(oldest), "{text}");
+    drop(sse);
     // The disk holds a bounded log: segments of ~2 KiB, about keep + every events' worth.
     let bytes: u64 = log_files(&log)
         .iter()
