@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use tokio::sync::watch;
 
 use super::event::{Event, Op};
-use super::store::{Epoch, Reader};
+use super::store::{Epoch, Reader, StoreError};
 use crate::layout::FileKey;
 
 /// A committed event, serialised once: every long-poll page and every SSE stream shares these
@@ -395,7 +395,11 @@ impl Hub {
         let events = history
             .read(self.epoch(), after, until, HISTORY_STEP)
             .map_err(|e| {
-                tracing::error!(error = %e, after, "reading the event log back failed");
+                match e {
+                    // An old cursor: the answer is a 410 with `oldest`, nothing went wrong.
+                    StoreError::Compacted { .. } => {}
+                    e => tracing::error!(error = %e, after, "reading the event log back failed"),
+                }
                 self.gone()
             })?;
         let mut page = Page {

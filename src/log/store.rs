@@ -585,9 +585,11 @@ impl Reader for FileReader {
     /// before their files go, so a read sees either the segment or [`StoreError::Compacted`].
     /// A crash between two deletions leaves a shorter run of whole segments: still a log.
     fn compact(&self, upto: u64) -> Result<u64, StoreError> {
+        // Never the head's segment: the head is known from the log itself after a start.
+        let head = self.position_now().head;
         let (doomed, oldest) = {
             let mut segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
-            let upto = upto.min(segments.snapshot);
+            let upto = upto.min(segments.snapshot).min(head.saturating_sub(1));
             let list = &segments.list;
             let mut n = 0;
             while n + 1 < list.len() && list[n + 1].base - 1 <= upto {
@@ -1668,6 +1670,55 @@ mod tests {
         let mut store = FileStore::new(dir.path());
         assert_eq!(store.load().unwrap().events.len() as u64, n);
         check(store.reader.as_ref().unwrap(), n);
+    }
+
+    #[test]
+    fn compaction_deletes_only_whole_segments_a_snapshot_covers() {
+        let dir = tempfile::tempdir().unwrap();
+        // A segment per record: the log rolls after every append.
+        let mut store = FileStore::new(dir.path()).segment_bytes(1);
+        store.load().unwrap();
+        for seq in 1..=10 {
+            store.append(seq - 1, &[event(seq)]).unwrap();
+        }
+        let reader = store.reader.clone().unwrap();
+        assert_eq!(segments(dir.path()).unwrap().len(), 11, "ten full, one empty");
+        // Without a snapshot nothing goes, whatever is asked.
+        assert_eq!(reader.compact(8).unwrap(), 1);
+        assert!(dir.path().join(LOG_FILE).exists());
+        assert!(reader.save_snapshot(reader.epoch, 5, b"{}").unwrap());
+        // Lowered to the snapshot's seq: 1..=5 go, whole segments, oldest first.
+        assert_eq!(reader.compact(8).unwrap(), 6);
+        assert_eq!(segments(dir.path()).unwrap()[0].0, 6);
+        match Reader::read(reader.as_ref(), reader.epoch, 0, 10, 100) {
+            Err(StoreError::Compacted { oldest: 6 }) => {}
+            other => panic!("{other:?}"),
+        }
+        let got: Vec<u64> = Reader::read(reader.as_ref(), reader.epoch, 5, 10, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(got, (6..=10).collect::<Vec<_>>());
+        drop((store, reader));
+        // A start reads the snapshot and the segments after it, and knows where the log starts.
+        let mut store = FileStore::new(dir.path()).segment_bytes(1);
+        let recovered = store.load().unwrap();
+        assert_eq!(recovered.snapshot.map(|s| s.seq), Some(5));
+        assert_eq!(
+            recovered.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (6..=10).collect::<Vec<_>>()
+        );
+        assert_eq!(store.reader().oldest(), 6);
+        store.append(10, &[event(11)]).unwrap();
+        drop(store);
+        // Without its snapshot a compacted log cannot be rebuilt: refused, nothing changed.
+        std::fs::remove_file(dir.path().join(SNAPSHOT_FILE)).unwrap();
+        match FileStore::new(dir.path()).load() {
+            Err(StoreError::Uncovered { oldest: 6, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(segments(dir.path()).unwrap()[0].0, 6);
     }
 
     #[test]
