@@ -1682,7 +1682,11 @@ mod tests {
             store.append(seq - 1, &[event(seq)]).unwrap();
         }
         let reader = store.reader.clone().unwrap();
-        assert_eq!(segments(dir.path()).unwrap().len(), 11, "ten full, one empty");
+        assert_eq!(
+            segments(dir.path()).unwrap().len(),
+            11,
+            "ten full, one empty"
+        );
         // Without a snapshot nothing goes, whatever is asked.
         assert_eq!(reader.compact(8).unwrap(), 1);
         assert!(dir.path().join(LOG_FILE).exists());
