@@ -127,6 +127,7 @@ fn child(log: &Path) {
         Options {
             memory: Memory::default(),
             snapshot_every: u64::MAX,
+            keep_events: None,
         },
     )
     .expect("the relay opens");

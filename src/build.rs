@@ -30,6 +30,8 @@ pub enum BuildError {
         offset: usize,
         kind: String,
     },
+    #[error(transparent)]
+    Snapshot(#[from] crate::log::snapshot::Unreadable),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -99,11 +101,39 @@ pub fn load(
     let site = Site::load(data, base_url)?;
     let dir = log_dir.map_or_else(|| data.join("log"), Path::to_path_buf);
     let path = dir.join(store::LOG_FILE);
-    if log_dir.is_none() && !path.exists() {
+    let has_log = store::segments(&dir).is_ok_and(|found| !found.is_empty());
+    if log_dir.is_none() && !has_log {
         return Ok(Input {
             site,
             seq: 0,
             log: None,
+        });
+    }
+    // A log of several segments (rolled, perhaps compacted) is read from its snapshot when it
+    // needs one.
+    if store::last_segment(&dir)?.0 > 1 {
+        let back = store::read_back(&dir)?;
+        let state = match &back.snapshot {
+            Some(saved) => {
+                let snap = crate::log::snapshot::decode(&saved.payload)?;
+                State::replay_from(snap.projection, saved.seq, site, &back.events)
+            }
+            None => State::replay(site, &back.events),
+        };
+        let seq = back
+            .events
+            .last()
+            .map(|e| e.seq)
+            .or(back.snapshot.as_ref().map(|s| s.seq))
+            .unwrap_or(0);
+        return Ok(Input {
+            site: state.site,
+            seq,
+            log: Some(LogRead {
+                path: back.path,
+                events: back.events.len(),
+                torn: back.torn.map(|at| at as usize),
+            }),
         });
     }
     // `inspect` reads the file in one go, read-only, and takes no lock.

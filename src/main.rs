@@ -239,9 +239,10 @@ fn log_command(action: LogAction) -> Result<ExitCode> {
         LogAction::Check(args) => {
             let dir = args.dir();
             let scan = store::inspect(&dir)?;
+            // The segment appended to: the only one a torn write can be in.
             println!(
                 "log: {} ({} bytes)",
-                dir.join(store::LOG_FILE).display(),
+                store::last_segment(&dir)?.1.display(),
                 scan.len
             );
             describe(&scan);
@@ -391,7 +392,9 @@ struct ServeArgs {
     #[arg(long, value_name = "BYTES", env = "LIVEFEED_SSE_QUEUE_BYTES",
           default_value_t = 4 * 1024 * 1024)]
     sse_queue_bytes: usize,
-    /// Events kept in memory for cursors; older cursors are read back from the log.
+    /// Events the log retains behind its head: older ones are compacted away once a snapshot
+    /// covers them (the file log deletes whole segments, Redis trims its stream), and a cursor
+    /// older than what is retained gets 410 with `oldest`. Memory holds at most this many too.
     #[arg(
         long,
         value_name = "N",
@@ -399,6 +402,11 @@ struct ServeArgs {
         default_value_t = 1_000_000
     )]
     keep_events: usize,
+    /// The embedded log rolls to a new segment file once the current one holds this many
+    /// bytes; compaction deletes whole segments.
+    #[arg(long, value_name = "BYTES", env = "LIVEFEED_SEGMENT_BYTES",
+          default_value_t = livefeed::log::store::DEFAULT_SEGMENT_BYTES)]
+    segment_bytes: u64,
     /// Bytes of events kept in memory for cursors (as SSE frames); older cursors are read
     /// back from the log.
     #[arg(long, value_name = "BYTES", env = "LIVEFEED_MEMORY_BYTES",
@@ -713,7 +721,7 @@ fn open_url(addr: std::net::SocketAddr) -> String {
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
     use livefeed::http::{self, Config};
-    use livefeed::log::{Relay, file_store, store};
+    use livefeed::log::{Relay, store};
     // Everything is checked, and the address bound, before anything is written.
     let token = read_token(args.token_file.as_deref())?;
     if !args.data.is_dir() {
@@ -767,11 +775,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             )
         }
         Some(StoreSpec::File(dir)) => (
-            file_store(dir),
+            Box::new(store::FileStore::new(dir).segment_bytes(args.segment_bytes)),
             dir.join(store::LOG_FILE).display().to_string(),
         ),
         None => (
-            file_store(&log_dir),
+            Box::new(store::FileStore::new(&log_dir).segment_bytes(args.segment_bytes)),
             log_dir.join(store::LOG_FILE).display().to_string(),
         ),
     };
@@ -783,6 +791,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     let options = livefeed::log::Options {
         memory,
         snapshot_every: args.snapshot_every,
+        keep_events: Some(args.keep_events.max(1) as u64),
     };
     let relay = Relay::open_with(site, store, options).map_err(|e| match &args.store {
         // Redis unreachable at start: say which flag named it.

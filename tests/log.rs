@@ -402,7 +402,8 @@ async fn cursors_older_than_memory_are_read_back_from_the_log() {
     let site = TestSite::new();
     let start = || {
         let mut cmd = serve_command(&site.data());
-        cmd.args(["--keep-events", "3", "--memory-bytes", "100000"])
+        // Memory holds a few events' frames; the log retains them all (`--keep-events`).
+        cmd.args(["--memory-bytes", "2000"])
             .env("LIVEFEED_TOKEN", TOKEN);
         Proc::start(cmd)
     };

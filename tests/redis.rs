@@ -1417,3 +1417,176 @@ async fn an_edit_on_one_node_of_an_entry_deleted_on_another_is_a_404() {
     );
     assert_eq!(stream.len() as u64, SEED + 6);
 }
+
+/// A node on `redis` that retains `keep` events and snapshots every `every`, with a fixed base
+/// URL so feeds compare byte for byte across nodes.
+fn retaining_node(data: &Path, redis: &Redis, keep: u64, every: u64) -> Proc {
+    let mut cmd = serve_command(data);
+    cmd.args(["--store", &redis.url()])
+        .args(["--base-url", "https://news.example.org"])
+        .env("LIVEFEED_TOKEN", TOKEN)
+        .env("LIVEFEED_KEEP_EVENTS", keep.to_string())
+        .env("LIVEFEED_SNAPSHOT_EVERY", every.to_string());
+    Proc::start(cmd)
+}
+
+fn xlen(redis: &Redis) -> u64 {
+    redis::cmd("XLEN")
+        .arg("{livefeed}:events")
+        .query(&mut redis.conn())
+        .unwrap()
+}
+
+/// What a node serves of the live story: its feeds and page, with their validators.
+async fn served(http: &reqwest::Client, base: &str) -> Vec<(String, String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for path in [
+        format!("/feeds/{LIVE}.atom"),
+        format!("/feeds/{LIVE}.json"),
+        "/feeds/all.rss".to_string(),
+        format!("/stories/{LIVE}/"),
+    ] {
+        let res = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{base}{path}");
+        let etag = res.headers()["etag"].to_str().unwrap().to_string();
+        out.push((path, etag, res.bytes().await.unwrap().to_vec()));
+    }
+    out
+}
+
+/// With a small `--keep-events`, the snapshot goes to Redis and the stream is trimmed behind
+/// it: XLEN stays bounded, a cursor older than the stream gets 410 with `oldest` (one at
+/// `oldest - 1` its events), and a node started after the trim rebuilds from the snapshot and
+/// serves the same bytes as the node that saw every event. The head never goes back, so the
+/// trim is not taken for lost events: the epoch stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_keep_events_trims_the_stream_and_a_new_node_starts_from_the_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(redis) = Redis::start(tmp.path()) else {
+        return;
+    };
+    let data = copy_data(tmp.path());
+    let (keep, every) = (20, 10);
+    let mut first = retaining_node(&data, &redis, keep, every);
+    let a = first.ready().await.unwrap();
+    let http = http();
+    let epoch = |base: String| {
+        let http = http.clone();
+        async move {
+            let body: Value = http
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (
+                body["epoch"].as_str().unwrap().to_string(),
+                body["head"].as_u64().unwrap(),
+            )
+        }
+    };
+    let (before, _) = epoch(a.clone()).await;
+    let n = 120;
+    for k in 0..n {
+        let key = format!("trim-{k}");
+        publish_until_taken(&http, std::slice::from_ref(&a), 0, &key, &key).await;
+    }
+    let head = SEED + n;
+    // The snapshot and the trim run off the publish path.
+    let deadline = Instant::now() + PATIENCE;
+    while xlen(&redis) > keep + every {
+        assert!(
+            Instant::now() < deadline,
+            "the stream holds {} entries:\n{}",
+            xlen(&redis),
+            first.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stream = redis.stream();
+    assert_eq!(stream.last().map(|(seq, _)| *seq), Some(head));
+    assert!(stream.windows(2).all(|w| w[1].0 == w[0].0 + 1), "gapless");
+    let oldest = stream[0].0;
+    assert!(oldest > 1 && oldest + keep <= head + 1, "oldest {oldest}");
+    let snapshot: Option<u64> = redis::cmd("HGET")
+        .arg("{livefeed}:snapshot")
+        .arg("seq")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(snapshot.is_some_and(|s| s >= oldest - 1), "{snapshot:?}");
+
+    let gone = |base: String| {
+        let http = http.clone();
+        async move {
+            let res = http
+                .get(format!("{base}/live?after=0&timeout=0"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 410, "{base}");
+            let body: Value = res.json().await.unwrap();
+            body["oldest"].as_u64().unwrap()
+        }
+    };
+    assert_eq!(gone(a.clone()).await, oldest);
+    let page: Value = http
+        .get(format!("{a}/live?after={}&timeout=0", oldest - 1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["events"][0]["seq"].as_u64(), Some(oldest), "{page}");
+
+    // A new node, started after the trim: from the snapshot, the same bytes.
+    let mut second = retaining_node(&data, &redis, keep, every);
+    let b = second.ready().await.unwrap();
+    assert_eq!(
+        epoch(b.clone()).await,
+        (before.clone(), head),
+        "same history, same head"
+    );
+    assert_eq!(
+        epoch(a.clone()).await.0,
+        before,
+        "a trim is not lost events"
+    );
+    assert_eq!(served(&http, &a).await, served(&http, &b).await);
+    assert!(gone(b.clone()).await > 1);
+    // Publishing goes on through the new node; both serve it.
+    let seq = publish_until_taken(&http, std::slice::from_ref(&b), 0, "after-trim", "After").await;
+    assert_eq!(seq, head + 1);
+    for base in [&a, &b] {
+        let seen = subscribe(http.clone(), vec![base.clone()], head, head + 1).await;
+        assert_eq!(seen, vec![head + 1], "{base}");
+    }
+    assert_eq!(served(&http, &a).await, served(&http, &b).await);
+    // The first node publishes on and trims past the second node's writer, idle meanwhile:
+    // its next publish decides on the snapshot and lands once, right after the head.
+    for k in 0..3 * (keep + every) {
+        let key = format!("more-{k}");
+        publish_until_taken(&http, std::slice::from_ref(&a), 0, &key, &key).await;
+    }
+    let head = head + 1 + 3 * (keep + every);
+    let deadline = Instant::now() + PATIENCE;
+    while redis.stream()[0].0 <= seq {
+        assert!(Instant::now() < deadline, "not trimmed past {seq}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seq = publish_until_taken(&http, std::slice::from_ref(&b), 0, "idle-b", "Idle B").await;
+    assert_eq!(seq, head + 1);
+    assert!(
+        second.log().contains("compacted past this writer"),
+        "the second node's writer was trimmed past:\n{}",
+        second.log()
+    );
+    for base in [&a, &b] {
+        let seen = subscribe(http.clone(), vec![base.clone()], head, head + 1).await;
+        assert_eq!(seen, vec![head + 1], "{base}");
+    }
+    assert_eq!(served(&http, &a).await, served(&http, &b).await);
+    drop((first, second));
+}

@@ -281,6 +281,7 @@ async fn a_restart_reads_the_snapshot_and_only_the_log_after_it() {
             bytes: 1 << 20,
         },
         snapshot_every: 100,
+        keep_events: None,
     };
     let open = |dir: &std::path::Path| {
         let (site, dir) = (load(), dir.to_path_buf());
@@ -385,4 +386,280 @@ async fn a_replaced_history_is_rebuilt_page_by_page() {
         .unwrap();
     assert!(feed.contains("After") && !feed.contains("Before"), "{feed}");
     server.stop().await;
+}
+
+/// `livefeed serve` on `data` with publishing on, a log that retains `keep` events, snapshots
+/// every `every` events and segments of `segment` bytes. Settings through the environment.
+fn retaining(data: &std::path::Path, keep: u64, every: u64, segment: u64) -> common::process::Proc {
+    let mut cmd = common::process::serve_command(data);
+    cmd.env("LIVEFEED_TOKEN", common::TOKEN)
+        .env("LIVEFEED_KEEP_EVENTS", keep.to_string())
+        .env("LIVEFEED_SNAPSHOT_EVERY", every.to_string())
+        .env("LIVEFEED_SEGMENT_BYTES", segment.to_string());
+    common::process::Proc::start(cmd)
+}
+
+/// The log's files in `dir` (segments, snapshot), sorted by name.
+fn log_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("events") && n.ends_with(".log"))
+        .collect();
+    names.sort();
+    names
+}
+
+async fn publish_n(http: &reqwest::Client, base: &str, n: usize) {
+    for i in 0..n {
+        let res = common::process::publish(http, base, &format!("Retained {i}")).await;
+        assert_eq!(res.status(), 201);
+    }
+}
+
+/// The live story's JSON feed, with the server's address (an ephemeral port) taken out.
+async fn feed(http: &reqwest::Client, base: &str) -> String {
+    let res = http
+        .get(format!("{base}/feeds/{}.json", common::LIVE))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap().replace(base, "BASE")
+}
+
+/// The head, from `/healthz` (a long-poll from 0 is a 410 once the log is compacted).
+async fn head_of(http: &reqwest::Client, base: &str) -> u64 {
+    let health: Value = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    health["head"].as_u64().expect("/healthz has the head")
+}
+
+/// The answer to a long-poll from `after`: status and body.
+async fn poll(http: &reqwest::Client, base: &str, after: u64) -> (u16, Value) {
+    let res = http
+        .get(format!("{base}/live?after={after}&timeout=0&limit=1000"))
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+/// With a small `--keep-events`, snapshots and small segments, the log deletes the segments a
+/// snapshot covers: a cursor older than what it retains gets 410 with `oldest`, one at
+/// `oldest - 1` gets its events; the log keeps at least `--keep-events` events; a restart
+/// loads the compacted log and serves the same feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_keep_events_compacts_the_log_and_old_cursors_get_410() {
+    let site = TestSite::new();
+    let log = site.data().join("log");
+    let http = common::client();
+    let (keep, every, segment) = (20, 10, 2048);
+    let mut server = retaining(&site.data(), keep, every, segment);
+    let base = server.ready().await.unwrap();
+    publish_n(&http, &base, 200).await;
+    let head = head_of(&http, &base).await;
+    // The last snapshot (and its compaction) is written off the publish path.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while log_files(&log).contains(&"events.log".to_string()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first segment was never deleted: {:?}\n{}",
+            log_files(&log),
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, gone) = poll(&http, &base, 0).await;
+    assert_eq!(status, 410, "{gone}");
+    let oldest = gone["oldest"].as_u64().unwrap();
+    assert!(oldest > 1, "{gone}");
+    assert!(
+        oldest + keep <= head + 1,
+        "at least {keep} retained: {gone}"
+    );
+    assert_eq!(gone["head"].as_u64(), Some(head), "{gone}");
+    let (status, page) = poll(&http, &base, oldest - 1).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["events"][0]["seq"].as_u64(), Some(oldest), "{page}");
+    // SSE from the same old cursor: a `reset` naming `oldest`.
+    let mut sse = http
+        .get(format!("{base}/live/events"))
+        .header("Last-Event-ID", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    let mut text = String::new();
+    while !text.contains("event: reset\ndata: ") || !text.contains("}\n") {
+        let chunk = tokio::time::timeout(PATIENCE, sse.chunk())
+            .await
+            .expect("a reset in time")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let data = text
+        .split("event: reset\ndata: ")
+        .nth(1)
+        .and_then(|d| d.lines().next())
+        .unwrap();
+    let reset: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(reset["oldest"].as_u64(), Some(oldest), "{text}");
+    drop(sse);
+    // The disk holds a bounded log: segments of ~2 KiB, about keep + every events' worth.
+    let bytes: u64 = log_files(&log)
+        .iter()
+        .map(|n| std::fs::metadata(log.join(n)).unwrap().len())
+        .sum();
+    assert!(bytes < 20 * segment, "{bytes} bytes: {:?}", log_files(&log));
+    let before = feed(&http, &base).await;
+    assert!(server.terminate(), "{}", server.log());
+
+    // A restart loads the compacted log from its snapshot and serves the same bytes.
+    let mut server = retaining(&site.data(), keep, every, segment);
+    let base = server.ready().await.unwrap();
+    assert_eq!(head_of(&http, &base).await, head);
+    assert_eq!(feed(&http, &base).await, before);
+    let (status, gone) = poll(&http, &base, 0).await;
+    assert_eq!(status, 410, "{gone}");
+    assert!(gone["oldest"].as_u64().unwrap() > 1, "{gone}");
+    // And it goes on publishing.
+    publish_n(&http, &base, 1).await;
+    assert_eq!(head_of(&http, &base).await, head + 1);
+    assert!(server.terminate(), "{}", server.log());
+}
+
+/// Segments are deleted only once a snapshot covers them: without one, every segment stays
+/// (and a crash then, after rolls, still loads, replaying them all); the snapshot written at a
+/// clean stop lets them go. A crash after that snapshot but before or midway through the
+/// deletions leaves a log that loads and serves the same feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_go_only_once_a_snapshot_covers_them_and_a_crash_between_roll_and_delete_loads() {
+    let site = TestSite::new();
+    let log = site.data().join("log");
+    let http = common::client();
+    let (keep, never, segment) = (20, 1_000_000, 2048);
+    let mut server = retaining(&site.data(), keep, never, segment);
+    let base = server.ready().await.unwrap();
+    publish_n(&http, &base, 150).await;
+    let head = head_of(&http, &base).await;
+    let rolled = log_files(&log);
+    assert!(rolled.len() >= 4, "the log rolled: {rolled:?}");
+    assert!(rolled.contains(&"events.log".to_string()), "{rolled:?}");
+    assert!(!log.join("snapshot").exists(), "no snapshot yet");
+    let (status, page) = poll(&http, &base, 0).await;
+    assert_eq!(status, 200, "nothing compacted without a snapshot: {page}");
+    // A crash now: every segment, no snapshot.
+    let uncovered = tempfile::tempdir().unwrap();
+    copy_dir(&log, uncovered.path());
+    let before = feed(&http, &base).await;
+    // A clean stop writes a snapshot; the segments it covers go.
+    assert!(server.terminate(), "{}", server.log());
+    let left = log_files(&log);
+    assert!(!left.contains(&"events.log".to_string()), "{left:?}");
+    assert!(left.len() < rolled.len(), "{left:?} of {rolled:?}");
+    assert_eq!(snapshot_seq(&log), Some(head));
+
+    let check = |what: &'static str, dir: std::path::PathBuf| {
+        let http = http.clone();
+        let before = before.clone();
+        async move {
+            let mut server = retaining(&dir, keep, never, segment);
+            let base = server
+                .ready()
+                .await
+                .unwrap_or_else(|| panic!("{what}: it loads:\n{}", server.log()));
+            assert_eq!(head_of(&http, &base).await, head, "{what}");
+            assert_eq!(feed(&http, &base).await, before, "{what}");
+            server.kill();
+        }
+    };
+    // Every segment and no snapshot (a crash after rolls): replayed whole.
+    let data = copy_site(&site, "uncovered");
+    replace_log(&data, uncovered.path(), None);
+    check("rolled, no snapshot", data).await;
+    // The snapshot written, nothing deleted yet.
+    let data = copy_site(&site, "undeleted");
+    replace_log(&data, uncovered.path(), Some(&log.join("snapshot")));
+    check("snapshot written, nothing deleted", data).await;
+    // The snapshot written, the first segment deleted, the others not.
+    let data = copy_site(&site, "midway");
+    replace_log(&data, uncovered.path(), Some(&log.join("snapshot")));
+    std::fs::remove_file(data.join("log").join("events.log")).unwrap();
+    check("midway through the deletions", data).await;
+    // And the compacted log itself.
+    check("compacted", site.data()).await;
+    // `livefeed build` reads a compacted log from its snapshot: the same site as from every
+    // segment.
+    let whole = copy_site(&site, "whole");
+    replace_log(&whole, uncovered.path(), None);
+    assert_eq!(build(&site.data()), build(&whole));
+}
+
+/// The files `livefeed build` writes for `data` (and its log), by path.
+fn build(data: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let out = data.parent().unwrap().join(format!(
+        "out-{}",
+        data.parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+    ));
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_livefeed"))
+        .args(["build", "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "livefeed build of {}", data.display());
+    let mut files = std::collections::BTreeMap::new();
+    let mut dirs = vec![out.clone()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let name = path.strip_prefix(&out).unwrap().display().to_string();
+                files.insert(name, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() && e.file_name() != "LOCK" {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Replaces the log of the data directory `data` with the files in `log`, and `snapshot`.
+fn replace_log(data: &std::path::Path, log: &std::path::Path, snapshot: Option<&std::path::Path>) {
+    let dir = data.join("log");
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(log, &dir);
+    if let Some(snapshot) = snapshot {
+        std::fs::copy(snapshot, dir.join("snapshot")).unwrap();
+    }
+}
+
+/// A copy of the site's data (reports and manifest, no log) under `name`.
+fn copy_site(site: &TestSite, name: &str) -> std::path::PathBuf {
+    let into = site.dir.path().join(name);
+    std::fs::create_dir_all(&into).unwrap();
+    common::copy_data_from(&site.data(), &into)
 }

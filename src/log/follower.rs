@@ -15,7 +15,6 @@ use std::time::Duration;
 use super::event::Event;
 use super::hub::{Committed, Hub};
 use super::renderer;
-use super::state::State;
 use super::store::{Position, Reader, StoreError};
 use crate::ingest::site::Site;
 
@@ -102,7 +101,12 @@ impl Follower {
                 self.reset(pos);
                 continue;
             }
-            self.catch_up(pos.head);
+            if self.catch_up(pos.head) {
+                // Trimmed past this node's cursor (it fell behind, on a shared log): start
+                // again from the snapshot, as for a new history.
+                self.reset(pos);
+                continue;
+            }
             if stopping && self.at.head >= pos.head {
                 break;
             }
@@ -110,19 +114,28 @@ impl Follower {
         tracing::debug!(head = self.at.head, "event log follower stopped");
     }
 
-    /// Hands on every event up to `head`.
-    fn catch_up(&mut self, head: u64) {
+    /// Hands on every event up to `head`; true when the log no longer holds what follows the
+    /// cursor (compacted past it).
+    fn catch_up(&mut self, head: u64) -> bool {
         while self.at.head < head {
             let events = match self.reader.read(self.at.epoch, self.at.head, head, BATCH) {
                 Ok(events) => events,
-                Err(StoreError::EpochChanged { .. }) => return,
+                Err(StoreError::Compacted { oldest }) => {
+                    tracing::warn!(
+                        after = self.at.head,
+                        oldest,
+                        "the event log was compacted past this node's cursor; rebuilding from its snapshot"
+                    );
+                    return true;
+                }
+                Err(StoreError::EpochChanged { .. }) => return false,
                 Err(e) => {
                     tracing::warn!(error = %e, after = self.at.head, "reading the event log failed; retrying");
-                    return;
+                    return false;
                 }
             };
             let Some(first) = events.first() else {
-                return;
+                return false;
             };
             let contiguous = events
                 .iter()
@@ -135,7 +148,7 @@ impl Follower {
                     "the event log returned a gap; reading again"
                 );
                 std::thread::sleep(Duration::from_millis(50));
-                return;
+                return false;
             }
             let last = events.last().map_or(self.at.head, |e| e.seq);
             let committed: Vec<Committed> = events.iter().map(Committed::from_event).collect();
@@ -147,30 +160,29 @@ impl Follower {
             self.at.head = last;
             self.delivered.set(last);
         }
+        false
     }
 
     /// The history was replaced: rebuild the stories from the new one, a page at a time, and
     /// serve it alone (the hub keeps the last page; older cursors are read back from the log).
     fn reset(&mut self, pos: Position) {
-        tracing::warn!(
-            old_epoch = %self.at.epoch,
-            new_epoch = %pos.epoch,
-            head = pos.head,
-            "the event log's history was replaced; serving the new one, old cursors get 410"
-        );
-        let mut state = State::empty(self.site.clone());
-        let mut last = Vec::new();
-        let (head, read) = read_pages(self.reader.as_ref(), pos, |page| {
-            for e in &page {
-                state.apply_logged(e);
-            }
-            last = page;
-        });
-        if let Err(e) = read {
-            tracing::warn!(error = %e, "reading the replaced event log failed; retrying");
-            return;
+        if pos.epoch != self.at.epoch {
+            tracing::warn!(
+                old_epoch = %self.at.epoch,
+                new_epoch = %pos.epoch,
+                head = pos.head,
+                "the event log's history was replaced; serving the new one, old cursors get 410"
+            );
         }
-        state.settle();
+        let rebuilt = match super::rebuild_paged(&self.site, self.reader.as_ref(), pos) {
+            Ok(rebuilt) => rebuilt,
+            Err(e) => {
+                tracing::warn!(error = %e, "the replaced event log cannot be read back; retrying");
+                std::thread::sleep(WAIT);
+                return;
+            }
+        };
+        let (state, head, last) = (rebuilt.state, rebuilt.head, rebuilt.last);
         let _ = self.render.send(renderer::Msg::Reset {
             state: Box::new(state),
             seq: head,
@@ -186,15 +198,16 @@ impl Follower {
     }
 }
 
-/// Reads the history of `pos` from its start up to its head, [`BATCH`] events at a time, handing
+/// Reads the history of `pos` after `from` up to its head, [`BATCH`] events at a time, handing
 /// each page to `page` in seq order: a rebuild never holds the whole history. Returns the seq
 /// of the last event read, and why it stopped early if it did.
 pub(crate) fn read_pages(
     reader: &dyn Reader,
+    from: u64,
     pos: Position,
     mut page: impl FnMut(Vec<Event>),
 ) -> (u64, Result<(), StoreError>) {
-    let mut after = 0;
+    let mut after = from;
     while after < pos.head {
         match reader.read(pos.epoch, after, pos.head, BATCH) {
             Ok(events) => {

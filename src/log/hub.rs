@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use tokio::sync::watch;
 
 use super::event::{Event, Op};
-use super::store::{Epoch, Reader};
+use super::store::{Epoch, Reader, StoreError};
 use crate::layout::FileKey;
 
 /// A committed event, serialised once: every long-poll page and every SSE stream shares these
@@ -249,7 +249,7 @@ impl Hub {
         let log = self.log.read().unwrap_or_else(|p| p.into_inner());
         let in_memory = log.events.front().map_or(log.head + 1, |e| e.seq);
         match self.history.get() {
-            Some(_) => (in_memory.min(1), log.head),
+            Some(history) => (in_memory.min(history.oldest()), log.head),
             None => (in_memory, log.head),
         }
     }
@@ -393,7 +393,11 @@ impl Hub {
         let events = history
             .read(self.epoch(), after, until, HISTORY_STEP)
             .map_err(|e| {
-                tracing::error!(error = %e, after, "reading the event log back failed");
+                match e {
+                    // An old cursor: the answer is a 410 with `oldest`, nothing went wrong.
+                    StoreError::Compacted { .. } => {}
+                    e => tracing::error!(error = %e, after, "reading the event log back failed"),
+                }
                 self.gone()
             })?;
         let mut page = Page {
@@ -426,7 +430,7 @@ impl Hub {
         if after > log.head || after + 1 < oldest {
             // Older than memory is served by `page_any` when the log can be read back.
             let oldest = match self.history.get() {
-                Some(_) => oldest.min(1),
+                Some(history) => oldest.min(history.oldest()),
                 None => oldest,
             };
             return Err(CursorGone {

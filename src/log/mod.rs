@@ -51,6 +51,9 @@ pub struct Options {
     pub memory: hub::Memory,
     /// A snapshot of the state every this many events (see [`snapshot`]).
     pub snapshot_every: u64,
+    /// How many events the log retains behind its head (`--keep-events`): older ones are
+    /// compacted away once a snapshot covers them. `None`: the log keeps everything.
+    pub keep_events: Option<u64>,
 }
 
 impl Default for Options {
@@ -58,6 +61,7 @@ impl Default for Options {
         Options {
             memory: hub::Memory::default(),
             snapshot_every: snapshot::DEFAULT_EVERY,
+            keep_events: None,
         }
     }
 }
@@ -136,33 +140,11 @@ impl Relay {
             hub.fail_because(format!("read-only: {why}"));
         }
         // Every event carries its entry's anchor: the state relearns each anchor ever given.
-        let mut keys = writer::Keys::default();
         let started = Started {
             snapshot: recovered.snapshot.as_ref().map(|s| s.seq),
             events_read: recovered.events.len(),
         };
-        let committed = match &recovered.snapshot {
-            Some(saved) => {
-                let snap = snapshot::decode(&saved.payload)?;
-                for (key, record) in snap.keys {
-                    keys.insert(key, record);
-                }
-                let mut state = State::restore(snap.projection, site.clone());
-                for e in &recovered.events {
-                    match state.rebased(e) {
-                        Some(moved) => state.apply_unsorted(&moved),
-                        None => state.apply_unsorted(e),
-                    }
-                }
-                state.settle();
-                state
-            }
-            None => State::from_log(site.clone(), &recovered.events),
-        };
-        for e in &recovered.events {
-            keys.insert_event(e);
-        }
-        keys.prune(Utc::now());
+        let (committed, keys) = rebuild(&site, recovered.snapshot.as_ref(), &recovered.events)?;
         let at = store::Position {
             epoch: recovered.epoch,
             head: recovered
@@ -233,7 +215,7 @@ impl Relay {
         let snapshot_reader = Arc::clone(&reader);
         let snapshot_handle = std::thread::Builder::new()
             .name("livefeed-snapshot".into())
-            .spawn(move || snapshot::run(takes, snapshot_reader))
+            .spawn(move || snapshot::run(takes, snapshot_reader, options.keep_events))
             .map_err(|e| thread_error("snapshot thread", e))?;
         let stop_following = Arc::new(AtomicBool::new(false));
         let follower = follower::Follower {
@@ -488,6 +470,105 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The stories and the live idempotency keys of a history: its snapshot (when the store kept
+/// one), then the events after it.
+pub(crate) fn rebuild(
+    site: &Site,
+    saved: Option<&store::SavedSnapshot>,
+    events: &[event::Event],
+) -> Result<(State, writer::Keys), snapshot::Unreadable> {
+    let mut keys = writer::Keys::default();
+    let state = match saved {
+        Some(saved) => {
+            let snap = snapshot::decode(&saved.payload)?;
+            for (key, record) in snap.keys {
+                keys.insert(key, record);
+            }
+            let mut state = State::restore(snap.projection, site.clone());
+            for e in events {
+                match state.rebased(e) {
+                    Some(moved) => state.apply_unsorted(&moved),
+                    None => state.apply_unsorted(e),
+                }
+            }
+            state.settle();
+            state
+        }
+        None => State::from_log(site.clone(), events),
+    };
+    for e in events {
+        keys.insert_event(e);
+    }
+    keys.prune(Utc::now());
+    Ok((state, keys))
+}
+
+/// A history rebuilt for a writer or follower that must start over (the history was replaced,
+/// or compacted past it): its snapshot, if the store keeps one, then the events after it,
+/// applied a page at a time as they are read, so a rebuild never holds the whole history.
+pub(crate) struct Rebuilt {
+    pub(crate) state: State,
+    pub(crate) keys: writer::Keys,
+    /// The seq the rebuilt stories are at.
+    pub(crate) head: u64,
+    /// The last page read: what the hub keeps (older cursors are read back from the log).
+    pub(crate) last: Vec<event::Event>,
+    /// The seq of the snapshot it started from.
+    pub(crate) snapshot: Option<u64>,
+    /// Events read after the snapshot.
+    pub(crate) events: usize,
+}
+
+/// Why a history could not be rebuilt; the caller tries again later.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RebuildError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::Unreadable),
+}
+
+/// Rebuilds the stories of `pos`'s history (see [`Rebuilt`]).
+pub(crate) fn rebuild_paged(
+    site: &Site,
+    reader: &dyn Reader,
+    pos: store::Position,
+) -> Result<Rebuilt, RebuildError> {
+    let saved = reader.snapshot(pos.epoch)?;
+    let mut keys = writer::Keys::default();
+    let mut state = match &saved {
+        Some(saved) => {
+            let snap = snapshot::decode(&saved.payload)?;
+            for (key, record) in snap.keys {
+                keys.insert(key, record);
+            }
+            State::restore(snap.projection, site.clone())
+        }
+        None => State::empty(site.clone()),
+    };
+    let base = saved.as_ref().map_or(0, |s| s.seq);
+    let (mut last, mut events) = (Vec::new(), 0);
+    let (head, read) = follower::read_pages(reader, base, pos, |page| {
+        for e in &page {
+            state.apply_logged(e);
+            keys.insert_event(e);
+        }
+        events += page.len();
+        last = page;
+    });
+    read?;
+    state.settle();
+    keys.prune(Utc::now());
+    Ok(Rebuilt {
+        state,
+        keys,
+        head,
+        last,
+        snapshot: saved.map(|s| s.seq),
+        events,
+    })
 }
 
 /// Opens the embedded file store in `dir`.

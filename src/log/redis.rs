@@ -9,6 +9,14 @@
 //!   outlives it (a `FLUSHALL` between the two, a partial restore) or both are gone, the first
 //!   node to look makes a new one, and every node sees the history as replaced.
 //! - `{p}:key:<idempotency key>`: the seq the key was first published as, for 24 hours.
+//! - `{p}:snapshot`: a hash (`epoch`, `seq`, `payload`), the newest snapshot of the stories
+//!   any node kept (written by a script, so whole or not at all, and only while its epoch is
+//!   the log's and its seq in the stream). With `--keep-events`, the stream is then trimmed
+//!   (`XTRIM MINID`) to what lies `--keep-events` behind the snapshot, never past it and never
+//!   the head (so the head a node sees never goes back for a trim, and is never taken for lost
+//!   events); a node starting, or rebuilding after an epoch change, reads the snapshot and the
+//!   stream after it. When an epoch is replaced the snapshot follows it if the stream still
+//!   holds its seq, and is dropped otherwise.
 //!
 //! An append is one Lua script, so it is atomic: the epoch must be the writer's, the stream's
 //! last id must be `after` (else a conflict: another node appended first) and no idempotency
@@ -28,14 +36,14 @@
 //! `appendonly yes` and `appendfsync always`; anything less is warned about at start and in
 //! `/healthz` (with `everysec`, the default, up to a second of acknowledged publishes can be lost).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use redis::{Connection, RedisError, Script, Value};
 
 use super::event::Event;
-use super::store::{Epoch, Position, Reader, Recovered, Store, StoreError};
+use super::store::{Epoch, Position, Reader, Recovered, SavedSnapshot, Store, StoreError};
 
 /// How long the idempotency keys are kept, in seconds (as the writer remembers them).
 const KEY_TTL_SECS: u64 = 24 * 60 * 60;
@@ -90,27 +98,93 @@ end
 return {'ok', head + n}
 "#;
 
-/// The log's epoch (made from ARGV[1] when there is none) and head. KEYS: stream, epoch.
+/// The log's epoch (made from ARGV[1] when there is none, the snapshot following it: see
+/// [`FOLLOW_EPOCH`]) and head. KEYS: stream, epoch, snapshot.
 const POSITION: &str = r#"
 local epoch = redis.call('GET', KEYS[2])
-if not epoch then
-  redis.call('SET', KEYS[2], ARGV[1])
-  epoch = ARGV[1]
-end
 local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local head = 0
 if #top > 0 then
   head = tonumber(string.match(top[1][1], '^(%d+)'))
 end
+if not epoch then
+  redis.call('SET', KEYS[2], ARGV[1])
+  epoch = ARGV[1]
+  local seq = redis.call('HGET', KEYS[3], 'seq')
+  if seq and tonumber(seq) <= head and tonumber(seq) > 0 then
+    redis.call('HSET', KEYS[3], 'epoch', epoch)
+  else
+    redis.call('DEL', KEYS[3])
+  end
+end
 return {epoch, head}
 "#;
 
-/// Events `after < seq <= until`, at most ARGV[4], when the epoch is ARGV[1]: `{'ok', payload…}`
-/// or `{'epoch', found}`. KEYS: stream, epoch.
+/// Keeps a snapshot: KEYS snapshot, epoch, stream; ARGV epoch, seq, payload. Only while the
+/// epoch is the log's and the stream holds the seq; a newer one of the same history stays.
+/// Returns 1 when the snapshot (or a newer one) is kept, 0 otherwise.
+const SAVE_SNAPSHOT: &str = r#"
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return 0
+end
+local at = redis.call('XRANGE', KEYS[3], ARGV[2] .. '-0', ARGV[2] .. '-0')
+if #at == 0 then
+  return 0
+end
+local old = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
+if old[1] == ARGV[1] and old[2] and tonumber(old[2]) >= tonumber(ARGV[2]) then
+  return 1
+end
+redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', ARGV[2], 'payload', ARGV[3])
+return 1
+"#;
+
+/// Trims the stream: KEYS snapshot, epoch, stream; ARGV epoch, upto. Drops entries up to
+/// `upto`, lowered to the snapshot's seq (none: nothing goes) and below the head; returns the
+/// oldest seq the stream holds then (0 when the epoch is another).
+const COMPACT: &str = r#"
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return 0
+end
+local top = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+local head = 0
+if #top > 0 then
+  head = tonumber(string.match(top[1][1], '^(%d+)'))
+end
+local snap = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
+local upto = tonumber(ARGV[2])
+if snap[1] ~= ARGV[1] or not snap[2] then
+  upto = 0
+elseif tonumber(snap[2]) < upto then
+  upto = tonumber(snap[2])
+end
+if upto >= head then
+  upto = head - 1
+end
+if upto > 0 then
+  redis.call('XTRIM', KEYS[3], 'MINID', (upto + 1) .. '-0')
+end
+local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
+if #first > 0 then
+  return tonumber(string.match(first[1][1], '^(%d+)'))
+end
+return head + 1
+"#;
+
+/// Events `after < seq <= until`, at most ARGV[4], when the epoch is ARGV[1]: `{'ok', payload…}`,
+/// `{'epoch', found}`, or `{'gone', oldest}` when the stream was trimmed past `after` (ARGV[5]).
+/// KEYS: stream, epoch.
 const READ: &str = r#"
 local epoch = redis.call('GET', KEYS[2])
 if epoch ~= ARGV[1] then
   return {'epoch', epoch or ''}
+end
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #first > 0 then
+  local oldest = tonumber(string.match(first[1][1], '^(%d+)'))
+  if oldest > tonumber(ARGV[5]) + 1 then
+    return {'gone', oldest}
+  end
 end
 local out = {'ok'}
 local entries = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[3], 'COUNT', ARGV[4])
@@ -120,11 +194,20 @@ end
 return out
 "#;
 
-/// Replaces the epoch ARGV[1] (or none) with ARGV[2] and returns the epoch now. KEYS: epoch.
+/// Replaces the epoch ARGV[1] (or none) with ARGV[2] and returns the epoch now. KEYS: epoch,
+/// snapshot, stream. The snapshot follows the new epoch when the stream still holds its seq
+/// (what survives of a history is a prefix of it, and the snapshot describes a prefix), and is
+/// dropped otherwise.
 const REPLACE_EPOCH: &str = r#"
 local epoch = redis.call('GET', KEYS[1])
 if epoch == ARGV[1] or not epoch then
   redis.call('SET', KEYS[1], ARGV[2])
+  local seq = redis.call('HGET', KEYS[2], 'seq')
+  if seq and #redis.call('XRANGE', KEYS[3], seq .. '-0', seq .. '-0') > 0 then
+    redis.call('HSET', KEYS[2], 'epoch', ARGV[2])
+  else
+    redis.call('DEL', KEYS[2])
+  end
   return ARGV[2]
 end
 return epoch
@@ -138,11 +221,14 @@ struct Config {
     stream: String,
     epoch_key: String,
     key_prefix: String,
+    snapshot_key: String,
     wait_replicas: u32,
     append: Script,
     position: Script,
     read: Script,
     replace_epoch: Script,
+    save_snapshot: Script,
+    compact: Script,
 }
 
 impl Config {
@@ -171,6 +257,7 @@ impl Config {
             .position
             .key(&self.stream)
             .key(&self.epoch_key)
+            .key(&self.snapshot_key)
             .arg(Epoch::random().to_string())
             .invoke(conn)
             .map_err(|e| self.unavailable(&e))?;
@@ -211,6 +298,7 @@ impl Config {
             .arg(format!("{}-0", after + 1))
             .arg(format!("{until}-0"))
             .arg(max.min(PAGE))
+            .arg(after)
             .invoke(conn)
             .map_err(|e| self.unavailable(&e))?;
         let mut reply = reply.into_iter();
@@ -227,6 +315,13 @@ impl Config {
                     found,
                 });
             }
+            Some(Ok(tag)) if tag == "gone" => {
+                let oldest = reply
+                    .next()
+                    .and_then(|v| redis::from_redis_value::<u64>(v).ok())
+                    .unwrap_or(after + 2);
+                return Err(StoreError::Compacted { oldest });
+            }
             other => return Err(self.bad_reply(&format!("{other:?}"))),
         }
         reply
@@ -242,6 +337,44 @@ impl Config {
                 })
             })
             .collect()
+    }
+
+    /// The snapshot kept in Redis, when it is of `epoch`'s history.
+    fn snapshot(
+        &self,
+        conn: &mut Connection,
+        epoch: Epoch,
+    ) -> Result<Option<SavedSnapshot>, StoreError> {
+        let (found, seq, payload): (Option<String>, Option<u64>, Option<Vec<u8>>) =
+            redis::cmd("HMGET")
+                .arg(&self.snapshot_key)
+                .arg("epoch")
+                .arg("seq")
+                .arg("payload")
+                .query(conn)
+                .map_err(|e| self.unavailable(&e))?;
+        Ok(match (found, seq, payload) {
+            (Some(found), Some(seq), Some(payload)) if found == epoch.to_string() => {
+                Some(SavedSnapshot { seq, payload })
+            }
+            _ => None,
+        })
+    }
+
+    /// The oldest seq the stream holds (the head + 1 when it is empty).
+    fn oldest(&self, conn: &mut Connection, head: u64) -> Result<u64, StoreError> {
+        let first: Vec<(String, Value)> = redis::cmd("XRANGE")
+            .arg(&self.stream)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query(conn)
+            .map_err(|e| self.unavailable(&e))?;
+        Ok(first
+            .first()
+            .and_then(|(id, _)| id.split('-').next()?.parse().ok())
+            .unwrap_or(head + 1))
     }
 
     fn bad_reply(&self, what: &str) -> StoreError {
@@ -426,11 +559,14 @@ impl RedisStore {
                 stream: format!("{tag}:events"),
                 epoch_key: format!("{tag}:epoch"),
                 key_prefix: format!("{tag}:key:"),
+                snapshot_key: format!("{tag}:snapshot"),
                 wait_replicas,
                 append: Script::new(APPEND),
                 position: Script::new(POSITION),
                 read: Script::new(READ),
                 replace_epoch: Script::new(REPLACE_EPOCH),
+                save_snapshot: Script::new(SAVE_SNAPSHOT),
+                compact: Script::new(COMPACT),
             }),
             conn: Lazy::new(),
             epoch: Epoch::default(),
@@ -473,17 +609,29 @@ impl Store for RedisStore {
         for w in &warnings {
             tracing::warn!("{w}");
         }
+        // The snapshot kept in Redis, then the stream after it: a trimmed stream holds nothing
+        // before it.
+        let snapshot = config
+            .snapshot(&mut conn, pos.epoch)?
+            .filter(|s| s.seq <= pos.head);
+        let oldest = config.oldest(&mut conn, pos.head)?;
+        let mut after = snapshot.as_ref().map_or(0, |s| s.seq);
         let mut events: Vec<Event> = Vec::new();
-        while (events.len() as u64) < pos.head {
-            let after = events.last().map_or(0, |e| e.seq);
+        while after < pos.head {
             let more = self.conn.with(&config, |conn| {
                 config.read(conn, pos.epoch, after, pos.head, PAGE)
             })?;
-            if more.is_empty() {
+            let Some(last) = more.last() else {
                 break;
-            }
+            };
+            after = last.seq;
             events.extend(more);
         }
+        let head = events
+            .last()
+            .map(|e| e.seq)
+            .or(snapshot.as_ref().map(|s| s.seq))
+            .unwrap_or(0);
         self.epoch = pos.epoch;
         self.reader = Some(Arc::new(RedisReader {
             config: Arc::clone(&config),
@@ -492,12 +640,14 @@ impl Store for RedisStore {
             closed: AtomicBool::new(false),
             seen: Mutex::new(Position {
                 epoch: pos.epoch,
-                head: events.last().map_or(0, |e| e.seq),
+                head,
             }),
+            oldest: AtomicU64::new(oldest),
         }));
         Ok(Recovered {
             events,
             epoch: pos.epoch,
+            snapshot,
             warnings,
             ..Recovered::default()
         })
@@ -627,6 +777,8 @@ pub struct RedisReader {
     closed: AtomicBool,
     /// The furthest this node has seen the log go in its epoch.
     seen: Mutex<Position>,
+    /// The oldest seq the stream holds, as last seen (at load, a trim, a read refused).
+    oldest: AtomicU64,
 }
 
 impl RedisReader {
@@ -641,6 +793,10 @@ impl RedisReader {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let pos = self.config.position(conn)?;
         if pos.epoch != seen.epoch || pos.head >= seen.head {
+            if pos.epoch != seen.epoch {
+                // Another history: how far it is trimmed is learnt again by reading it.
+                self.oldest.store(1, Ordering::Release);
+            }
             *seen = pos;
             return Ok(pos);
         }
@@ -649,6 +805,8 @@ impl RedisReader {
             .config
             .replace_epoch
             .key(&self.config.epoch_key)
+            .key(&self.config.snapshot_key)
+            .key(&self.config.stream)
             .arg(pos.epoch.to_string())
             .arg(Epoch::random().to_string())
             .invoke(conn)
@@ -665,6 +823,7 @@ impl RedisReader {
             new_epoch = %now.epoch,
             "the Redis log lost events this node had seen; it is a new history (new epoch)"
         );
+        self.oldest.store(1, Ordering::Release);
         *seen = now;
         Ok(now)
     }
@@ -714,13 +873,63 @@ impl Reader for RedisReader {
         until: u64,
         max: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        self.commands.with(&self.config, |conn| {
+        let read = self.commands.with(&self.config, |conn| {
             self.config.read(conn, epoch, after, until, max)
-        })
+        });
+        if let Err(StoreError::Compacted { oldest }) = &read {
+            self.oldest.fetch_max(*oldest, Ordering::AcqRel);
+        }
+        read
     }
 
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
+    }
+
+    fn save_snapshot(&self, epoch: Epoch, seq: u64, payload: &[u8]) -> Result<bool, StoreError> {
+        let config = &self.config;
+        let kept: u32 = self.commands.with(config, |conn| {
+            config
+                .save_snapshot
+                .key(&config.snapshot_key)
+                .key(&config.epoch_key)
+                .key(&config.stream)
+                .arg(epoch.to_string())
+                .arg(seq)
+                .arg(payload)
+                .invoke(conn)
+                .map_err(|e| config.unavailable(&e))
+        })?;
+        Ok(kept == 1)
+    }
+
+    fn snapshot(&self, epoch: Epoch) -> Result<Option<SavedSnapshot>, StoreError> {
+        self.commands
+            .with(&self.config, |conn| self.config.snapshot(conn, epoch))
+    }
+
+    fn oldest(&self) -> u64 {
+        self.oldest.load(Ordering::Acquire)
+    }
+
+    fn compact(&self, upto: u64) -> Result<u64, StoreError> {
+        let config = &self.config;
+        let epoch = self.seen.lock().unwrap_or_else(|p| p.into_inner()).epoch;
+        let oldest: u64 = self.commands.with(config, |conn| {
+            config
+                .compact
+                .key(&config.snapshot_key)
+                .key(&config.epoch_key)
+                .key(&config.stream)
+                .arg(epoch.to_string())
+                .arg(upto)
+                .invoke(conn)
+                .map_err(|e| config.unavailable(&e))
+        })?;
+        if oldest > 0 {
+            self.oldest.fetch_max(oldest, Ordering::AcqRel);
+        }
+        Ok(self.oldest())
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 
 use super::state::{Projection, State};
-use super::store::Reader;
+use super::store::{Position, Reader};
 use super::writer::{KeyRecord, Keys};
 
 /// By default, a snapshot every this many events.
@@ -36,6 +36,8 @@ pub fn decode(payload: &[u8]) -> Result<Snapshot, Unreadable> {
 
 /// A copy of the writer's state, taken after `seq`.
 pub(crate) struct Take {
+    /// The history the state belongs to (a store keeps a snapshot only of its own).
+    pub epoch: super::store::Epoch,
     pub seq: u64,
     pub state: Box<State>,
     pub keys: Vec<(String, KeyRecord)>,
@@ -62,14 +64,16 @@ impl Taker {
         )
     }
 
-    /// Counts `n` more events; takes a copy once enough came (or `now`, when stopping).
-    pub(crate) fn after(&mut self, n: u64, seq: u64, state: &State, keys: &Keys, now: bool) {
+    /// Counts `n` more events; takes a copy once enough came (or `now`, when stopping) of the
+    /// state at `at`.
+    pub(crate) fn after(&mut self, n: u64, at: Position, state: &State, keys: &Keys, now: bool) {
         self.since += n;
         if self.since == 0 || (!now && self.since < self.every) {
             return;
         }
         let take = Take {
-            seq,
+            epoch: at.epoch,
+            seq: at.head,
             state: Box::new(state.clone()),
             keys: keys.entries(),
         };
@@ -89,8 +93,10 @@ impl Taker {
     }
 }
 
-/// The snapshot thread: encodes each copy and hands it to the store.
-pub(crate) fn run(rx: Receiver<Take>, reader: Arc<dyn Reader>) {
+/// The snapshot thread: encodes each copy and hands it to the store; then, with `keep` (the
+/// events the log retains behind its head, `--keep-events`), lets the store compact what is
+/// both older than that and covered by the snapshot just kept.
+pub(crate) fn run(rx: Receiver<Take>, reader: Arc<dyn Reader>, keep: Option<u64>) {
     for mut take in rx {
         let started = std::time::Instant::now();
         let snapshot = Snapshot {
@@ -106,13 +112,22 @@ pub(crate) fn run(rx: Receiver<Take>, reader: Arc<dyn Reader>) {
             }
         };
         drop(snapshot);
-        match reader.save_snapshot(take.seq, &payload) {
-            Ok(true) => tracing::info!(
-                seq = take.seq,
-                bytes = payload.len(),
-                took = ?started.elapsed(),
-                "snapshot written"
-            ),
+        match reader.save_snapshot(take.epoch, take.seq, &payload) {
+            Ok(true) => {
+                tracing::info!(
+                    seq = take.seq,
+                    bytes = payload.len(),
+                    took = ?started.elapsed(),
+                    "snapshot written"
+                );
+                if let Some(keep) = keep {
+                    // The snapshot is at the writer's head: what lies `keep` behind it goes.
+                    let upto = take.seq.saturating_sub(keep.max(1));
+                    if let Err(e) = reader.compact(upto) {
+                        tracing::warn!(error = %e, upto, "compacting the event log failed");
+                    }
+                }
+            }
             Ok(false) => tracing::debug!(seq = take.seq, "the store keeps no snapshot of this"),
             Err(e) => tracing::warn!(error = %e, seq = take.seq, "snapshot not written"),
         }

@@ -400,11 +400,39 @@ impl State {
     /// another base URL (a server's own address) links to its place under `site`'s.
     pub fn replay(site: Site, events: &[Event]) -> State {
         let fresh = site.stories.clone();
-        let mut state = State::from_log(site, events);
+        let state = State::from_log(site, events);
+        let head = events.last().map_or(0, |e| e.seq);
+        state.with_reports(&fresh, head)
+    }
+
+    /// [`State::replay`] of a compacted log: the stories its snapshot kept (`projection`,
+    /// taken at `seq`), then the events after it, then what the reports add.
+    pub(crate) fn replay_from(
+        projection: Projection,
+        seq: u64,
+        site: Site,
+        events: &[Event],
+    ) -> State {
+        let fresh = site.stories.clone();
+        let mut state = State::restore(projection, site);
+        for e in events {
+            match state.rebased(e) {
+                Some(moved) => state.apply_unsorted(&moved),
+                None => state.apply_unsorted(e),
+            }
+        }
+        state.settle();
+        let head = events.last().map_or(seq, |e| e.seq);
+        state.with_reports(&fresh, head)
+    }
+
+    /// The report changes the log does not have yet, applied after `head`, as a start would
+    /// relay them.
+    fn with_reports(self, fresh: &[Story], head: u64) -> State {
+        let mut state = self;
         let mut changes: Vec<ReportChange> =
             fresh.iter().flat_map(|f| state.diff_report(f)).collect();
         changes.sort_by_key(|c| (c.op != Op::Create, c.entry.published));
-        let head = events.last().map_or(0, |e| e.seq);
         for (seq, change) in (head + 1..).zip(changes) {
             state.apply_unsorted(&Event {
                 seq,

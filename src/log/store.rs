@@ -109,6 +109,22 @@ pub enum StoreError {
     /// The log's history was replaced: cursors of the old one mean nothing in it.
     #[error("the event log's history was replaced (epoch {found}, expected {expected})")]
     EpochChanged { expected: Epoch, found: Epoch },
+    /// The events a read asked for were compacted away (a snapshot covers them): the log
+    /// holds seqs from `oldest` on.
+    #[error("the event log no longer holds those events: it starts at seq {oldest}")]
+    Compacted { oldest: u64 },
+    /// The log was compacted (it starts after seq 1) but no usable snapshot covers what it no
+    /// longer holds, so the stories cannot be rebuilt from it. Nothing was changed.
+    #[error(
+        "{}: the event log starts at seq {oldest} and no usable snapshot covers the events \
+         before it ({why}); restore the `snapshot` file of this log",
+        path.display()
+    )]
+    Uncovered {
+        path: PathBuf,
+        oldest: u64,
+        why: String,
+    },
     /// Another process holds the log directory's lock.
     #[error(
         "{}: the event log is in use by another livefeed process ({holder}); stop it, or give \
@@ -213,12 +229,32 @@ pub trait Reader: Send + Sync {
     ) -> Result<Vec<Event>, StoreError>;
     /// Wakes every [`Reader::wait`]: the relay is closing.
     fn close(&self);
-    /// Keeps `payload`, a snapshot of the relay's state after `seq`, durably and atomically,
-    /// so the next start reads it and the log after it only. False when this store keeps no
-    /// snapshots (or `seq` is no longer at hand).
-    fn save_snapshot(&self, seq: u64, payload: &[u8]) -> Result<bool, StoreError> {
-        let _ = (seq, payload);
+    /// Keeps `payload`, a snapshot of the relay's state after `seq` of `epoch`'s history,
+    /// durably and atomically, so the next start reads it and the log after it only. False
+    /// when this store keeps no snapshots (or `seq` is no longer at hand, or the history is
+    /// another).
+    fn save_snapshot(&self, epoch: Epoch, seq: u64, payload: &[u8]) -> Result<bool, StoreError> {
+        let _ = (epoch, seq, payload);
         Ok(false)
+    }
+    /// The newest snapshot this store keeps of `epoch`'s history, for rebuilding after the
+    /// history was replaced (a store that compacts must keep one, or the rebuild could not
+    /// start); `None` when it keeps none.
+    fn snapshot(&self, epoch: Epoch) -> Result<Option<SavedSnapshot>, StoreError> {
+        let _ = epoch;
+        Ok(None)
+    }
+    /// The oldest seq the log still holds (1 until it is compacted), as this reader last saw
+    /// it: cheap, never a round trip. A read of anything older is [`StoreError::Compacted`].
+    fn oldest(&self) -> u64 {
+        1
+    }
+    /// Drops events with seqs up to `upto`, but never one the stored snapshot does not cover
+    /// (`upto` is lowered to the snapshot's seq) and never the head; returns the oldest seq
+    /// the log holds afterwards. A store that does not compact keeps everything.
+    fn compact(&self, upto: u64) -> Result<u64, StoreError> {
+        let _ = upto;
+        Ok(self.oldest())
     }
 }
 
@@ -226,14 +262,77 @@ pub trait Reader: Send + Sync {
 const INDEX_EVERY: u64 = 256;
 /// The newest appended events the file log's reader keeps in memory for the follower.
 const TAIL_EVENTS: usize = 4096;
+/// By default, the file log rolls to a new segment once the current one holds this many
+/// bytes: compaction deletes whole segments, so the disk holds at most about one segment more
+/// than what is retained.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
-/// The file log read back: a sparse index of record offsets (seq `1 + k * INDEX_EVERY`), the
-/// newest appended events in memory, and a fresh read-only handle per read of older ones.
-pub struct FileReader {
+/// The file of the segment whose first record is seq `base`: `events.log` for the first one
+/// (so a log written before segments is its own first segment), `events-<base>.log` (20
+/// digits, so names sort by seq) for the others.
+pub fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    if base == 1 {
+        dir.join(LOG_FILE)
+    } else {
+        dir.join(format!("events-{base:020}.log"))
+    }
+}
+
+/// The segments in `dir`, `(first seq, file)`, oldest first.
+pub fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let base = if name == LOG_FILE {
+            Some(1)
+        } else {
+            name.strip_prefix("events-")
+                .and_then(|n| n.strip_suffix(".log"))
+                .filter(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse::<u64>().ok())
+                .filter(|&b| b > 1)
+        };
+        if let Some(base) = base {
+            found.push((base, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// One segment file of the log as the reader knows it.
+#[derive(Debug, Clone)]
+struct Segment {
+    /// The seq of its first record.
+    base: u64,
     path: PathBuf,
+    /// `(seq, offset)` of every `INDEX_EVERY`-th record, in order.
+    index: Vec<(u64, u64)>,
+    /// Where its last record ends.
+    end: u64,
+}
+
+#[derive(Debug, Default)]
+struct Segments {
+    /// Oldest first; the last one is appended to.
+    list: Vec<Segment>,
+    /// The seq of the snapshot kept on disk (0: none): nothing after it is ever compacted.
+    snapshot: u64,
+}
+
+/// The file log read back: its segments with a sparse index of record offsets, the newest
+/// appended events in memory, and a fresh read-only handle per read of older ones.
+pub struct FileReader {
+    dir: PathBuf,
     epoch: Epoch,
-    /// `(seq, offset)` of every `INDEX_EVERY`-th record, in order; and the end of the log.
-    index: Mutex<(Vec<(u64, u64)>, u64)>,
+    segments: Mutex<Segments>,
     tail: Mutex<Tail>,
     appended: std::sync::Condvar,
 }
@@ -241,27 +340,31 @@ pub struct FileReader {
 #[derive(Default)]
 struct Tail {
     events: std::collections::VecDeque<Event>,
-    /// `(seq, offset after its record)` of the newest records, for snapshots.
-    ends: std::collections::VecDeque<(u64, u64)>,
+    /// `(seq, segment's first seq, offset after its record)` of the newest records, for
+    /// snapshots.
+    ends: std::collections::VecDeque<(u64, u64, u64)>,
     head: u64,
     closed: bool,
 }
 
 impl FileReader {
-    /// Notes the records of an append that started at byte `at` of the file, and wakes the
-    /// follower.
+    /// Notes the records of an append that started at byte `at` of the last segment, and
+    /// wakes the follower.
     fn appended(&self, events: &[Event], sizes: &[usize], mut at: u64) {
         let mut ends = Vec::with_capacity(events.len());
         {
-            let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+            let mut segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(last) = segments.list.last_mut() else {
+                return;
+            };
             for (e, size) in events.iter().zip(sizes) {
-                if e.seq % INDEX_EVERY == 1 {
-                    index.0.push((e.seq, at));
+                if (e.seq - last.base) % INDEX_EVERY == 0 {
+                    last.index.push((e.seq, at));
                 }
                 at += *size as u64;
-                ends.push((e.seq, at));
+                ends.push((e.seq, last.base, at));
             }
-            index.1 = at;
+            last.end = at;
         }
         let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
         for e in events {
@@ -277,6 +380,17 @@ impl FileReader {
         self.appended.notify_all();
     }
 
+    /// Appends go to a new (empty) segment from now on.
+    fn rolled(&self, base: u64, path: PathBuf) {
+        let mut segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        segments.list.push(Segment {
+            base,
+            path,
+            index: Vec::new(),
+            end: 0,
+        });
+    }
+
     fn position_now(&self) -> Position {
         let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
         Position {
@@ -285,47 +399,83 @@ impl FileReader {
         }
     }
 
+    fn oldest_now(&self) -> u64 {
+        let segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        segments.list.first().map_or(1, |s| s.base)
+    }
+
     fn read_file(&self, after: u64, until: u64, max: usize) -> Result<Vec<Event>, StoreError> {
-        let io = |source| StoreError::Io {
-            path: self.path.clone(),
-            source,
+        // The segments from the one holding `after + 1` on, and where to start in the first.
+        let (plan, start) = {
+            let segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+            let oldest = segments.list.first().map_or(1, |s| s.base);
+            if after.saturating_add(1) < oldest {
+                return Err(StoreError::Compacted { oldest });
+            }
+            let i = segments
+                .list
+                .partition_point(|s| s.base <= after.saturating_add(1))
+                .saturating_sub(1);
+            let plan: Vec<(PathBuf, u64)> = segments.list[i..]
+                .iter()
+                .map(|s| (s.path.clone(), s.end))
+                .collect();
+            let start = segments.list.get(i).map_or(0, |s| {
+                let j = s
+                    .index
+                    .partition_point(|(seq, _)| *seq <= after.saturating_add(1));
+                j.checked_sub(1).map_or(0, |j| s.index[j].1)
+            });
+            (plan, start)
         };
-        let (start, end) = {
-            let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-            let i = index
-                .0
-                .partition_point(|(seq, _)| *seq <= after.saturating_add(1));
-            (i.checked_sub(1).map_or(0, |i| index.0[i].1), index.1)
-        };
-        let mut file = std::io::BufReader::new(File::open(&self.path).map_err(io)?);
-        file.seek(SeekFrom::Start(start)).map_err(io)?;
-        let mut at = start;
         let mut out = Vec::new();
         let mut record = Vec::new();
-        while at < end && out.len() < max {
-            let mut header = [0u8; HEADER];
-            file.read_exact(&mut header).map_err(io)?;
-            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-            if len > MAX_RECORD {
-                return Err(io(std::io::Error::other(format!(
-                    "record at byte {at} claims {len} bytes"
-                ))));
+        for (n, (path, end)) in plan.into_iter().enumerate() {
+            let io = |source| StoreError::Io {
+                path: path.clone(),
+                source,
+            };
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                // Compacted since the plan was made.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::Compacted {
+                        oldest: self.oldest_now(),
+                    });
+                }
+                Err(e) => return Err(io(e)),
+            };
+            let mut file = std::io::BufReader::new(file);
+            let mut at = if n == 0 { start } else { 0 };
+            file.seek(SeekFrom::Start(at)).map_err(io)?;
+            while at < end && out.len() < max {
+                let mut header = [0u8; HEADER];
+                file.read_exact(&mut header).map_err(io)?;
+                let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+                if len > MAX_RECORD {
+                    return Err(io(std::io::Error::other(format!(
+                        "record at byte {at} claims {len} bytes"
+                    ))));
+                }
+                record.clear();
+                record.extend_from_slice(&header);
+                record.resize(HEADER + len, 0);
+                file.read_exact(&mut record[HEADER..]).map_err(io)?;
+                let (event, used) = decode(&record).map_err(|damage| {
+                    io(std::io::Error::other(format!(
+                        "record at byte {at}: {damage:?} (it was intact at start)"
+                    )))
+                })?;
+                at += used as u64;
+                if event.seq > until {
+                    return Ok(out);
+                }
+                if event.seq > after {
+                    out.push(event);
+                }
             }
-            record.clear();
-            record.extend_from_slice(&header);
-            record.resize(HEADER + len, 0);
-            file.read_exact(&mut record[HEADER..]).map_err(io)?;
-            let (event, used) = decode(&record).map_err(|damage| {
-                io(std::io::Error::other(format!(
-                    "record at byte {at}: {damage:?} (it was intact at start)"
-                )))
-            })?;
-            at += used as u64;
-            if event.seq > until {
+            if out.len() >= max {
                 break;
-            }
-            if event.seq > after {
-                out.push(event);
             }
         }
         Ok(out)
@@ -362,6 +512,10 @@ impl Reader for FileReader {
                 found: self.epoch,
             });
         }
+        let oldest = self.oldest_now();
+        if after.saturating_add(1) < oldest {
+            return Err(StoreError::Compacted { oldest });
+        }
         {
             // The newest events, as the follower asks for them, come from memory.
             let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
@@ -383,21 +537,25 @@ impl Reader for FileReader {
         self.appended.notify_all();
     }
 
-    fn save_snapshot(&self, seq: u64, payload: &[u8]) -> Result<bool, StoreError> {
-        let offset = {
+    fn save_snapshot(&self, epoch: Epoch, seq: u64, payload: &[u8]) -> Result<bool, StoreError> {
+        if epoch != self.epoch {
+            return Ok(false);
+        }
+        let (segment, offset) = {
             let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
-            match tail.ends.iter().find(|(s, _)| *s == seq) {
-                Some((_, end)) => *end,
+            match tail.ends.iter().find(|(s, _, _)| *s == seq) {
+                Some((_, segment, end)) => (*segment, *end),
                 None => return Ok(false),
             }
         };
-        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let dir = self.dir.as_path();
         let path = dir.join(SNAPSHOT_FILE);
         let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
         let header = SnapshotHeader {
             format: SNAPSHOT_FORMAT,
             epoch: self.epoch.to_string(),
             seq,
+            segment,
             offset,
             len: payload.len() as u64,
             crc: crc32fast::hash(payload),
@@ -413,7 +571,50 @@ impl Reader for FileReader {
             fsync_dir(dir)
         };
         write().map_err(io_error(&path))?;
+        let mut segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        segments.snapshot = segments.snapshot.max(seq);
         Ok(true)
+    }
+
+    fn oldest(&self) -> u64 {
+        self.oldest_now()
+    }
+
+    /// Deletes whole segments, oldest first, whose every record is at most `upto` and covered
+    /// by the snapshot on disk; never the last one (appended to). They leave the reader's list
+    /// before their files go, so a read sees either the segment or [`StoreError::Compacted`].
+    /// A crash between two deletions leaves a shorter run of whole segments: still a log.
+    fn compact(&self, upto: u64) -> Result<u64, StoreError> {
+        // Never the head's segment: the head is known from the log itself after a start.
+        let head = self.position_now().head;
+        let (doomed, oldest) = {
+            let mut segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+            let upto = upto.min(segments.snapshot).min(head.saturating_sub(1));
+            let list = &segments.list;
+            let mut n = 0;
+            while n + 1 < list.len() && list[n + 1].base - 1 <= upto {
+                n += 1;
+            }
+            let doomed: Vec<PathBuf> = segments.list.drain(..n).map(|s| s.path).collect();
+            (doomed, segments.list.first().map_or(1, |s| s.base))
+        };
+        if doomed.is_empty() {
+            return Ok(oldest);
+        }
+        for path in &doomed {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(path)(e)),
+            }
+        }
+        fsync_dir(&self.dir).map_err(io_error(&self.dir))?;
+        tracing::info!(
+            segments = doomed.len(),
+            oldest,
+            "event log compacted: segments a snapshot covers deleted"
+        );
+        Ok(oldest)
     }
 }
 
@@ -450,7 +651,12 @@ pub struct SavedSnapshot {
 /// The snapshot file's name in the log directory.
 pub const SNAPSHOT_FILE: &str = "snapshot";
 /// The snapshot file's layout version; a file of another version is ignored (full replay).
-const SNAPSHOT_FORMAT: u32 = 1;
+/// Version 1 predates segments: its offset is in `events.log`, the segment of seq 1.
+const SNAPSHOT_FORMAT: u32 = 2;
+
+fn first_segment() -> u64 {
+    1
+}
 
 /// The first line of the snapshot file; the payload follows it.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -458,18 +664,17 @@ struct SnapshotHeader {
     format: u32,
     epoch: String,
     seq: u64,
-    /// Where the record after `seq` starts in `events.log`.
+    /// The segment (its first seq) holding the record after `seq`…
+    #[serde(default = "first_segment")]
+    segment: u64,
+    /// …and where in it that record starts.
     offset: u64,
     len: u64,
     crc: u32,
 }
 
 /// The snapshot in `dir` when it belongs to this history and checks out; why not otherwise.
-fn read_snapshot(
-    dir: &Path,
-    epoch: Epoch,
-    log_len: u64,
-) -> Result<Option<(SnapshotHeader, Vec<u8>)>, String> {
+fn read_snapshot(dir: &Path, epoch: Epoch) -> Result<Option<(SnapshotHeader, Vec<u8>)>, String> {
     let bytes = match std::fs::read(dir.join(SNAPSHOT_FILE)) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -482,7 +687,7 @@ fn read_snapshot(
     let header: SnapshotHeader =
         serde_json::from_slice(&bytes[..nl]).map_err(|e| format!("header: {e}"))?;
     let payload = bytes[nl + 1..].to_vec();
-    if header.format != SNAPSHOT_FORMAT {
+    if header.format != SNAPSHOT_FORMAT && header.format != 1 {
         return Err(format!(
             "format {} (this build reads {SNAPSHOT_FORMAT})",
             header.format
@@ -491,25 +696,20 @@ fn read_snapshot(
     if header.epoch != epoch.to_string() {
         return Err(format!("of another history (epoch {})", header.epoch));
     }
-    if header.offset > log_len {
-        return Err(format!(
-            "taken at byte {} of a log of {log_len} bytes",
-            header.offset
-        ));
-    }
     if payload.len() as u64 != header.len || crc32fast::hash(&payload) != header.crc {
         return Err("its checksum does not match".into());
     }
     Ok(Some((header, payload)))
 }
 
-/// Checks the records before a snapshot without decoding them: each length within bounds,
-/// each checksum right, exactly `records` of them ending at `offset`. Returns the sparse index
-/// of their offsets; why not, when anything is off.
-fn check_prefix(file: &mut File, offset: u64, records: u64) -> Result<Vec<(u64, u64)>, String> {
+/// Checks the records of a segment whose first seq is `base` up to byte `offset` without
+/// decoding them: each length within bounds, each checksum right, the last ending exactly at
+/// `offset`. Returns the sparse index of their offsets and the seq after them; why not, when
+/// anything is off.
+fn check_prefix(file: &mut File, base: u64, offset: u64) -> Result<(Vec<(u64, u64)>, u64), String> {
     let mut r = std::io::BufReader::with_capacity(1 << 20, &mut *file);
     r.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-    let (mut at, mut seq) = (0u64, 0u64);
+    let (mut at, mut seq) = (0u64, base);
     let mut index = Vec::new();
     let mut payload = Vec::new();
     while at < offset {
@@ -527,18 +727,13 @@ fn check_prefix(file: &mut File, offset: u64, records: u64) -> Result<Vec<(u64, 
         if crc32fast::hash(&payload) != crc {
             return Err(format!("record at byte {at} fails its checksum"));
         }
-        seq += 1;
-        if seq % INDEX_EVERY == 1 {
+        if (seq - base) % INDEX_EVERY == 0 {
             index.push((seq, at));
         }
+        seq += 1;
         at += HEADER as u64 + len;
     }
-    if seq != records {
-        return Err(format!(
-            "{seq} records before the snapshot's offset, not {records}"
-        ));
-    }
-    Ok(index)
+    Ok((index, seq))
 }
 
 /// Encodes one record. An event whose payload would be larger than [`MAX_RECORD`] is refused:
@@ -848,10 +1043,83 @@ fn save_aside(log: &Path, offset: usize, image: &[u8]) -> Result<PathBuf, StoreE
 }
 
 /// Reads the log in `dir` without changing anything (no lock: a reader cannot hurt a writer).
+/// Only the last segment is read: it is the one appended to, where a write can be torn (a
+/// start checks the others and names any damage in them).
 pub fn inspect(dir: &Path) -> Result<Scan, StoreError> {
-    let path = dir.join(LOG_FILE);
+    let (base, path) = last_segment(dir)?;
     let image = std::fs::read(&path).map_err(io_error(&path))?;
-    Ok(scan(&image))
+    Ok(scan_from(&image, base))
+}
+
+/// The segment appended to: the newest in `dir` (`events.log` when there is none yet).
+pub fn last_segment(dir: &Path) -> Result<(u64, PathBuf), StoreError> {
+    let found = segments(dir).map_err(io_error(dir))?;
+    Ok(found
+        .into_iter()
+        .next_back()
+        .unwrap_or_else(|| (1, dir.join(LOG_FILE))))
+}
+
+/// A log read back whole without changing anything (no lock), for a build: the newest usable
+/// snapshot when the log needs it, and the events after it.
+#[derive(Debug)]
+pub struct ReadBack {
+    /// The events after `snapshot` (all of them without one), up to any torn tail.
+    pub events: Vec<Event>,
+    pub snapshot: Option<SavedSnapshot>,
+    /// Where a torn tail of the last segment starts, if it has one (left alone).
+    pub torn: Option<u64>,
+    /// The last segment.
+    pub path: PathBuf,
+}
+
+/// Reads a log of several segments as [`Store::load`] would, read-only. A log that still
+/// starts at seq 1 is read whole; a compacted one from its snapshot.
+pub fn read_back(dir: &Path) -> Result<ReadBack, StoreError> {
+    let found = segments(dir).map_err(io_error(dir))?;
+    let Some((_, last_path)) = found.last().cloned() else {
+        let path = dir.join(LOG_FILE);
+        return Err(io_error(&path)(std::io::ErrorKind::NotFound.into()));
+    };
+    let mut last = File::open(&last_path).map_err(io_error(&last_path))?;
+    let store = FileStore::new(dir);
+    let oldest = found[0].0;
+    let snapshot = if oldest > 1 {
+        let epoch = epoch_of(dir, false, false)?;
+        match read_snapshot(dir, epoch) {
+            Ok(Some(found)) => Some(found),
+            Ok(None) => None,
+            Err(why) => {
+                return Err(StoreError::Uncovered {
+                    path: dir.join(SNAPSHOT_FILE),
+                    oldest,
+                    why,
+                });
+            }
+        }
+    } else {
+        None
+    };
+    let loaded = match store.read_segments(&found, &mut last, snapshot.as_ref().map(|s| &s.0)) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Snapshot(why)) => {
+            return Err(StoreError::Uncovered {
+                path: dir.join(SNAPSHOT_FILE),
+                oldest,
+                why,
+            });
+        }
+        Err(LoadError::Store(e)) => return Err(e),
+    };
+    Ok(ReadBack {
+        events: loaded.events,
+        snapshot: snapshot.map(|(h, payload)| SavedSnapshot {
+            seq: h.seq,
+            payload,
+        }),
+        torn: loaded.torn.map(|(at, _)| at),
+        path: last_path,
+    })
 }
 
 /// What [`repair`] did.
@@ -865,9 +1133,9 @@ pub struct Repair {
 /// Cuts the log in `dir` at its first damage, after saving the whole original aside. Takes the
 /// log directory's lock, so it never runs beside a server.
 pub fn repair(dir: &Path) -> Result<Repair, StoreError> {
-    let path = dir.join(LOG_FILE);
-    let err = io_error(&path);
     let _lock = lock(dir)?;
+    let (base, path) = last_segment(dir)?;
+    let err = io_error(&path);
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -875,7 +1143,7 @@ pub fn repair(dir: &Path) -> Result<Repair, StoreError> {
         .map_err(&err)?;
     let mut image = Vec::new();
     file.read_to_end(&mut image).map_err(&err)?;
-    let scan = scan(&image);
+    let scan = scan_from(&image, base);
     let Some(found) = &scan.damage else {
         return Ok(Repair {
             scan,
@@ -894,8 +1162,11 @@ pub fn repair(dir: &Path) -> Result<Repair, StoreError> {
     })
 }
 
-/// The embedded default: `events.log` in a directory.
+/// The embedded default: the log in a directory, as segment files (`events.log`, then
+/// `events-<first seq>.log`, see [`segment_path`]).
 pub struct FileStore {
+    dir: PathBuf,
+    /// The segment appended to.
     path: PathBuf,
     file: Option<File>,
     /// Held while the store lives: the advisory lock on the log directory.
@@ -904,20 +1175,54 @@ pub struct FileStore {
     /// The sizes of the records in `buf`.
     sizes: Vec<usize>,
     reader: Option<Arc<FileReader>>,
+    /// Roll to a new segment once the current one holds this many bytes.
+    segment_bytes: u64,
+}
+
+/// What reading the segments found, before anything is cut.
+struct Loaded {
+    events: Vec<Event>,
+    segments: Vec<Segment>,
+    ends: std::collections::VecDeque<(u64, u64, u64)>,
+    /// Damage proven to be a torn tail of the last segment: where to cut it, and why.
+    torn: Option<(u64, Damage)>,
+}
+
+/// Why reading the segments stopped: a doubt about the snapshot (read again without it), or
+/// an answer for the caller.
+enum LoadError {
+    Snapshot(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for LoadError {
+    fn from(e: StoreError) -> LoadError {
+        LoadError::Store(e)
+    }
 }
 
 impl FileStore {
     pub fn new(dir: &Path) -> FileStore {
         FileStore {
+            dir: dir.to_path_buf(),
             path: dir.join(LOG_FILE),
             file: None,
             lock: None,
             buf: Vec::new(),
             sizes: Vec::new(),
             reader: None,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
         }
     }
 
+    /// Rolls to a new segment once the current one holds `bytes` bytes (at least one record
+    /// per segment).
+    pub fn segment_bytes(mut self, bytes: u64) -> FileStore {
+        self.segment_bytes = bytes.max(1);
+        self
+    }
+
+    /// The segment appended to (`events.log` until the log first rolls).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -929,9 +1234,10 @@ impl FileStore {
         }
     }
 
-    /// Opens the log for appending, or, when that is refused, for reading only (with why).
+    /// Opens the last segment for appending, or, when that is refused, for reading only (with
+    /// why).
     fn open(&self) -> Result<(File, Option<String>), StoreError> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let dir = self.dir.as_path();
         let existed = self.path.exists();
         match OpenOptions::new()
             .read(true)
@@ -956,43 +1262,234 @@ impl FileStore {
             }
         }
     }
+
+    /// Reads every segment: those the snapshot covers are checked (lengths and checksums, no
+    /// decoding) and indexed, the rest decoded. Only the last segment may end torn.
+    fn read_segments(
+        &self,
+        found: &[(u64, PathBuf)],
+        last: &mut File,
+        snapshot: Option<&SnapshotHeader>,
+    ) -> Result<Loaded, LoadError> {
+        // Where the record after the snapshot is: its segment and offset.
+        let at = match snapshot {
+            None => None,
+            Some(h) => {
+                let i = found
+                    .partition_point(|(base, _)| *base <= h.seq + 1)
+                    .checked_sub(1)
+                    .ok_or_else(|| {
+                        LoadError::Snapshot(format!("taken at seq {}, before the log", h.seq))
+                    })?;
+                let base = found[i].0;
+                let offset = if base == h.segment {
+                    h.offset
+                } else if base == h.seq + 1 {
+                    0
+                } else {
+                    return Err(LoadError::Snapshot(format!(
+                        "its segment (seq {}) is not in the log",
+                        h.segment
+                    )));
+                };
+                Some((base, offset, h.seq + 1))
+            }
+        };
+        if at.is_none() && found[0].0 > 1 {
+            return Err(LoadError::Store(StoreError::Uncovered {
+                path: found[0].1.clone(),
+                oldest: found[0].0,
+                why: "there is none".into(),
+            }));
+        }
+        let mut loaded = Loaded {
+            events: Vec::new(),
+            segments: Vec::new(),
+            ends: std::collections::VecDeque::new(),
+            torn: None,
+        };
+        let mut next = found[0].0;
+        for (i, (base, path)) in found.iter().enumerate() {
+            let is_last = i + 1 == found.len();
+            let io = |source| StoreError::Io {
+                path: path.clone(),
+                source,
+            };
+            if *base != next {
+                return Err(LoadError::Store(StoreError::Damaged {
+                    path: path.clone(),
+                    offset: 0,
+                    kind: format!(
+                        "segment starts at seq {base} but the one before ends at seq {}",
+                        next - 1
+                    ),
+                    before: (next - found[0].0) as usize,
+                    after: 0,
+                }));
+            }
+            let mut opened;
+            let file: &mut File = if is_last {
+                &mut *last
+            } else {
+                opened = File::open(path).map_err(io)?;
+                &mut opened
+            };
+            let len = file.metadata().map_err(io)?.len();
+            // Checked without decoding up to `start`; decoded from there.
+            let (mut index, start, first) = match at {
+                Some((at_base, offset, after)) if *base == at_base => {
+                    if offset > len {
+                        return Err(LoadError::Snapshot(format!(
+                            "taken at byte {offset} of a segment of {len} bytes"
+                        )));
+                    }
+                    let (index, seq) =
+                        check_prefix(file, *base, offset).map_err(LoadError::Snapshot)?;
+                    if seq != after {
+                        return Err(LoadError::Snapshot(format!(
+                            "{} records before its offset, not {}",
+                            seq - base,
+                            after - base
+                        )));
+                    }
+                    loaded.ends.push_back((after - 1, *base, offset));
+                    (index, offset, after)
+                }
+                Some((at_base, _, _)) if *base < at_base => {
+                    let (index, seq) =
+                        check_prefix(file, *base, len).map_err(LoadError::Snapshot)?;
+                    loaded.segments.push(Segment {
+                        base: *base,
+                        path: path.clone(),
+                        index,
+                        end: len,
+                    });
+                    next = seq;
+                    continue;
+                }
+                _ => (Vec::new(), 0, *base),
+            };
+            let mut image = Vec::new();
+            file.seek(SeekFrom::Start(start))
+                .and_then(|_| file.read_to_end(&mut image))
+                .map_err(io)?;
+            let scan = scan_from(&image, first);
+            let mut good = image.len() as u64;
+            if let Some(damage) = scan.damage {
+                good = damage.offset as u64;
+                if !is_last || !damage.torn_tail() {
+                    // Acknowledged records follow: keep every byte and let the operator decide.
+                    return Err(LoadError::Store(StoreError::Damaged {
+                        path: path.clone(),
+                        offset: start + good,
+                        kind: format!("{:?}", damage.kind),
+                        before: (first - found[0].0) as usize + scan.events.len(),
+                        after: damage.intact_after,
+                    }));
+                }
+                loaded.torn = Some((start + good, damage.kind));
+            }
+            // Record boundaries from the headers alone: the part read decoded cleanly.
+            let (mut off, mut seq) = (0usize, first);
+            while (off as u64) < good && off + HEADER <= image.len() {
+                if (seq - base) % INDEX_EVERY == 0 {
+                    index.push((seq, start + off as u64));
+                }
+                let len = u32::from_le_bytes([
+                    image[off],
+                    image[off + 1],
+                    image[off + 2],
+                    image[off + 3],
+                ]);
+                off += HEADER + len as usize;
+                loaded.ends.push_back((seq, *base, start + off as u64));
+                seq += 1;
+            }
+            let over = loaded.ends.len().saturating_sub(TAIL_EVENTS);
+            loaded.ends.drain(..over);
+            next = scan.events.last().map_or(first, |e| e.seq + 1);
+            loaded.events.extend(scan.events);
+            loaded.segments.push(Segment {
+                base: *base,
+                path: path.clone(),
+                index,
+                end: start + good,
+            });
+        }
+        Ok(loaded)
+    }
 }
 
 impl Store for FileStore {
     fn load(&mut self) -> Result<Recovered, StoreError> {
-        let dir = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let dir = self.dir.clone();
         create_dirs(&dir).map_err(io_error(&dir))?;
         self.lock = lock(&dir)?;
+        let mut found = segments(&dir).map_err(io_error(&dir))?;
+        if found.is_empty() {
+            found.push((1, dir.join(LOG_FILE)));
+        }
+        self.path = found[found.len() - 1].1.clone();
         let (mut file, read_only) = self.open()?;
-        let len = file.metadata().map_err(|e| self.io(e))?.len();
-        let epoch = epoch_of(&dir, len == 0, read_only.is_none())?;
+        let mut total = 0;
+        for (_, path) in &found {
+            total += std::fs::metadata(path).map_err(io_error(path))?.len();
+        }
+        let epoch = epoch_of(&dir, total == 0 && found[0].0 == 1, read_only.is_none())?;
         // With a snapshot of this history, only the records after it are decoded; those before
         // it are checked (lengths and checksums, no decoding) and indexed. Any doubt about them
-        // and the whole log is read as without a snapshot, so damage is found as before.
-        let mut prefix_index = Vec::new();
-        let snapshot = match read_snapshot(&dir, epoch, len).and_then(|found| match found {
-            Some((h, payload)) => {
-                prefix_index = check_prefix(&mut file, h.offset, h.seq)?;
-                Ok(Some((h, payload)))
-            }
-            None => Ok(None),
-        }) {
+        // and the whole log is read as without a snapshot, so damage is found as before (a
+        // compacted log has no such fallback: it needs its snapshot).
+        let mut snapshot = match read_snapshot(&dir, epoch) {
             Ok(found) => found,
             Err(why) => {
+                if found[0].0 > 1 {
+                    return Err(StoreError::Uncovered {
+                        path: dir.join(SNAPSHOT_FILE),
+                        oldest: found[0].0,
+                        why,
+                    });
+                }
                 tracing::warn!(reason = %why, "snapshot not used; reading the whole event log");
                 None
             }
         };
-        let (start, first) = snapshot
-            .as_ref()
-            .map_or((0, 1), |(h, _)| (h.offset, h.seq + 1));
-        let mut image = Vec::new();
-        file.seek(SeekFrom::Start(start))
-            .and_then(|_| file.read_to_end(&mut image))
-            .map_err(|e| self.io(e))?;
-        let scan = scan_from(&image, first);
+        let loaded = match self.read_segments(&found, &mut file, snapshot.as_ref().map(|s| &s.0)) {
+            Ok(loaded) => loaded,
+            Err(LoadError::Snapshot(why)) if found[0].0 == 1 => {
+                tracing::warn!(reason = %why, "snapshot not used; reading the whole event log");
+                snapshot = None;
+                match self.read_segments(&found, &mut file, None) {
+                    Ok(loaded) => loaded,
+                    Err(LoadError::Snapshot(why)) => unreachable!("no snapshot to doubt: {why}"),
+                    Err(LoadError::Store(e)) => {
+                        self.lock = None;
+                        return Err(e);
+                    }
+                }
+            }
+            Err(LoadError::Snapshot(why)) => {
+                self.lock = None;
+                return Err(StoreError::Uncovered {
+                    path: dir.join(SNAPSHOT_FILE),
+                    oldest: found[0].0,
+                    why,
+                });
+            }
+            Err(LoadError::Store(e)) => {
+                self.lock = None;
+                return Err(e);
+            }
+        };
+        let snapshot_seq = snapshot.as_ref().map_or(0, |(h, _)| h.seq);
+        let oldest = found[0].0;
+        let head = loaded
+            .events
+            .last()
+            .map(|e| e.seq)
+            .unwrap_or_else(|| snapshot_seq.max(oldest - 1));
         let mut recovered = Recovered {
-            events: scan.events,
+            events: loaded.events,
             epoch,
             snapshot: snapshot.map(|(h, payload)| SavedSnapshot {
                 seq: h.seq,
@@ -1001,23 +1498,16 @@ impl Store for FileStore {
             read_only,
             ..Recovered::default()
         };
-        if let Some(found) = scan.damage {
-            let good = start + found.offset as u64;
-            if !found.torn_tail() {
-                // Acknowledged records follow: keep every byte and let the operator decide.
-                self.lock = None;
-                return Err(StoreError::Damaged {
-                    path: self.path.clone(),
-                    offset: good,
-                    kind: format!("{:?}", found.kind),
-                    before: (first - 1) as usize + recovered.events.len(),
-                    after: found.intact_after,
-                });
-            }
+        let mut segments_read = loaded.segments;
+        if let Some((good, kind)) = loaded.torn {
+            let len = file.metadata().map_err(|e| self.io(e))?.len();
             recovered.dropped_bytes = len - good;
-            recovered.reason = Some(format!("{:?} at byte {good}", found.kind));
+            recovered.reason = Some(format!(
+                "{kind:?} at byte {good} of {}",
+                self.path.display()
+            ));
             if recovered.read_only.is_none() {
-                if found.kind != Damage::Torn {
+                if kind != Damage::Torn {
                     // A full-length record that fails its checks may have been acknowledged
                     // and then rotted: keep the original for the operator.
                     let whole = std::fs::read(&self.path).map_err(|e| self.io(e))?;
@@ -1027,34 +1517,22 @@ impl Store for FileStore {
                 file.sync_all().map_err(|e| self.io(e))?;
             }
         }
-        let end = file.seek(SeekFrom::End(0)).map_err(|e| self.io(e))?;
+        file.seek(SeekFrom::End(0)).map_err(|e| self.io(e))?;
         self.file = Some(file);
-        // Record boundaries from the headers alone: the part read decoded cleanly up to `end`.
-        // Before a snapshot the index has one point, at the snapshot; older reads walk the file
-        // from its start.
-        let mut index = prefix_index;
-        let mut ends = std::collections::VecDeque::new();
-        let (mut at, mut seq) = (0usize, first);
-        while start + (at as u64) < end && at + HEADER <= image.len() {
-            if seq % INDEX_EVERY == 1 {
-                index.push((seq, start + at as u64));
-            }
-            let len = u32::from_le_bytes([image[at], image[at + 1], image[at + 2], image[at + 3]]);
-            at += HEADER + len as usize;
-            ends.push_back((seq, start + at as u64));
-            seq += 1;
+        if let Some(last) = segments_read.last_mut() {
+            last.index.retain(|(seq, _)| *seq <= head);
         }
-        let over = ends.len().saturating_sub(TAIL_EVENTS);
-        ends.drain(..over);
-        let head = recovered.events.last().map_or(first - 1, |e| e.seq);
         let tail_from = recovered.events.len().saturating_sub(TAIL_EVENTS);
         self.reader = Some(Arc::new(FileReader {
-            path: self.path.clone(),
+            dir,
             epoch,
-            index: Mutex::new((index, end)),
+            segments: Mutex::new(Segments {
+                list: segments_read,
+                snapshot: snapshot_seq,
+            }),
             tail: Mutex::new(Tail {
                 events: recovered.events[tail_from..].iter().cloned().collect(),
-                ends,
+                ends: loaded.ends,
                 head,
                 closed: false,
             }),
@@ -1093,6 +1571,13 @@ impl Store for FileStore {
             .and_then(|at| file.sync_data().map(|()| at));
         let at = result.map_err(|e| self.io(e))?;
         reader.appended(events, &self.sizes, at);
+        if at + self.buf.len() as u64 >= self.segment_bytes {
+            let base = after + events.len() as u64 + 1;
+            if let Err(e) = self.roll(&reader, base) {
+                // The append is durable; the log stays in this segment and rolls later.
+                tracing::warn!(error = %e, "the event log could not roll to a new segment");
+            }
+        }
         Ok(())
     }
 
@@ -1101,6 +1586,25 @@ impl Store for FileStore {
             Some(reader) => Arc::clone(reader) as Arc<dyn Reader>,
             None => Arc::new(crate::log::memstore::Closed),
         }
+    }
+}
+
+impl FileStore {
+    /// Starts segment `base` (empty, made durable with its directory entry) and appends there
+    /// from now on. A crash right after leaves an empty last segment: a log that loads.
+    fn roll(&mut self, reader: &FileReader, base: u64) -> Result<(), StoreError> {
+        let path = segment_path(&self.dir, base);
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        fsync_dir(&self.dir).map_err(io_error(&self.dir))?;
+        self.file = Some(file);
+        self.path = path.clone();
+        reader.rolled(base, path);
+        Ok(())
     }
 }
 #[cfg(test)]
@@ -1166,6 +1670,59 @@ mod tests {
         let mut store = FileStore::new(dir.path());
         assert_eq!(store.load().unwrap().events.len() as u64, n);
         check(store.reader.as_ref().unwrap(), n);
+    }
+
+    #[test]
+    fn compaction_deletes_only_whole_segments_a_snapshot_covers() {
+        let dir = tempfile::tempdir().unwrap();
+        // A segment per record: the log rolls after every append.
+        let mut store = FileStore::new(dir.path()).segment_bytes(1);
+        store.load().unwrap();
+        for seq in 1..=10 {
+            store.append(seq - 1, &[event(seq)]).unwrap();
+        }
+        let reader = store.reader.clone().unwrap();
+        assert_eq!(
+            segments(dir.path()).unwrap().len(),
+            11,
+            "ten full, one empty"
+        );
+        // Without a snapshot nothing goes, whatever is asked.
+        assert_eq!(reader.compact(8).unwrap(), 1);
+        assert!(dir.path().join(LOG_FILE).exists());
+        assert!(reader.save_snapshot(reader.epoch, 5, b"{}").unwrap());
+        // Lowered to the snapshot's seq: 1..=5 go, whole segments, oldest first.
+        assert_eq!(reader.compact(8).unwrap(), 6);
+        assert_eq!(segments(dir.path()).unwrap()[0].0, 6);
+        match Reader::read(reader.as_ref(), reader.epoch, 0, 10, 100) {
+            Err(StoreError::Compacted { oldest: 6 }) => {}
+            other => panic!("{other:?}"),
+        }
+        let got: Vec<u64> = Reader::read(reader.as_ref(), reader.epoch, 5, 10, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(got, (6..=10).collect::<Vec<_>>());
+        drop((store, reader));
+        // A start reads the snapshot and the segments after it, and knows where the log starts.
+        let mut store = FileStore::new(dir.path()).segment_bytes(1);
+        let recovered = store.load().unwrap();
+        assert_eq!(recovered.snapshot.map(|s| s.seq), Some(5));
+        assert_eq!(
+            recovered.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (6..=10).collect::<Vec<_>>()
+        );
+        assert_eq!(store.reader().oldest(), 6);
+        store.append(10, &[event(11)]).unwrap();
+        drop(store);
+        // Without its snapshot a compacted log cannot be rebuilt: refused, nothing changed.
+        std::fs::remove_file(dir.path().join(SNAPSHOT_FILE)).unwrap();
+        match FileStore::new(dir.path()).load() {
+            Err(StoreError::Uncovered { oldest: 6, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(segments(dir.path()).unwrap()[0].0, 6);
     }
 
     #[test]

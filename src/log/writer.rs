@@ -281,7 +281,7 @@ impl Writer {
         }
         // A last snapshot, so the next start reads little of the log.
         if let Some(taker) = &mut self.snapshots {
-            taker.after(0, self.at.head, &self.committed, &self.keys, true);
+            taker.after(0, self.at, &self.committed, &self.keys, true);
         }
         self.snapshots = None;
         tracing::info!(head = self.at.head, "event log writer stopped");
@@ -553,6 +553,12 @@ impl Writer {
                 .reader
                 .read(self.at.epoch, self.at.head, pos.head, MAX_BATCH)
             {
+                // Trimmed past this writer's head (other nodes appended and compacted while it
+                // was idle): decide on the snapshot and what follows it.
+                Err(StoreError::Compacted { .. }) => {
+                    self.rebuild(pos);
+                    return;
+                }
                 Ok(events) if !events.is_empty() => {
                     for e in &events {
                         self.committed.apply_unsorted(e);
@@ -567,32 +573,24 @@ impl Writer {
     }
 
     /// The log's history was replaced: the stories are what the new one makes (read a page at
-    /// a time: see [`super::follower::read_pages`]).
+    /// a time from its snapshot: see [`super::rebuild_paged`]).
     fn rebuild(&mut self, pos: Position) {
-        let mut committed = State::empty(self.site.clone());
-        let mut keys = Keys::default();
-        let mut events = 0;
-        let (head, read) = super::follower::read_pages(self.reader.as_ref(), pos, |page| {
-            for e in &page {
-                committed.apply_logged(e);
-                keys.insert_event(e);
+        let rebuilt = match super::rebuild_paged(&self.site, self.reader.as_ref(), pos) {
+            Ok(rebuilt) => rebuilt,
+            Err(e) => {
+                // Decided again at the next append, which finds the epoch still new.
+                tracing::warn!(error = %e, "writer: the replaced event log cannot be read back");
+                return;
             }
-            events += page.len();
-        });
-        if let Err(e) = read {
-            // Decided on what was read; the append's answer says what to do next.
-            tracing::warn!(error = %e, "writer: reading the replaced event log failed");
-        }
-        tracing::warn!(epoch = %pos.epoch, events, "writer: the event log's history was replaced; deciding on the new one");
-        committed.settle();
-        self.committed = committed;
+        };
+        tracing::warn!(epoch = %pos.epoch, snapshot = ?rebuilt.snapshot, events = rebuilt.events, "writer: rebuilt from the event log (its history was replaced, or compacted past this writer); deciding on it");
+        self.committed = rebuilt.state;
         self.state = self.committed.clone();
-        self.keys = keys;
-        self.keys.prune(Utc::now());
+        self.keys = rebuilt.keys;
         self.store.adopt_epoch(pos.epoch);
         self.at = Position {
             epoch: pos.epoch,
-            head,
+            head: rebuilt.head,
         };
     }
 
@@ -715,7 +713,7 @@ impl Writer {
                     self.hub.clear_outage();
                     if let Some(taker) = &mut self.snapshots {
                         let n = events.len() as u64;
-                        taker.after(n, self.at.head, &self.committed, &self.keys, false);
+                        taker.after(n, self.at, &self.committed, &self.keys, false);
                     }
                     // Answered once visible: a publisher that got seq N finds N when it reads.
                     if !self.delivered.wait_for(self.at.head, DELIVERY) {
