@@ -128,6 +128,8 @@ pub struct App {
     /// The `--max-waiters` caps of this server: waiting long-polls, and SSE streams.
     pub longpoll_slots: Arc<Semaphore>,
     pub sse_slots: Arc<Semaphore>,
+    /// Wakes, heartbeats and closes this server's SSE streams (one task for all of them).
+    pub sse_sweeper: live::Sweeper,
     pub health: Health,
     /// The WebSub hub, when on.
     pub websub: Option<Arc<websub::WebSub>>,
@@ -569,20 +571,13 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 .get("last-event-id")
                 .map(|v| v.to_str().map(str::trim))
             {
-                None => None,
+                None | Some(Ok("")) => None,
                 // All digits but beyond u64 is refused too, not read as "no cursor".
-                Some(Ok(v))
-                    if !v.is_empty()
-                        && v.bytes().all(|b| b.is_ascii_digit())
-                        && v.parse::<u64>().is_ok() =>
-                {
-                    v.parse().ok()
-                }
-                Some(Ok("")) => None,
+                Some(Ok(v)) if v.parse::<live::LastEventId>().is_ok() => v.parse().ok(),
                 Some(_) => {
                     return problem(
                         StatusCode::BAD_REQUEST,
-                        "Last-Event-ID must be a seq (a non-negative integer)",
+                        "Last-Event-ID must be EPOCH:SEQ as sent, or a seq (a non-negative integer)",
                         serde_json::json!({ "parameter": "Last-Event-ID" }),
                     );
                 }
@@ -788,6 +783,7 @@ pub async fn serve(
         relay: app_relay,
         longpoll_slots: Arc::new(Semaphore::new(config.max_waiters)),
         sse_slots: Arc::new(Semaphore::new(config.max_waiters)),
+        sse_sweeper: live::Sweeper::default(),
         config,
         shutdown: shutdown_rx,
         health: Health::default(),

@@ -137,7 +137,11 @@ impl Follower {
                 return;
             }
             let last = events.last().map_or(self.at.head, |e| e.seq);
-            let committed: Vec<Committed> = events.iter().map(Committed::from_event).collect();
+            let epoch = self.at.epoch;
+            let committed: Vec<Committed> = events
+                .iter()
+                .map(|e| Committed::from_event(e, epoch))
+                .collect();
             // The renderer first: a reader that sees an event and then asks for a feed finds
             // the renderer already has it (see `Relay::fresh`).
             let _ = self.render.send(renderer::Msg::Events(events));
@@ -174,8 +178,11 @@ impl Follower {
             state: Box::new(state),
             seq: head,
         });
-        self.hub
-            .reset(pos.epoch, head, events.iter().map(Committed::from_event));
+        self.hub.reset(
+            pos.epoch,
+            head,
+            events.iter().map(|e| Committed::from_event(e, pos.epoch)),
+        );
         self.at = Position {
             epoch: pos.epoch,
             head,
