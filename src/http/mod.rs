@@ -3,7 +3,6 @@
 //! live transports, and a graceful shutdown that answers waiting long-polls first.
 
 pub mod access;
-pub mod alloc;
 pub mod live;
 pub mod publish;
 pub mod query;
@@ -839,14 +838,9 @@ pub async fn serve(
             async move { Ok::<_, Infallible>(handle_logged(app, peer, req).await) }
         });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            let _open = metrics::GaugeGuard::new(&metrics::get().connections_open);
-            // `closable`: an SSE stream whose client stopped reading can close its connection.
-            if let Some(Err(e)) = live::closable(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            drop(permit);
-        });
+        // `closable`: an SSE stream whose client stopped reading can close its connection.
+        let open = metrics::GaugeGuard::new(&metrics::get().connections_open);
+        tokio::spawn(live::closable(conn, peer, (permit, open)));
     }
     app.health.ready.store(false, Ordering::SeqCst);
     tracing::info!("shutting down: answering waiting requests");
