@@ -528,7 +528,9 @@ impl HttpBody for SseBody {
                         this.done = true;
                         continue;
                     }
-                    if hub.head() != page.head || hub.epoch() != this.epoch {
+                    // Behind the page's head the watch is about to move (the sweeper then
+                    // wakes it); ahead of it, there is more to read now.
+                    if hub.head() > page.head || hub.epoch() != this.epoch {
                         continue;
                     }
                     if this.sub.heartbeat.swap(false, Ordering::Relaxed) {
