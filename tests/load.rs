@@ -236,7 +236,7 @@ async fn sse_subscriber(
             assert!(!frame.contains("event: reset"), "{frame}");
             continue;
         };
-        let seq: u64 = id.parse().unwrap();
+        let seq = common::seq_of_id(id);
         let op = lines.find_map(|l| l.strip_prefix("event: ")).unwrap();
         let data = frame
             .lines()

@@ -468,7 +468,7 @@ async fn cursors_older_than_memory_are_read_back_from_the_log() {
             let frame: String = text.drain(..end + 2).collect();
             assert!(!frame.contains("event: reset"), "{frame}");
             if let Some(id) = frame.lines().find_map(|l| l.strip_prefix("id: ")) {
-                ids.push(id.parse::<u64>().unwrap());
+                ids.push(common::seq_of_id(id));
             }
         }
     }

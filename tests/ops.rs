@@ -302,7 +302,7 @@ async fn metrics_pass_promtool_and_move_with_publishes_long_polls_and_sse() {
     let woke = poll.await.unwrap();
     assert_eq!(woke["events"][0]["seq"], ack["seq"]);
     let mut seen = String::new();
-    while !seen.contains(&format!("id: {}", ack["seq"])) {
+    while !seen.contains(&format!(":{}\nevent: ", ack["seq"])) {
         let chunk = tokio::time::timeout(PATIENCE, sse.chunk())
             .await
             .expect("an SSE frame in time")

@@ -337,7 +337,7 @@ async fn subscribe_sse(bases: Vec<String>, after: u64, until: u64) -> Vec<u64> {
                     panic!("{url}: reset at {last}: {frame}");
                 }
                 if let Some(id) = frame.lines().find_map(|l| l.strip_prefix("id: ")) {
-                    let seq: u64 = id.parse().unwrap();
+                    let seq = common::seq_of_id(id);
                     seen.push(seq);
                     last = seq;
                 }

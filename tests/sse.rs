@@ -225,3 +225,104 @@ async fn a_subscriber_catching_up_from_far_behind_is_not_cut_off() {
     drop(sse);
     std::sync::Arc::into_inner(server).unwrap().stop().await;
 }
+
+/// An SSE stream costs the task of its connection and nothing more: stalled readers are found
+/// by one sweeper per server, not by a task per stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_stream_has_no_task_of_its_own() {
+    let _serial = SERIAL.lock().await;
+    let server = TestSite::new().start().await;
+    let waiting = |n: u64| {
+        let server = &server;
+        async move {
+            let deadline = tokio::time::Instant::now() + PATIENCE;
+            while metric(server, SSE_WAITING).await != Some(n) {
+                assert!(tokio::time::Instant::now() < deadline, "{n} streams open");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // One stream first: whatever the server starts once for SSE is running by then.
+    let _first = stalled_client(&server).await;
+    waiting(1).await;
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = tasks();
+    const N: usize = 40;
+    let mut clients = Vec::new();
+    for _ in 0..N {
+        clients.push(stalled_client(&server).await);
+    }
+    waiting(N as u64 + 1).await;
+    let added = tasks().saturating_sub(before);
+    assert!(
+        added <= N + N / 4,
+        "{N} more SSE streams added {added} tasks: more than one per connection"
+    );
+    drop(clients);
+    server.stop().await;
+}
+
+/// SSE ids are `EPOCH:SEQ`. `Last-Event-ID` takes one back, or a bare seq (read as the current
+/// epoch, so older clients keep working); an id of another history starts with a `reset`
+/// naming this one, never with events of the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_ids_carry_the_epoch_and_resume_with_or_without_it() {
+    let server = TestSite::new().start().await;
+    let health: serde_json::Value = server.get("/healthz").await.json().await.unwrap();
+    let epoch = health["epoch"].as_str().unwrap().to_string();
+
+    let mut sse = Sse::connect(&server, "after=0", None).await;
+    let first = sse.event().await;
+    assert_eq!(first.id, format!("{epoch}:1"));
+    drop(sse);
+    // Resumed with the id as sent: what came after it.
+    let mut sse = Sse::connect_with_id(&server, "", &format!("{epoch}:2")).await;
+    let e = sse.event().await;
+    assert_eq!((e.seq, e.id.as_str()), (3, format!("{epoch}:3").as_str()));
+    drop(sse);
+    // A bare seq is a seq of the current epoch.
+    let mut sse = Sse::connect_with_id(&server, "", "4").await;
+    assert_eq!(sse.event().await.seq, 5);
+    drop(sse);
+    // Another history: a reset naming this one and its head, then only what comes next.
+    let other = if epoch == "0123456789abcdef" {
+        "fedcba9876543210"
+    } else {
+        "0123456789abcdef"
+    };
+    let mut sse = Sse::connect_with_id(&server, "after=0", &format!("{other}:2")).await;
+    let reset = sse.event().await;
+    assert_eq!(reset.op, "reset", "{:?}", reset.data);
+    assert_eq!(reset.data["epoch"], epoch.as_str());
+    assert_eq!(reset.data["head"], SEED);
+    let ack = server.publish(LIVE, "After the reset", "Text.").await;
+    let e = sse.event().await;
+    assert_eq!(e.seq, ack["seq"].as_u64().unwrap(), "{:?}", e.data);
+    drop(sse);
+    // Malformed ids are refused, as before.
+    for bad in [
+        ":3".to_string(),
+        "xyz:3".to_string(),
+        "+1:3".to_string(),
+        format!("{epoch}:"),
+        format!("{epoch}:x"),
+        format!("{epoch}:3:4"),
+        format!("0{epoch}:3"),
+    ] {
+        let res = server
+            .http
+            .get(server.url("/live/events"))
+            .header("Last-Event-ID", &bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "Last-Event-ID {bad:?}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["parameter"], "Last-Event-ID");
+    }
+    server.stop().await;
+}

@@ -1,7 +1,11 @@
 //! The live transports: long-poll (`GET /live`) and Server-Sent Events (`GET /live/events`).
-//! Both read committed events from the hub's memory and wait on its head `watch`, which the
-//! append itself moves: no polling, no per-waiter timer beyond the request's own timeout.
+//! Both read committed events from the hub's memory. A long-poll waits on the hub's head
+//! `watch`, which the append itself moves (no per-waiter timer beyond the request's own
+//! timeout); SSE streams have no task or timer of their own: one [`Sweeper`] per server wakes
+//! them when the head moves, asks idle ones for heartbeats, and closes those that stopped
+//! reading.
 
+use atomic_waker::AtomicWaker;
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame};
@@ -12,12 +16,10 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt::Write;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::watch;
 
 use super::App;
 use super::query::{DEFAULT_LIMIT, DEFAULT_TIMEOUT, LiveQuery};
@@ -168,28 +170,87 @@ tokio::task_local! {
     static CONNECTION: Closer;
 }
 
-/// Runs one connection so that an SSE stream served on it can close it (see [`Closer`]).
-/// `None` when it was closed that way.
-pub async fn closable<F: Future>(conn: F) -> Option<F::Output> {
-    let closer = Closer::default();
-    let notify = Arc::clone(&closer.0);
-    CONNECTION
-        .scope(closer, async move {
-            tokio::select! {
-                out = conn => Some(out),
-                _ = notify.notified() => None,
-            }
-        })
-        .await
+pin_project_lite::pin_project! {
+    /// One connection's task (see [`closable`]): the connection, the signal that closes it,
+    /// and what it holds while open. Written out rather than as an `async` block, which would
+    /// keep the connection future twice (about 3.5 KB a connection instead of 0.9).
+    pub struct Closable<F, H> {
+        #[pin]
+        conn: F,
+        #[pin]
+        closed: tokio::sync::futures::OwnedNotified,
+        peer: std::net::SocketAddr,
+        hold: Option<H>,
+    }
 }
 
-/// What one SSE subscriber holds, shared by its body and its watchdog.
-#[derive(Default)]
+impl<F, E, H> Future for Closable<F, H>
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        match this.conn.poll(cx) {
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(peer = %this.peer, error = %e, "connection ended with an error");
+            }
+            Poll::Ready(Ok(())) => {}
+            // Closed by its SSE stream: dropping the connection closes the socket.
+            Poll::Pending if this.closed.poll(cx).is_ready() => {}
+            Poll::Pending => return Poll::Pending,
+        }
+        this.hold.take();
+        Poll::Ready(())
+    }
+}
+
+/// Runs one connection so that an SSE stream served on it can close it (see [`Closer`]),
+/// holding `hold` (its slot, its gauge) until it ends.
+pub fn closable<F, E, H>(
+    conn: F,
+    peer: std::net::SocketAddr,
+    hold: H,
+) -> impl Future<Output = ()> + use<F, E, H>
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let closer = Closer::default();
+    let closed = Arc::clone(&closer.0).notified_owned();
+    CONNECTION.scope(
+        closer,
+        Closable {
+            conn,
+            closed,
+            peer,
+            hold: Some(hold),
+        },
+    )
+}
+
+/// What one SSE stream shares with the server's [`Sweeper`]: what its connection holds, how far
+/// it got, and how to wake or close it. The stream itself has no task: its body is polled by
+/// its connection's task, which the sweeper wakes.
 struct Subscriber {
     /// Bytes of frames handed to the connection and not yet written to the socket.
     held: AtomicU64,
     /// Moves each time the connection takes a frame or finishes writing one.
     progress: AtomicU64,
+    /// The connection's task while the body waits for the head to move.
+    waker: AtomicWaker,
+    /// Set by the sweeper when the stream sent nothing for a heartbeat period.
+    heartbeat: AtomicBool,
+    story: Option<Box<str>>,
+    closer: Option<Closer>,
+}
+
+impl Subscriber {
+    fn wake(&self) {
+        self.waker.wake();
+    }
 }
 
 /// A frame handed to hyper: the hub's shared bytes (no copy), counted as held until hyper has
@@ -227,45 +288,167 @@ impl Drop for Held {
     }
 }
 
-/// Events read from the hub at once; they are shared, so this bounds only the work per read.
-const BATCH: usize = 16;
-
-enum Wake {
-    Head,
-    Heartbeat,
-    Stop,
+/// One stream as the sweeper sees it.
+struct Watched {
+    sub: Arc<Subscriber>,
+    /// The head at the last sweep.
+    seen: u64,
+    /// `progress` at the last sweep, and at the last heartbeat tick.
+    progress: u64,
+    beat: u64,
+    /// Events and bytes committed for it since it last made progress with frames held.
+    events: u64,
+    bytes: u64,
 }
 
-type Wait = Pin<Box<dyn Future<Output = (Wake, watch::Receiver<u64>)> + Send + Sync>>;
+/// The server's one task for all SSE streams (instead of a task per stream): when the head
+/// moves it wakes every waiting stream and closes those that stopped reading; every
+/// `--heartbeat` it asks idle streams for a keep-alive comment.
+///
+/// A stream stopped reading when its connection has frames it cannot write (its socket is full)
+/// and took or wrote nothing while more than `--sse-queue` events or `--sse-queue-bytes` bytes
+/// of frames were committed for it. A stream that reads, however far behind it is, makes
+/// progress and is never dropped; one that is dropped reconnects with `Last-Event-ID` and
+/// loses nothing.
+#[derive(Default)]
+pub struct Sweeper {
+    started: std::sync::OnceLock<()>,
+    /// Set when the sweeper stopped (shutdown): streams end instead of waiting.
+    stopped: AtomicBool,
+    streams: Mutex<Vec<Watched>>,
+    /// The `retry:` frame every stream opens with, made once.
+    retry: std::sync::OnceLock<Bytes>,
+}
+
+impl Sweeper {
+    fn register(&self, app: &Arc<App>, sub: Arc<Subscriber>) {
+        self.started.get_or_init(|| {
+            tokio::spawn(sweep(Arc::clone(app)));
+        });
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if streams.len() == streams.capacity() {
+            // Forget streams that ended before growing (without appends, no sweep does).
+            streams.retain(|w| Arc::strong_count(&w.sub) > 1);
+        }
+        let progress = sub.progress.load(Ordering::Relaxed);
+        streams.push(Watched {
+            sub,
+            seen: app.relay.hub.head(),
+            progress,
+            beat: progress,
+            events: 0,
+            bytes: 0,
+        });
+    }
+
+    /// The head moved to `now`: wakes every stream, and closes those that stopped reading.
+    fn head_moved(&self, app: &App, now: u64) {
+        let (queue, queue_bytes) = (
+            app.config.sse_queue as u64,
+            app.config.sse_queue_bytes as u64,
+        );
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        streams.retain_mut(|w| {
+            if Arc::strong_count(&w.sub) == 1 {
+                return false; // the stream ended
+            }
+            w.sub.wake();
+            let moved = w.sub.progress.load(Ordering::Relaxed);
+            if moved != w.progress || w.sub.held.load(Ordering::Relaxed) == 0 {
+                (w.events, w.bytes) = (0, 0);
+                w.progress = moved;
+            } else {
+                let (n, b) = app.relay.hub.span(w.seen, now, w.sub.story.as_deref());
+                w.events += n;
+                w.bytes += b;
+                if w.events > queue || w.bytes > queue_bytes {
+                    tracing::debug!(
+                        events = w.events,
+                        bytes = w.bytes,
+                        "SSE subscriber stopped reading; closing it"
+                    );
+                    metrics::get().sse_dropped.inc();
+                    if let Some(closer) = &w.sub.closer {
+                        closer.close();
+                    }
+                    return false;
+                }
+            }
+            w.seen = now;
+            true
+        });
+    }
+
+    /// A heartbeat period passed: streams that sent and wrote nothing since the last one send
+    /// a keep-alive comment.
+    fn tick(&self) {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        for w in streams.iter_mut() {
+            let moved = w.sub.progress.load(Ordering::Relaxed);
+            if moved == w.beat {
+                w.sub.heartbeat.store(true, Ordering::Relaxed);
+                w.sub.wake();
+            }
+            w.beat = moved;
+        }
+    }
+
+    /// The server shuts down: every stream ends.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        for w in streams.iter() {
+            w.sub.wake();
+        }
+    }
+}
+
+/// The sweeper's task; see [`Sweeper`].
+async fn sweep(app: Arc<App>) {
+    let mut head = app.relay.hub.subscribe();
+    let mut shutdown = app.shutdown.clone();
+    let period = app.config.heartbeat;
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let sweeper = &app.sse_sweeper;
+    loop {
+        tokio::select! {
+            changed = head.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let now = *head.borrow_and_update();
+                sweeper.head_moved(&app, now);
+            }
+            _ = beat.tick() => sweeper.tick(),
+            _ = shutdown.changed() => break,
+        }
+    }
+    sweeper.stop();
+}
+
+/// Events read from the hub at once; they are shared, so this bounds only the work per read.
+const BATCH: usize = 16;
 
 /// The body of one SSE stream. It pulls events from the hub by cursor, only when hyper asks
 /// for the next frame, that is at the pace the client reads: catching up from far behind is
 /// reading the log, not a queue to drain. Nothing is pushed to it, so it holds nothing but the
-/// frames hyper has not written yet (shared with the hub).
+/// frames hyper has not written yet (shared with the hub). Waiting for the head, it holds no
+/// future or timer: the [`Sweeper`] wakes it.
 struct SseBody {
     app: Arc<App>,
-    story: Option<String>,
+    sub: Arc<Subscriber>,
     cursor: u64,
     /// The history `cursor` belongs to.
     epoch: Epoch,
-    sub: Arc<Subscriber>,
     /// Frames of this stream alone (`retry:`, `reset`), sent before any event.
     notices: VecDeque<Bytes>,
-    batch: VecDeque<Arc<Committed>>,
-    /// Subscribed before the first read, so an append between a read and a wait wakes it.
-    head: Option<watch::Receiver<u64>>,
-    wait: Option<Wait>,
+    /// The rest of the last page read (its own allocation, reused).
+    batch: std::vec::IntoIter<Arc<Committed>>,
     /// A page being read back from the log (a cursor older than memory), on a blocking thread.
     fetch: Option<tokio::task::JoinHandle<Result<Page, CursorGone>>>,
     done: bool,
-    watchdog: tokio::task::JoinHandle<()>,
     _connected: (tokio::sync::OwnedSemaphorePermit, GaugeGuard),
-}
-
-impl Drop for SseBody {
-    fn drop(&mut self) {
-        self.watchdog.abort();
-    }
 }
 
 impl SseBody {
@@ -282,18 +465,8 @@ impl SseBody {
         Poll::Ready(Some(Ok(Frame::data(Held::wrap(frame, &self.sub)))))
     }
 
-    fn wait(&mut self) -> Option<Wait> {
-        let mut head = self.head.take()?;
-        let mut shutdown = self.app.shutdown.clone();
-        let heartbeat = self.app.config.heartbeat;
-        Some(Box::pin(async move {
-            let wake = tokio::select! {
-                changed = head.changed() => if changed.is_ok() { Wake::Head } else { Wake::Stop },
-                _ = tokio::time::sleep(heartbeat) => Wake::Heartbeat,
-                _ = shutdown.changed() => Wake::Stop,
-            };
-            (wake, head)
-        }))
+    fn stopping(&self) -> bool {
+        *self.app.shutdown.borrow() || self.app.sse_sweeper.stopped.load(Ordering::SeqCst)
     }
 }
 
@@ -313,22 +486,9 @@ impl HttpBody for SseBody {
             if let Some(frame) = this.notices.pop_front() {
                 return this.emit(frame);
             }
-            if let Some(e) = this.batch.pop_front() {
+            if let Some(e) = this.batch.next() {
                 metrics::get().delivered_sse.inc();
                 return this.emit(e.frame.clone());
-            }
-            if let Some(wait) = this.wait.as_mut() {
-                let (wake, head) = std::task::ready!(wait.as_mut().poll(cx));
-                this.wait = None;
-                this.head = Some(head);
-                match wake {
-                    Wake::Head => {}
-                    Wake::Heartbeat => return this.emit(Bytes::from_static(b": keep-alive\n\n")),
-                    Wake::Stop => {
-                        this.done = true;
-                        continue;
-                    }
-                }
             }
             let hub = &this.app.relay.hub;
             if hub.epoch() != this.epoch && this.fetch.is_none() {
@@ -344,10 +504,13 @@ impl HttpBody for SseBody {
                 read.unwrap_or_else(|_| Err(hub.gone()))
             } else {
                 // Memory first; the log only for a cursor older than memory.
-                match hub.page(this.cursor, this.story.as_deref(), BATCH) {
+                match hub.page(this.cursor, this.sub.story.as_deref(), BATCH) {
                     Err(_) if hub.needs_history(this.cursor) => {
-                        let (hub, story, cursor) =
-                            (Arc::clone(hub), this.story.clone(), this.cursor);
+                        let (hub, story, cursor) = (
+                            Arc::clone(hub),
+                            this.sub.story.as_deref().map(str::to_string),
+                            this.cursor,
+                        );
                         this.fetch = Some(tokio::task::spawn_blocking(move || {
                             hub.page_from_history(cursor, story, BATCH)
                         }));
@@ -357,20 +520,28 @@ impl HttpBody for SseBody {
                 }
             };
             match page {
+                Ok(page) if page.events.is_empty() => {
+                    this.cursor = page.next;
+                    // Registered before looking again, so that a move in between still wakes it.
+                    this.sub.waker.register(cx.waker());
+                    if this.stopping() {
+                        this.done = true;
+                        continue;
+                    }
+                    // Behind the page's head the watch is about to move (the sweeper then
+                    // wakes it); ahead of it, there is more to read now.
+                    if hub.head() > page.head || hub.epoch() != this.epoch {
+                        continue;
+                    }
+                    if this.sub.heartbeat.swap(false, Ordering::Relaxed) {
+                        return this.emit(Bytes::from_static(b": keep-alive\n\n"));
+                    }
+                    return Poll::Pending;
+                }
                 Ok(page) => {
                     this.cursor = page.next;
-                    if page.events.is_empty() {
-                        if *this.app.shutdown.borrow() {
-                            this.done = true;
-                            continue;
-                        }
-                        match this.wait() {
-                            Some(wait) => this.wait = Some(wait),
-                            None => this.done = true,
-                        }
-                    } else {
-                        this.batch.extend(page.events);
-                    }
+                    this.sub.heartbeat.store(false, Ordering::Relaxed);
+                    this.batch = page.events.into_iter();
                 }
                 Err(g) => this.reset(g),
             }
@@ -378,40 +549,73 @@ impl HttpBody for SseBody {
     }
 }
 
+/// A `Last-Event-ID`: `EPOCH:SEQ` as the stream sends it, or a bare `SEQ` (of the current
+/// epoch, as clients from before epochs send it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastEventId {
+    pub epoch: Option<Epoch>,
+    pub seq: u64,
+}
+
+impl std::str::FromStr for LastEventId {
+    type Err = ();
+    fn from_str(s: &str) -> Result<LastEventId, ()> {
+        fn digits(s: &str, radix: u32, most: usize) -> bool {
+            !s.is_empty() && s.len() <= most && s.chars().all(|c| c.is_digit(radix))
+        }
+        let (epoch, seq) = match s.split_once(':') {
+            Some((e, seq)) if digits(e, 16, 16) => (Some(e.parse().map_err(|_| ())?), seq),
+            Some(_) => return Err(()),
+            None => (None, s),
+        };
+        if !digits(seq, 10, 20) {
+            return Err(());
+        }
+        Ok(LastEventId {
+            epoch,
+            seq: seq.parse().map_err(|_| ())?,
+        })
+    }
+}
+
 /// `GET /live/events?after=SEQ&story=SLUG`, resumable with `Last-Event-ID`.
-pub fn sse(app: Arc<App>, q: LiveQuery, last_event_id: Option<u64>) -> Response<Body> {
+pub fn sse(app: Arc<App>, q: LiveQuery, last_event_id: Option<LastEventId>) -> Response<Body> {
     // The cap is this server's own semaphore, held by the body, not the process-wide gauge.
     let Ok(slot) = Arc::clone(&app.sse_slots).try_acquire_owned() else {
         return too_many();
     };
-    let start = last_event_id
-        .or(q.after)
-        .unwrap_or_else(|| app.relay.hub.head());
-    // A cursor of another history (`epoch=` from an earlier answer) starts with a reset.
-    let epoch = q.epoch.unwrap_or_else(|| app.relay.hub.epoch());
-    let head = app.relay.hub.subscribe();
-    let sub = Arc::new(Subscriber::default());
-    let watchdog = tokio::spawn(watchdog(
-        Arc::clone(&app),
-        q.story.clone(),
-        Arc::clone(&sub),
-        CONNECTION.try_with(Closer::clone).ok(),
-    ));
+    let current = app.relay.hub.epoch();
+    let (start, epoch) = match last_event_id {
+        // A bare seq is one of the current history.
+        Some(id) => (id.seq, id.epoch.unwrap_or(current)),
+        // A cursor of another history (`epoch=` from an earlier answer) starts with a reset.
+        None => (
+            q.after.unwrap_or_else(|| app.relay.hub.head()),
+            q.epoch.unwrap_or(current),
+        ),
+    };
+    let sub = Arc::new(Subscriber {
+        held: AtomicU64::new(0),
+        progress: AtomicU64::new(0),
+        waker: AtomicWaker::new(),
+        heartbeat: AtomicBool::new(false),
+        story: q.story.map(String::into_boxed_str),
+        closer: CONNECTION.try_with(Closer::clone).ok(),
+    });
+    app.sse_sweeper.register(&app, Arc::clone(&sub));
+    let retry = app
+        .sse_sweeper
+        .retry
+        .get_or_init(|| Bytes::from(format!("retry: {}\n\n", app.config.sse_retry_ms)))
+        .clone();
     let body = SseBody {
-        story: q.story,
+        sub,
         cursor: start,
         epoch,
-        sub,
-        notices: VecDeque::from([Bytes::from(format!(
-            "retry: {}\n\n",
-            app.config.sse_retry_ms
-        ))]),
-        batch: VecDeque::new(),
-        head: Some(head),
-        wait: None,
+        notices: VecDeque::from([retry]),
+        batch: Vec::new().into_iter(),
         fetch: None,
         done: false,
-        watchdog,
         _connected: (slot, GaugeGuard::new(&metrics::get().sse_connected)),
         app,
     };
@@ -430,45 +634,42 @@ pub fn sse(app: Arc<App>, q: LiveQuery, last_event_id: Option<u64>) -> Response<
     res
 }
 
-/// Closes the connection of a subscriber that does not read: one whose connection has frames
-/// it cannot write (its socket is full) and has taken or written nothing while more than
-/// `--sse-queue` events or `--sse-queue-bytes` bytes of frames were committed for it. A
-/// subscriber that reads, however far behind it is, makes progress and is never dropped; one
-/// that is dropped reconnects with `Last-Event-ID` and loses nothing.
-async fn watchdog(
-    app: Arc<App>,
-    story: Option<String>,
-    sub: Arc<Subscriber>,
-    closer: Option<Closer>,
-) {
-    let mut head = app.relay.hub.subscribe();
-    let mut shutdown = app.shutdown.clone();
-    let mut seen = *head.borrow_and_update();
-    let mut progress = sub.progress.load(Ordering::Relaxed);
-    let (mut events, mut bytes) = (0u64, 0u64);
-    loop {
-        tokio::select! {
-            changed = head.changed() => if changed.is_err() { return },
-            _ = shutdown.changed() => return,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_event_ids_are_epoch_and_seq_or_a_bare_seq() {
+        let id = |s: &str| s.parse::<LastEventId>();
+        assert_eq!(
+            id("00000000000000ff:12"),
+            Ok(LastEventId {
+                epoch: Some(Epoch(255)),
+                seq: 12
+            })
+        );
+        assert_eq!(
+            id("12"),
+            Ok(LastEventId {
+                epoch: None,
+                seq: 12
+            })
+        );
+        for bad in [
+            "",
+            ":",
+            ":1",
+            "ff:",
+            "x:1",
+            "+1:1",
+            "1:+1",
+            "-1",
+            "1:2:3",
+            "1 :2",
+            "10000000000000000:1",
+            "99999999999999999999",
+        ] {
+            assert_eq!(id(bad), Err(()), "{bad:?}");
         }
-        let now = *head.borrow_and_update();
-        let moved = sub.progress.load(Ordering::Relaxed);
-        if moved != progress || sub.held.load(Ordering::Relaxed) == 0 {
-            (events, bytes) = (0, 0);
-            progress = moved;
-        } else {
-            let (n, b) = app.relay.hub.span(seen, now, story.as_deref());
-            events += n;
-            bytes += b;
-            if events > app.config.sse_queue as u64 || bytes > app.config.sse_queue_bytes as u64 {
-                tracing::debug!(events, bytes, "SSE subscriber stopped reading; closing it");
-                metrics::get().sse_dropped.inc();
-                if let Some(closer) = closer {
-                    closer.close();
-                }
-                return;
-            }
-        }
-        seen = now;
     }
 }

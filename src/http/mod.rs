@@ -3,7 +3,6 @@
 //! live transports, and a graceful shutdown that answers waiting long-polls first.
 
 pub mod access;
-pub mod alloc;
 pub mod live;
 pub mod publish;
 pub mod query;
@@ -130,6 +129,8 @@ pub struct App {
     /// The `--max-waiters` caps of this server: waiting long-polls, and SSE streams.
     pub longpoll_slots: Arc<Semaphore>,
     pub sse_slots: Arc<Semaphore>,
+    /// Wakes, heartbeats and closes this server's SSE streams (one task for all of them).
+    pub sse_sweeper: live::Sweeper,
     pub health: Health,
     /// The WebSub hub, when on.
     pub websub: Option<Arc<websub::WebSub>>,
@@ -395,7 +396,7 @@ fn unknown_story(app: &App, q: &LiveQuery) -> Option<Response<Body>> {
 
 /// The `Last-Event-ID` an SSE client resumes from: a seq, or none.
 #[allow(clippy::result_large_err)]
-fn last_event_id<B>(req: &Request<B>) -> Result<Option<u64>, Response<Body>> {
+fn last_event_id<B>(req: &Request<B>) -> Result<Option<live::LastEventId>, Response<Body>> {
     match req
         .headers()
         .get("last-event-id")
@@ -403,12 +404,10 @@ fn last_event_id<B>(req: &Request<B>) -> Result<Option<u64>, Response<Body>> {
     {
         None | Some(Ok("")) => Ok(None),
         // All digits but beyond u64 is refused too, not read as "no cursor".
-        Some(Ok(v)) if v.bytes().all(|b| b.is_ascii_digit()) && v.parse::<u64>().is_ok() => {
-            Ok(v.parse().ok())
-        }
+        Some(Ok(v)) if v.parse::<live::LastEventId>().is_ok() => Ok(v.parse().ok()),
         Some(_) => Err(problem(
             StatusCode::BAD_REQUEST,
-            "Last-Event-ID must be a seq (a non-negative integer)",
+            "Last-Event-ID must be EPOCH:SEQ as sent, or a seq (a non-negative integer)",
             serde_json::json!({ "parameter": "Last-Event-ID" }),
         )),
     }
@@ -523,7 +522,7 @@ pub async fn handle_logged(
     app: Arc<App>,
     peer: SocketAddr,
     req: Request<Incoming>,
-) -> Response<Body> {
+) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -556,7 +555,7 @@ pub async fn handle_logged(
             published,
         },
     ));
-    res
+    Ok(res)
 }
 
 /// Sets the story of a publish's answer (see [`Published`]).
@@ -689,6 +688,7 @@ pub async fn serve(
         relay: app_relay,
         longpoll_slots: Arc::new(Semaphore::new(config.max_waiters)),
         sse_slots: Arc::new(Semaphore::new(config.max_waiters)),
+        sse_sweeper: live::Sweeper::default(),
         config,
         shutdown: shutdown_rx,
         health: Health::default(),
@@ -739,19 +739,14 @@ pub async fn serve(
             continue;
         };
         let app = Arc::clone(&app);
-        let service = service_fn(move |req| {
-            let app = Arc::clone(&app);
-            async move { Ok::<_, Infallible>(handle_logged(app, peer, req).await) }
-        });
+        // Boxed per request: hyper keeps the box of a connection's service future for as long
+        // as the connection, so unboxed, every idle keep-alive connection and every SSE stream
+        // would hold the largest handler's state (about 2.8 KB) after its answer went out.
+        let service = service_fn(move |req| Box::pin(handle_logged(Arc::clone(&app), peer, req)));
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            let _open = metrics::GaugeGuard::new(&metrics::get().connections_open);
-            // `closable`: an SSE stream whose client stopped reading can close its connection.
-            if let Some(Err(e)) = live::closable(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            drop(permit);
-        });
+        // `closable`: an SSE stream whose client stopped reading can close its connection.
+        let open = metrics::GaugeGuard::new(&metrics::get().connections_open);
+        tokio::spawn(live::closable(conn, peer, (permit, open)));
     }
     app.health.ready.store(false, Ordering::SeqCst);
     tracing::info!("shutting down: answering waiting requests");

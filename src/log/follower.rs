@@ -151,7 +151,11 @@ impl Follower {
                 return false;
             }
             let last = events.last().map_or(self.at.head, |e| e.seq);
-            let committed: Vec<Committed> = events.iter().map(Committed::from_event).collect();
+            let epoch = self.at.epoch;
+            let committed: Vec<Committed> = events
+                .iter()
+                .map(|e| Committed::from_event(e, epoch))
+                .collect();
             // The renderer first: a reader that sees an event and then asks for a feed finds
             // the renderer already has it (see `Relay::fresh`).
             let _ = self.render.send(renderer::Msg::Events(events));
@@ -188,8 +192,11 @@ impl Follower {
             seq: head,
         });
         let before = last.first().map_or(head, |e| e.seq - 1);
-        self.hub
-            .reset(pos.epoch, before, last.iter().map(Committed::from_event));
+        self.hub.reset(
+            pos.epoch,
+            before,
+            last.iter().map(|e| Committed::from_event(e, pos.epoch)),
+        );
         self.at = Position {
             epoch: pos.epoch,
             head,

@@ -22,14 +22,15 @@ pub struct Committed {
     pub story: String,
     /// The public JSON of the event (a view into `frame`).
     pub json: Bytes,
-    /// The Server-Sent Events frame `id: SEQ\nevent: OP\ndata: JSON\n\n`.
+    /// The Server-Sent Events frame `id: EPOCH:SEQ\nevent: OP\ndata: JSON\n\n` (the epoch in
+    /// the id, so that a stream resumed on another history is told, never served its seqs).
     pub frame: Bytes,
 }
 
 impl Committed {
-    pub(crate) fn from_event(e: &Event) -> Committed {
+    pub(crate) fn from_event(e: &Event, epoch: Epoch) -> Committed {
         let json = e.wire_json();
-        let head = format!("id: {}\nevent: {}\ndata: ", e.seq, e.op.as_str());
+        let head = format!("id: {epoch}:{}\nevent: {}\ndata: ", e.seq, e.op.as_str());
         let mut frame = Vec::with_capacity(head.len() + json.len() + 2);
         frame.extend_from_slice(head.as_bytes());
         frame.extend_from_slice(&json);
@@ -397,7 +398,8 @@ impl Hub {
                 break;
             }
             if story.as_deref().is_none_or(|s| s == e.story) {
-                page.events.push(Arc::new(Committed::from_event(e)));
+                page.events
+                    .push(Arc::new(Committed::from_event(e, self.epoch())));
             }
             page.next = e.seq;
         }
@@ -638,7 +640,8 @@ mod tests {
         let hub = Arc::new(Hub::new(100));
         hub.set_epoch(recovered.epoch);
         hub.set_history(store.reader());
-        hub.commit(events[..3].iter().map(Committed::from_event));
+        let epoch = recovered.epoch;
+        hub.commit(events[..3].iter().map(|e| Committed::from_event(e, epoch)));
         let seqs = |page: &Page| page.events.iter().map(|e| e.seq).collect::<Vec<_>>();
         let page = Arc::clone(&hub).page_any(4, None, 10).await.unwrap();
         assert_eq!((seqs(&page), page.next, page.head), (vec![], 4, 3));
@@ -648,7 +651,7 @@ mod tests {
         assert_eq!((seqs(&page), page.next), (vec![], 9));
         log.set_outage(None);
         // The follower hands 4 and 5 on.
-        hub.commit(events[3..].iter().map(Committed::from_event));
+        hub.commit(events[3..].iter().map(|e| Committed::from_event(e, epoch)));
         let page = Arc::clone(&hub).page_any(4, None, 10).await.unwrap();
         assert_eq!(seqs(&page), [5]);
         let gone = Arc::clone(&hub).page_any(9, None, 10).await.unwrap_err();

@@ -159,7 +159,10 @@ impl Relay {
         hub.reset(
             at.epoch,
             started.snapshot.unwrap_or(0),
-            recovered.events.iter().map(Committed::from_event),
+            recovered
+                .events
+                .iter()
+                .map(|e| Committed::from_event(e, at.epoch)),
         );
         tracing::info!(
             events = recovered.events.len(),

@@ -634,7 +634,11 @@ impl Writer {
                     self.committed.settle();
                     self.at.head += events.len() as u64;
                     // Before any reader exists: the hub starts with them, the follower after.
-                    self.hub.commit(events.iter().map(Committed::from_event));
+                    self.hub.commit(
+                        events
+                            .iter()
+                            .map(|e| Committed::from_event(e, self.at.epoch)),
+                    );
                     tracing::info!(
                         events = events.len(),
                         "relayed report contents not yet in the log"

@@ -300,6 +300,8 @@ pub struct Frame {
 #[derive(Debug, Clone)]
 pub struct SseEvent {
     pub seq: u64,
+    /// The frame's `id:` as sent (`EPOCH:SEQ`); empty for in-band notices.
+    pub id: String,
     pub op: String,
     pub data: Value,
 }
@@ -321,6 +323,19 @@ impl Sse {
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id.to_string());
         }
+        Sse::open(req).await
+    }
+
+    /// Opens `GET /live/events?{query}` with `Last-Event-ID: {id}` exactly as given.
+    pub async fn connect_with_id(server: &Server, query: &str, id: &str) -> Sse {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let req = http
+            .get(server.url(&format!("/live/events?{query}")))
+            .header("Last-Event-ID", id);
+        Sse::open(req).await
+    }
+
+    async fn open(req: reqwest::RequestBuilder) -> Sse {
         let res = req.send().await.unwrap();
         assert_eq!(res.status(), 200);
         assert_eq!(
@@ -391,7 +406,7 @@ fn as_event(frame: &Frame) -> Option<SseEvent> {
     let data: Value = serde_json::from_str(data).expect("SSE data is JSON");
     let seq = match &frame.id {
         Some(id) => {
-            let seq: u64 = id.parse().expect("SSE id is a seq");
+            let seq = seq_of_id(id);
             assert_eq!(data["seq"], seq, "id: and the data's seq agree");
             assert_eq!(data["op"], op.as_str(), "event: and the data's op agree");
             seq
@@ -399,7 +414,21 @@ fn as_event(frame: &Frame) -> Option<SseEvent> {
         // In-band notices (`reset`) carry no id.
         None => 0,
     };
-    Some(SseEvent { seq, op, data })
+    let id = frame.id.clone().unwrap_or_default();
+    Some(SseEvent { seq, id, op, data })
+}
+
+/// The seq of an SSE `id:` (`EPOCH:SEQ`, the epoch in hexadecimal).
+pub fn seq_of_id(id: &str) -> u64 {
+    let (epoch, seq) = id
+        .split_once(':')
+        .unwrap_or_else(|| panic!("SSE id {id:?} is EPOCH:SEQ"));
+    assert!(
+        epoch.len() == 16 && epoch.bytes().all(|b| b.is_ascii_hexdigit()),
+        "SSE id {id:?}: the epoch is 16 hexadecimal digits"
+    );
+    seq.parse()
+        .unwrap_or_else(|_| panic!("SSE id {id:?}: SEQ is a number"))
 }
 
 /// Parses one frame's lines as the SSE specification reads them.
