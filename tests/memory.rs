@@ -105,7 +105,10 @@ async fn a_waiting_long_poll_costs_at_most_8_kib() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_sse_stream_costs_at_most_24_kib() {
+async fn an_sse_stream_costs_at_most_32_kib() {
+    // The debug build reads 7.7 to 20.6 KiB here (the allocator's arenas grow in steps, so the
+    // first 300 streams sometimes take more, sometimes less); it read 35.5 with a task per
+    // stream. The bound catches a regression of that size without failing on the steps.
     let per = kib_per_subscriber("sse", "GET /live/events HTTP/1.1\r\nHost: test\r\n\r\n").await;
-    assert!(per <= 24.0, "{per:.2} KiB per SSE stream");
+    assert!(per <= 32.0, "{per:.2} KiB per SSE stream");
 }
