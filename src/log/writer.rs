@@ -813,6 +813,17 @@ impl Writer {
                             behind = true;
                             tracing::debug!(epoch = %found, "the event log's history was replaced; deciding again");
                         }
+                        e @ (StoreError::Conflict { .. } | StoreError::EpochChanged { .. }) => {
+                            // Other writers kept appending first: this batch is answered 503,
+                            // but the store is reachable, so it is no outage (which would
+                            // refuse every publish for a while): the next batch tries at once.
+                            tracing::warn!(error = %e, conflicts, "other writers kept appending first; this batch is answered 503");
+                            let why = ChangeError::Unavailable {
+                                reason: format!("other nodes kept appending first ({e})"),
+                                retry_after: std::time::Duration::from_secs(1),
+                            };
+                            return Some(Answers::new(rest, outcomes, Some(why), 0));
+                        }
                         e if e.retryable() => {
                             let retry_after = match &e {
                                 StoreError::Unavailable { retry_after, .. } => *retry_after,
