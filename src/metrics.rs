@@ -66,6 +66,8 @@ pub struct Metrics {
     pub events_appended: Family<AppendLabels, Counter>,
     pub fsync_batches: Counter,
     pub fsync_batch_events: Histogram,
+    /// Appends the store refused because another writer appended first (a shared log).
+    pub store_conflicts: Counter,
     pub head_seq: Gauge,
     pub oldest_seq: Gauge,
     pub longpoll_waiting: Gauge,
@@ -126,6 +128,7 @@ impl Metrics {
             sync_seconds: seconds(),
             events_appended: Family::default(),
             fsync_batches: Counter::default(),
+            store_conflicts: Counter::default(),
             fsync_batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             head_seq: Gauge::default(),
             oldest_seq: Gauge::default(),
@@ -205,6 +208,11 @@ impl Metrics {
             "log_fsync_batches",
             "Batches of events written and synced",
             m.fsync_batches.clone(),
+        );
+        r.register(
+            "store_conflicts",
+            "Appends refused because another writer appended first (decided again)",
+            m.store_conflicts.clone(),
         );
         r.register(
             "log_fsync_batch_events",

@@ -433,6 +433,22 @@ async fn three_nodes_share_one_log_and_every_subscriber_sees_each_event_once_in_
     for (seq, event) in &stream[SEED as usize..] {
         assert_eq!(event["idempotency_key"], acked[seq].as_str(), "entry {seq}");
     }
+    // Each node counts the appends Redis refused because another node appended first.
+    for base in &bases {
+        let metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let conflicts = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("livefeed_store_conflicts_total "))
+            .unwrap_or_else(|| panic!("no conflict count at {base}: {metrics}"));
+        assert!(conflicts.trim().parse::<u64>().is_ok(), "{conflicts}");
+    }
 }
 
 /// The same Idempotency-Key sent to two nodes at once makes one entry, and both get its answer.
@@ -833,6 +849,45 @@ fn the_store_takes_only_appends_that_follow_its_head_in_its_epoch() {
         redis.stream().iter().map(|(s, _)| *s).collect::<Vec<_>>(),
         [1, 2, 3, 4, 5, 6, 7, 8]
     );
+}
+
+/// A conflict answer carries the events after the refused append's `after` (what the writer
+/// missed), so a writer on a shared log catches up without another round trip; a conflict
+/// with nothing missed (a recorded key) carries none.
+#[test]
+fn a_conflict_answer_carries_the_events_the_writer_missed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(redis) = Redis::start(tmp.path()) else {
+        return;
+    };
+    let mut a = RedisStore::new(&redis.url(), "livefeed", 0).unwrap();
+    let mut b = RedisStore::new(&redis.url(), "livefeed", 0).unwrap();
+    a.load().unwrap();
+    b.load().unwrap();
+    a.append(0, &[event(1, None), event(2, Some("k"))]).unwrap();
+    a.append(2, &[event(3, None)]).unwrap();
+    assert!(matches!(
+        b.append(0, &[event(1, None)]),
+        Err(StoreError::Conflict { head: 3 })
+    ));
+    let missed = b.take_missed();
+    assert_eq!(seqs_of(&missed), [1, 2, 3]);
+    assert_eq!(missed[1].idempotency_key.as_deref(), Some("k"));
+    // Taken once.
+    assert!(b.take_missed().is_empty());
+    // Only what follows `after`.
+    assert!(matches!(
+        b.append(2, &[event(3, None)]),
+        Err(StoreError::Conflict { head: 3 })
+    ));
+    assert_eq!(seqs_of(&b.take_missed()), [3]);
+    // A recorded key at the head: nothing missed.
+    assert!(matches!(
+        b.append(3, &[event(4, Some("k"))]),
+        Err(StoreError::Conflict { head: 3 })
+    ));
+    assert!(b.take_missed().is_empty());
+    b.append(3, &[event(4, None)]).unwrap();
 }
 
 /// A Redis that can lose acknowledged appends (appendfsync everysec) is warned about at start

@@ -68,6 +68,50 @@ async fn a_conflict_is_caught_up_and_decided_again_and_the_publish_lands_once() 
     server.stop().await;
 }
 
+/// Other nodes winning the race again and again: that batch is answered 503 with
+/// `Retry-After`, but it is no outage: the very next publish is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_keeps_losing_the_race_is_503_but_the_next_publish_is_taken() {
+    let site = TestSite::new();
+    let log = MemoryLog::new();
+    let server = site.start_with(log.store()).await;
+    for i in 0..40 {
+        log.race_next_append(vec![foreign_create(&log, &format!("Elsewhere {i}"))]);
+    }
+    let res = server
+        .authed(reqwest::Method::POST, &format!("/stories/{STORY}/entries"))
+        .json(&json!({ "title": "Unlucky", "body": "Text." }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("retry-after"));
+    // Drain what is left of the race, then publish at once: no outage holds it back.
+    loop {
+        let res = server
+            .authed(reqwest::Method::POST, &format!("/stories/{STORY}/entries"))
+            .json(&json!({ "title": "Lucky", "body": "Text." }))
+            .send()
+            .await
+            .unwrap();
+        match res.status().as_u16() {
+            201 => break,
+            503 => {
+                let problem: Value = res.json().await.unwrap();
+                assert!(
+                    problem["detail"]
+                        .as_str()
+                        .unwrap()
+                        .contains("kept appending first"),
+                    "an outage refused the publish: {problem}"
+                );
+            }
+            other => panic!("{other}"),
+        }
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_answers_503_keeps_reads_serving_and_publishing_resumes_alone() {
     let site = TestSite::new();

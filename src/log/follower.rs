@@ -39,6 +39,11 @@ impl Delivered {
         }
     }
 
+    /// How far events were handed on.
+    pub(crate) fn seq(&self) -> u64 {
+        *self.seq.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn set(&self, seq: u64) {
         *self.seq.lock().unwrap_or_else(|p| p.into_inner()) = seq;
         self.moved.notify_all();

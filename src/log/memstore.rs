@@ -21,9 +21,9 @@ struct Inner {
     events: Vec<Event>,
     /// While set, every call fails with [`StoreError::Unavailable`] and this reason.
     outage: Option<String>,
-    /// Appended, renumbered, just before the next writer append: another writer got there
-    /// first, so that append is a conflict.
-    racing: VecDeque<Event>,
+    /// Appended, renumbered, one batch just before each of the next writer appends: another
+    /// writer got there first, so that append is a conflict.
+    racing: VecDeque<Vec<Event>>,
     closed: bool,
     /// Events returned by reads, for tests that count what a start-up read…
     read: usize,
@@ -63,9 +63,10 @@ impl MemoryLog {
     }
 
     /// Makes another writer append `events` (renumbered after the head) just before the next
-    /// append of this log's writer, which then gets a conflict.
+    /// append of this log's writer, which then gets a conflict (called again, before the one
+    /// after it, and so on).
     pub fn race_next_append(&self, events: Vec<Event>) {
-        self.lock().racing.extend(events);
+        self.lock().racing.push_back(events);
     }
 
     /// Replaces the whole history (a flush, or a restore from an old copy): a new epoch.
@@ -135,9 +136,8 @@ impl Store for MemoryStore {
     fn append(&mut self, after: u64, events: &[Event]) -> Result<(), StoreError> {
         let mut inner = self.0.lock();
         MemoryLog::unavailable(&inner)?;
-        if !inner.racing.is_empty() {
+        if let Some(racing) = inner.racing.pop_front() {
             let head = inner.events.len() as u64;
-            let racing: Vec<Event> = inner.racing.drain(..).collect();
             let racing = renumbered(racing, head);
             inner.events.extend(racing);
             self.0.appended.notify_all();

@@ -60,9 +60,10 @@ const REPLICA_TIMEOUT_MS: u64 = 2000;
 
 /// Appends a batch: see the module's documentation. KEYS: stream, epoch, then one per
 /// idempotency key. ARGV: epoch, after, n, key TTL, key prefix, then n pairs (id, payload),
-/// then one seq per key. A key is recorded only when its event is: one whose seq holds no event
+/// then one seq per key. A conflict on the head answers the head and up to `MISSED` events
+/// after `after` (id, payload pairs), so the writer catches up without another round trip. A key is recorded only when its event is: one whose seq holds no event
 /// with that key (its history lost, a flush between the two) is stale and taken over.
-const APPEND: &str = r#"
+const APPEND_TEMPLATE: &str = r#"
 local epoch = redis.call('GET', KEYS[2])
 if epoch ~= ARGV[1] then
   return {'epoch', epoch or ''}
@@ -73,7 +74,16 @@ if #top > 0 then
   head = tonumber(string.match(top[1][1], '^(%d+)'))
 end
 if head ~= tonumber(ARGV[2]) then
-  return {'conflict', head}
+  -- What the writer missed, so it catches up without reading: ids and payloads after `after`.
+  local out = {'conflict', head}
+  if head > tonumber(ARGV[2]) then
+    local missed = redis.call('XRANGE', KEYS[1], (tonumber(ARGV[2]) + 1) .. '-0', '+', 'COUNT', MISSED)
+    for _, m in ipairs(missed) do
+      out[#out + 1] = m[1]
+      out[#out + 1] = m[2][2]
+    end
+  end
+  return out
 end
 local prefix = #ARGV[5]
 for j = 3, #KEYS do
@@ -97,6 +107,14 @@ for j = 3, #KEYS do
 end
 return {'ok', head + n}
 "#;
+
+/// The most events a conflict answer carries (the writer reads on for more).
+const MISSED: usize = 1024;
+
+/// [`APPEND_TEMPLATE`] with its constant.
+fn append_script() -> String {
+    APPEND_TEMPLATE.replace("MISSED", &MISSED.to_string())
+}
 
 /// The log's epoch (made from ARGV[1] when there is none, the snapshot following it: see
 /// [`FOLLOW_EPOCH`]) and head. KEYS: stream, epoch, snapshot.
@@ -538,6 +556,8 @@ pub struct RedisStore {
     reader: Option<Arc<RedisReader>>,
     /// How appends are confirmed: chosen at load from Redis's version and settings.
     confirm: Confirm,
+    /// What the last conflict answer carried (see [`Store::take_missed`]).
+    missed: Vec<Event>,
 }
 
 impl RedisStore {
@@ -561,7 +581,7 @@ impl RedisStore {
                 key_prefix: format!("{tag}:key:"),
                 snapshot_key: format!("{tag}:snapshot"),
                 wait_replicas,
-                append: Script::new(APPEND),
+                append: Script::new(&append_script()),
                 position: Script::new(POSITION),
                 read: Script::new(READ),
                 replace_epoch: Script::new(REPLACE_EPOCH),
@@ -572,6 +592,7 @@ impl RedisStore {
             epoch: Epoch::default(),
             reader: None,
             confirm: Confirm::Answer,
+            missed: Vec::new(),
         })
     }
 
@@ -697,6 +718,21 @@ impl Store for RedisStore {
                 let head = value
                     .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
                     .unwrap_or(0);
+                // Only what follows `after` without a gap; anything else is read as usual.
+                self.missed.clear();
+                for pair in reply.get(2..).unwrap_or_default().chunks_exact(2) {
+                    let id = redis::from_redis_value_ref::<String>(&pair[0]).ok();
+                    let event = redis::from_redis_value_ref::<Vec<u8>>(&pair[1])
+                        .ok()
+                        .and_then(|bytes| serde_json::from_slice::<Event>(&bytes).ok());
+                    let next = after + 1 + self.missed.len() as u64;
+                    match (id, event) {
+                        (Some(id), Some(e)) if id == format!("{next}-0") && e.seq == next => {
+                            self.missed.push(e);
+                        }
+                        _ => break,
+                    }
+                }
                 return Err(StoreError::Conflict { head });
             }
             Some("epoch") => {
@@ -766,6 +802,10 @@ impl Store for RedisStore {
 
     fn adopt_epoch(&mut self, epoch: Epoch) {
         self.epoch = epoch;
+    }
+
+    fn take_missed(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.missed)
     }
 }
 

@@ -208,6 +208,12 @@ pub trait Store: Send {
     /// The writer now decides on the history of `epoch` (it rebuilt after a replaced history):
     /// a store that checks epochs at append takes appends for that one from now on.
     fn adopt_epoch(&mut self, _epoch: Epoch) {}
+    /// The events after the refused append's `after` that the store sent with its last
+    /// [`StoreError::Conflict`] (oldest first, maybe not all of them): the writer catches up on
+    /// them without another round trip. Empty for a store that sends none.
+    fn take_missed(&mut self) -> Vec<Event> {
+        Vec::new()
+    }
 }
 
 /// The log read back and followed. Blocking: callers run it on their own thread or a blocking

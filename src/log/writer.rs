@@ -262,6 +262,9 @@ enum Outcome {
     Now(Result<Ack, ChangeError>),
     /// Answered once the batch is durable and visible (or with why it is not).
     Durable(Ack),
+    /// A retry of a publish already durable (an earlier batch) but maybe not visible yet:
+    /// answered once the follower made it visible, whatever becomes of this batch.
+    Visible(Ack),
     /// A report reading: how many events it made.
     Count(usize),
 }
@@ -269,6 +272,24 @@ enum Outcome {
 impl Writer {
     /// Runs until every sender is gone; each batch is synced before its answers are sent.
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        // Answers wait for the follower on a thread of their own, so the writer decides and
+        // appends the next batch while the follower makes the last one visible.
+        let (answers, pending) = std::sync::mpsc::channel::<Answers>();
+        let delivered = Arc::clone(&self.delivered);
+        let answerer = std::thread::Builder::new()
+            .name("livefeed-answer".into())
+            .spawn(move || {
+                for a in pending {
+                    a.send(&delivered);
+                }
+            });
+        let (answers, answerer) = match answerer {
+            Ok(handle) => (Some(answers), Some(handle)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no answer thread; the writer answers itself");
+                (None, None)
+            }
+        };
         while let Some(first) = rx.blocking_recv() {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -277,7 +298,21 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.process(batch);
+            let done = self.process(batch);
+            match (&answers, done) {
+                (_, None) => {}
+                (Some(tx), Some(a)) => {
+                    if let Err(std::sync::mpsc::SendError(a)) = tx.send(a) {
+                        a.send(&self.delivered);
+                    }
+                }
+                (None, Some(a)) => a.send(&self.delivered),
+            }
+        }
+        // Every answer is sent before the writer is done.
+        drop(answers);
+        if let Some(answerer) = answerer {
+            let _ = answerer.join();
         }
         // A last snapshot, so the next start reads little of the log.
         if let Some(taker) = &mut self.snapshots {
@@ -368,9 +403,12 @@ impl Writer {
                             replayed: true,
                             ..first.ack.clone()
                         };
-                        // The first publish may be in this batch, not durable yet.
+                        // The first publish may be in this batch, not durable yet, or
+                        // durable but not yet visible (its answer still on its way).
                         return if ack.seq > self.at.head {
                             Outcome::Durable(ack)
+                        } else if ack.seq > self.delivered.seq() {
+                            Outcome::Visible(ack)
                         } else {
                             Outcome::Now(Ok(ack))
                         };
@@ -544,6 +582,11 @@ impl Writer {
             // Unreachable: the append will say so.
             return;
         };
+        self.catch_up_to(pos);
+    }
+
+    /// [`Writer::catch_up`] to `pos`, read elsewhere.
+    fn catch_up_to(&mut self, pos: Position) {
         if pos.epoch != self.at.epoch {
             self.rebuild(pos);
             return;
@@ -569,6 +612,20 @@ impl Writer {
                 }
                 _ => break,
             }
+        }
+    }
+
+    /// Applies events another writer appended right after this writer's head (those a
+    /// conflict answer carried); stops at the first that does not follow it.
+    fn apply_missed(&mut self, events: &[Event]) {
+        for e in events {
+            if e.seq != self.at.head + 1 {
+                return;
+            }
+            self.committed.apply_unsorted(e);
+            self.state.apply_unsorted(e);
+            self.keys.insert_event(e);
+            self.at.head = e.seq;
         }
     }
 
@@ -647,6 +704,8 @@ impl Writer {
                 }
                 Err(StoreError::Conflict { head }) => {
                     self.rollback(&[]);
+                    // The catch-up reads what the store sent, too.
+                    drop(self.store.take_missed());
                     tracing::debug!(head, "another writer appended first; relaying again");
                 }
                 Err(StoreError::EpochChanged { found, .. }) => {
@@ -680,7 +739,8 @@ impl Writer {
         self.state = self.committed.clone();
     }
 
-    fn process(&mut self, batch: Vec<Command>) {
+    /// Decides and appends a batch; returns its answers, to be sent once visible.
+    fn process(&mut self, batch: Vec<Command>) -> Option<Answers> {
         let mut rest = Vec::with_capacity(batch.len());
         for cmd in batch {
             match cmd {
@@ -689,11 +749,27 @@ impl Writer {
             }
         }
         if rest.is_empty() {
-            return;
+            return None;
         }
         let mut conflicts = 0;
+        let mut behind = false;
         loop {
-            self.catch_up();
+            // What this writer knows another writer appended (the follower read it), or, after
+            // a refused append, whatever the log holds now. Otherwise the batch is decided on
+            // the head this writer appended last: a shared log refuses it if another writer
+            // appended since (a conflict, caught up on and decided again), so a round trip
+            // per batch to ask the head is saved.
+            let seen = self.delivered.seq();
+            if behind {
+                self.catch_up();
+            } else if seen > self.at.head {
+                // A read without asking the head (an epoch the follower moved to refuses it,
+                // and the append then says so).
+                self.catch_up_to(Position {
+                    epoch: self.at.epoch,
+                    head: seen,
+                });
+            }
             // Whole seconds: feeds carry second precision, and edits step by at least one.
             let now = Utc::now().trunc_subsecs(0);
             let mut events = Vec::new();
@@ -703,7 +779,7 @@ impl Writer {
                 .map(|c| self.decide(c, now, &mut events, &mut keyed))
                 .collect();
             if events.is_empty() {
-                return answer(rest, outcomes, None);
+                return Some(Answers::new(rest, outcomes, None, 0));
             }
             let started = std::time::Instant::now();
             match self.store.append(self.at.head, &events) {
@@ -720,26 +796,37 @@ impl Writer {
                         taker.after(n, self.at, &self.committed, &self.keys, false);
                     }
                     // Answered once visible: a publisher that got seq N finds N when it reads.
-                    if !self.delivered.wait_for(self.at.head, DELIVERY) {
-                        tracing::warn!(
-                            seq = self.at.head,
-                            "events are durable but not yet visible after 5 s; answering"
-                        );
-                    }
-                    return answer(rest, outcomes, None);
+                    return Some(Answers::new(rest, outcomes, None, self.at.head));
                 }
                 Err(e) => {
                     self.rollback(&keyed);
                     match e {
                         StoreError::Conflict { head } if conflicts < MAX_CONFLICTS => {
                             conflicts += 1;
+                            crate::metrics::get().store_conflicts.inc();
+                            // What the store sent with its refusal: read again only past it.
+                            let missed = self.store.take_missed();
+                            self.apply_missed(&missed);
+                            behind = self.at.head < head || missed.is_empty();
                             tracing::debug!(head, "another writer appended first; deciding again");
                         }
                         StoreError::EpochChanged { found, .. } if conflicts < MAX_CONFLICTS => {
                             // A shared log whose history was replaced (a flush, a restore):
                             // the catch-up rebuilds on the new one and decides again.
                             conflicts += 1;
+                            behind = true;
                             tracing::debug!(epoch = %found, "the event log's history was replaced; deciding again");
+                        }
+                        e @ (StoreError::Conflict { .. } | StoreError::EpochChanged { .. }) => {
+                            // Other writers kept appending first: this batch is answered 503,
+                            // but the store is reachable, so it is no outage (which would
+                            // refuse every publish for a while): the next batch tries at once.
+                            tracing::warn!(error = %e, conflicts, "other writers kept appending first; this batch is answered 503");
+                            let why = ChangeError::Unavailable {
+                                reason: format!("other nodes kept appending first ({e})"),
+                                retry_after: std::time::Duration::from_secs(1),
+                            };
+                            return Some(Answers::new(rest, outcomes, Some(why), 0));
                         }
                         e if e.retryable() => {
                             let retry_after = match &e {
@@ -752,23 +839,65 @@ impl Writer {
                                 reason: e.to_string(),
                                 retry_after,
                             };
-                            return answer(rest, outcomes, Some(why));
+                            return Some(Answers::new(rest, outcomes, Some(why), 0));
                         }
                         e => {
                             tracing::error!(error = %e, "event log write failed; publishing stopped");
                             self.hub.fail();
                             // A retry must not be told that a publish that never reached the
                             // disk succeeded.
-                            return answer(
+                            return Some(Answers::new(
                                 rest,
                                 outcomes,
                                 Some(ChangeError::Storage(e.to_string())),
-                            );
+                                0,
+                            ));
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// The answers of a batch, sent once the follower made what they name visible.
+struct Answers {
+    batch: Vec<Command>,
+    outcomes: Vec<Outcome>,
+    failed: Option<ChangeError>,
+    /// The last seq the answers name: they wait until the follower handed it on.
+    visible_at: u64,
+}
+
+impl Answers {
+    /// `appended`: the head after the batch's append (0 when nothing was appended).
+    fn new(
+        batch: Vec<Command>,
+        outcomes: Vec<Outcome>,
+        failed: Option<ChangeError>,
+        appended: u64,
+    ) -> Answers {
+        let replays = outcomes.iter().map(|o| match o {
+            Outcome::Visible(ack) => ack.seq,
+            _ => 0,
+        });
+        let visible_at = replays.fold(appended, u64::max);
+        Answers {
+            batch,
+            outcomes,
+            failed,
+            visible_at,
+        }
+    }
+
+    fn send(self, delivered: &Delivered) {
+        if self.visible_at > 0 && !delivered.wait_for(self.visible_at, DELIVERY) {
+            tracing::warn!(
+                seq = self.visible_at,
+                "events are durable but not yet visible after 5 s; answering"
+            );
+        }
+        answer(self.batch, self.outcomes, self.failed);
     }
 }
 
@@ -796,6 +925,7 @@ fn answer(batch: Vec<Command>, outcomes: Vec<Outcome>, failed: Option<ChangeErro
             (Outcome::Now(result), _) => result,
             (Outcome::Durable(ack), None) => Ok(ack),
             (Outcome::Durable(_), Some(why)) => Err(why.clone()),
+            (Outcome::Visible(ack), _) => Ok(ack),
             (Outcome::Count(_), _) => continue,
         };
         let _ = reply.send(result);
