@@ -635,9 +635,7 @@ impl Logging {
         } = self;
         let status = res.status().as_u16();
         let m = metrics::get();
-        m.requests
-            .get_or_create(&metrics::RequestLabels { route, status })
-            .inc();
+        count_request(route, status);
         let took = start.elapsed().as_secs_f64();
         match route {
             "index" | "feed" | "story" if method == Method::GET || method == Method::HEAD => {
@@ -664,6 +662,32 @@ impl Logging {
         ));
         res
     }
+}
+
+/// Counts a request in `http_requests{route, status}`. `Family::get_or_create` takes a lock
+/// every thread shares and hashes the labels; instead each thread keeps the counters it has
+/// used (a `Counter` handle shares its value with the family's), found by a short scan.
+fn count_request(route: &'static str, status: u16) {
+    use prometheus_client::metrics::counter::Counter;
+    type Kept = Vec<(&'static str, u16, Counter)>;
+    thread_local! {
+        static KEPT: std::cell::RefCell<Kept> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    KEPT.with_borrow_mut(|kept| {
+        if let Some((_, _, counter)) = kept.iter().find(|(r, s, _)| *s == status && *r == route) {
+            counter.inc();
+            return;
+        }
+        let counter = metrics::get()
+            .requests
+            .get_or_create(&metrics::RequestLabels { route, status })
+            .clone();
+        counter.inc();
+        // Routes and statuses are few; the bound only keeps a scan short.
+        if kept.len() < 64 {
+            kept.push((route, status, counter));
+        }
+    });
 }
 
 /// Sets the story of a publish's answer (see [`Published`]).
