@@ -380,6 +380,12 @@ struct ServeArgs {
         default_value_t = 20_000
     )]
     max_waiters: usize,
+    /// Serve connections on N threads, each with its own single-threaded runtime, so a request
+    /// never crosses threads (0: on the shared runtime). About 10 % less CPU per feed GET, but
+    /// about 50 % more memory per waiting long-poll or SSE stream; for servers that mostly
+    /// serve feeds.
+    #[arg(long, value_name = "N", env = "LIVEFEED_WORKERS", default_value_t = 0)]
+    workers: usize,
     /// Events an SSE subscriber that is not reading may fall behind before it is dropped.
     #[arg(
         long,
@@ -812,6 +818,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         sse_queue_bytes: args.sse_queue_bytes.max(1),
         cors_publish_origins: args.cors_publish_origin.clone(),
         websub,
+        workers: args.workers,
         ..Config::default()
     };
     runtime.block_on(async move {

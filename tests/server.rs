@@ -1635,3 +1635,65 @@ async fn an_idempotency_key_is_bound_to_its_request() {
     assert_eq!(items.iter().filter(|(_, t)| t == "Bound key").count(), 1);
     server.stop().await;
 }
+
+/// Connections are spread over several connection threads, each with its own runtime
+/// (`Config::workers`): waiting long-polls and SSE streams on every one of them get a publish
+/// made through a connection on another, and a feed read on any of them shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_reaches_waiters_and_readers_on_every_connection_thread() {
+    const WORKERS: usize = 3;
+    let mut site = TestSite::new();
+    site.config.workers = WORKERS;
+    let server = site.start().await;
+    // One client per request: a connection each, handed to the threads in turn.
+    let fresh_client = || {
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap()
+    };
+    let polls: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (http, url) = (
+                fresh_client(),
+                server.url(&format!("/live?after={SEED}&timeout=30")),
+            );
+            tokio::spawn(async move {
+                let body: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+                seqs(body["events"].as_array().unwrap())
+            })
+        })
+        .collect();
+    let mut streams = Vec::new();
+    for _ in 0..WORKERS {
+        streams.push(Sse::connect(&server, &format!("after={SEED}"), None).await);
+    }
+    // Let the long-polls reach the server and start waiting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        polls.iter().all(|p| !p.is_finished()),
+        "the long-polls wait"
+    );
+    let ack = server
+        .publish(LIVE, "Across threads", "Every thread hears it.")
+        .await;
+    let seq = ack["seq"].as_u64().unwrap();
+    for poll in polls {
+        assert_eq!(poll.await.unwrap(), vec![seq]);
+    }
+    for stream in &mut streams {
+        assert_eq!(stream.event().await.seq, seq);
+    }
+    for _ in 0..WORKERS {
+        let res = fresh_client()
+            .get(server.url("/feeds/all.atom"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["x-livefeed-seq"], seq.to_string().as_str());
+        assert!(res.text().await.unwrap().contains("Across threads"));
+    }
+    server.stop().await;
+}

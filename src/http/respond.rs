@@ -135,8 +135,18 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 /// not a valid list matches nothing (the full answer is always safe).
 fn etag_matches(headers: &HeaderMap, file: &CachedFile) -> Option<bool> {
     use headers::HeaderMapExt;
-    if !headers.contains_key(header::IF_NONE_MATCH) {
-        return None;
+    let mut values = headers.get_all(header::IF_NONE_MATCH).iter();
+    match (values.next(), values.next()) {
+        (None, _) => return None,
+        // The usual case, a client sending back the one tag it was given: a match without
+        // parsing the list (any other form is parsed below).
+        (Some(v), None)
+            if v.as_bytes() == file.etag.as_bytes()
+                || v.as_bytes() == file.etag_gzip.as_bytes() =>
+        {
+            return Some(true);
+        }
+        _ => {}
     }
     let Some(condition) = headers.typed_get::<headers::IfNoneMatch>() else {
         return Some(false);
@@ -174,15 +184,20 @@ fn not_modified_since(headers: &HeaderMap, file: &CachedFile) -> bool {
 struct FileHeaders {
     /// The `Cache-Control: max-age` they were made with.
     max_age: u32,
+    /// Whether they carry a `Link` header (see [`cached_file`]).
+    linked: bool,
     identity: HeaderMap,
     gzip: HeaderMap,
     not_modified: HeaderMap,
     not_modified_gzip: HeaderMap,
 }
 
-fn file_headers(file: &CachedFile, max_age: u32) -> FileHeaders {
+fn file_headers(file: &CachedFile, max_age: u32, link: Option<HeaderValue>) -> FileHeaders {
     let common = |etag: &str| {
         let mut h = HeaderMap::with_capacity(12);
+        if let Some(link) = &link {
+            h.insert(header::LINK, link.clone());
+        }
         set(&mut h, header::ETAG, etag);
         set(
             &mut h,
@@ -217,6 +232,7 @@ fn file_headers(file: &CachedFile, max_age: u32) -> FileHeaders {
     };
     FileHeaders {
         max_age,
+        linked: link.is_some(),
         identity: full(&file.etag, &file.body, false),
         gzip: full(&file.etag_gzip, &file.gzip, true),
         not_modified: common(&file.etag),
@@ -226,12 +242,13 @@ fn file_headers(file: &CachedFile, max_age: u32) -> FileHeaders {
 
 /// Serves a cached file: 304 on a matching `If-None-Match` (or, without one, a satisfied
 /// `If-Modified-Since`), gzip when accepted, no body for HEAD. The headers are made once per
-/// file version and copied out.
+/// file version and copied out; `link`, when given, makes the `Link` header they all carry.
 pub fn cached_file(
     method: &Method,
     headers: &HeaderMap,
     file: &CachedFile,
     max_age: u32,
+    link: Option<&dyn Fn() -> Option<HeaderValue>>,
 ) -> Response<Body> {
     let gzip = accepts_gzip(headers);
     let not_modified = match etag_matches(headers, file) {
@@ -239,14 +256,19 @@ pub fn cached_file(
         None => not_modified_since(headers, file),
     };
     let made;
+    let make = || FileHeaders {
+        // Asked for, even if none could be made: not made again on every request.
+        linked: link.is_some(),
+        ..file_headers(file, max_age, link.and_then(|l| l()))
+    };
     let kept = file
         .headers
-        .get_or_init(|| Box::new(file_headers(file, max_age)))
+        .get_or_init(|| Box::new(make()))
         .downcast_ref::<FileHeaders>();
     let prepared = match kept {
-        Some(p) if p.max_age == max_age => p,
+        Some(p) if p.max_age == max_age && p.linked == link.is_some() => p,
         _ => {
-            made = file_headers(file, max_age);
+            made = make();
             &made
         }
     };
