@@ -76,12 +76,21 @@ pub fn key(line: &str) -> Option<String> {
 }
 
 impl Profile {
+    // Every line of a report is looked up in these lists (about 200 strings), so each
+    // comparison first checks the first byte (and the length), inline, before calling memcmp:
+    // the same answer, for a fraction of the calls.
     fn has(list: &[&str], key: &str) -> bool {
-        list.contains(&key)
+        let first = key.as_bytes().first();
+        list.iter()
+            .any(|p| p.len() == key.len() && p.as_bytes().first() == first && *p == key)
     }
 
     fn starts(list: &[&str], key: &str) -> bool {
-        list.iter().any(|p| key.starts_with(p))
+        let first = key.as_bytes().first();
+        list.iter().any(|p| {
+            p.is_empty()
+                || (p.len() <= key.len() && p.as_bytes().first() == first && key.starts_with(p))
+        })
     }
 
     pub fn is_marker(&self, key: &str) -> bool {
