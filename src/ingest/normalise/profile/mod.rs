@@ -67,12 +67,16 @@ pub fn key(line: &str) -> Option<String> {
     if s.is_empty() || s.len() > 200 {
         return None;
     }
-    let lower = s.to_lowercase().replace('’', "'");
-    Some(
-        lower
-            .trim_end_matches(['.', ':', '…', ' ', '›', '»', '>'])
-            .to_string(),
-    )
+    // One allocation per line: the lowercased copy, cut in place.
+    let mut lower = s.to_lowercase();
+    if lower.contains('’') {
+        lower = lower.replace('’', "'");
+    }
+    let kept = lower
+        .trim_end_matches(['.', ':', '…', ' ', '›', '»', '>'])
+        .len();
+    lower.truncate(kept);
+    Some(lower)
 }
 
 impl Profile {
