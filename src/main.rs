@@ -985,6 +985,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 anyhow::bail!("--only {missing}: the build has no such file (e.g. feeds/all.rss)");
             }
             eprintln!("{}: wrote {count} files", out.display());
+            // The process ends here: freeing every entry one by one first is a tenth of a
+            // large build's time, for memory the exit returns anyway.
+            std::mem::forget(site);
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve(*args),

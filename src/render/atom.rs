@@ -83,9 +83,40 @@ fn extensions(feed: &Feed<'_>) -> (ExtensionMap, BTreeMap<String, String>) {
     (map, namespaces)
 }
 
+/// Renders the feed a chunk of entries at a time (see [`super::chunked`]), so a feed of
+/// 100,000 entries never holds 100,000 `atom_syndication::Entry` copies of its text at once.
+/// The bytes are those of [`render_whole`]: an entry's markup does not depend on the others,
+/// and what stands around the entries does not depend on them at all.
 pub fn render(feed: &Feed<'_>) -> Vec<u8> {
-    let entries: Vec<Entry> = feed
-        .entries
+    let whole = || render_whole(feed, &feed.entries);
+    if feed.entries.len() <= super::CHUNK {
+        return whole();
+    }
+    let empty = render_whole(feed, &[]);
+    let first = render_whole(feed, &feed.entries[..1]);
+    let entries_at = |doc: &[u8]| super::find(doc, b"<entry>");
+    let Some(at) = entries_at(&first).filter(|&at| at <= empty.len() && first[..at] == empty[..at])
+    else {
+        return whole();
+    };
+    let (head, tail) = empty.split_at(at);
+    super::chunked(
+        feed,
+        head,
+        tail,
+        |entries| render_whole(feed, entries),
+        |doc| {
+            let end = doc.len().checked_sub(tail.len())?;
+            (doc.starts_with(head) && doc[at..].starts_with(b"<entry>") && doc[end..] == *tail)
+                .then_some(at..end)
+        },
+    )
+    .unwrap_or_else(whole)
+}
+
+/// The whole feed, with `chosen` as its entries.
+pub(super) fn render_whole(feed: &Feed<'_>, chosen: &[&crate::model::Entry]) -> Vec<u8> {
+    let entries: Vec<Entry> = chosen
         .iter()
         .map(|e| Entry {
             id: clean(&e.id),
@@ -138,7 +169,7 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
     };
     // Writing into a Vec cannot fail.
     let mut out = atom
-        .write_to(Vec::with_capacity(feed.size_hint()))
+        .write_to(Vec::with_capacity(super::size_hint(chosen)))
         .unwrap_or_default();
     out.push(b'\n');
     out

@@ -235,16 +235,50 @@ impl Feed<'_> {
 
     /// A guess at the rendered size, so output buffers are allocated once.
     pub(crate) fn size_hint(&self) -> usize {
-        4096 + self
-            .entries
-            .iter()
-            .map(|e| 512 + e.content_html.len() + e.summary.len() + e.title.len() + 2 * e.url.len())
-            .sum::<usize>()
+        size_hint(&self.entries)
     }
 
     pub(crate) fn self_url(&self, format: Format) -> String {
         format!("{}{}", self.self_base, format.ext())
     }
+}
+
+/// A guess at the size of a document of `entries`, so output buffers are allocated once.
+pub(crate) fn size_hint(entries: &[&Entry]) -> usize {
+    4096 + entries
+        .iter()
+        .map(|e| 512 + e.content_html.len() + e.summary.len() + e.title.len() + 2 * e.url.len())
+        .sum::<usize>()
+}
+
+/// Entries the RSS and Atom renderers turn into their crates' values at a time.
+pub(crate) const CHUNK: usize = 256;
+
+/// Where `needle` first occurs in `hay`.
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A large feed rendered [`CHUNK`] entries at a time: `head`, then the entries' markup cut out
+/// of each chunk's document by `body` (`None` when a document is not as expected, and then
+/// the caller renders the feed whole), then `tail`. The feed crates need owned copies of
+/// every string they write; rendered whole, a feed of 100,000 entries holds a copy of all
+/// its text beside the output, rendered in chunks only a chunk's.
+pub(crate) fn chunked(
+    feed: &Feed<'_>,
+    head: &[u8],
+    tail: &[u8],
+    render: impl Fn(&[&Entry]) -> Vec<u8>,
+    body: impl Fn(&[u8]) -> Option<std::ops::Range<usize>>,
+) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(feed.size_hint());
+    out.extend_from_slice(head);
+    for chunk in feed.entries.chunks(CHUNK) {
+        let doc = render(chunk);
+        out.extend_from_slice(doc.get(body(&doc)?)?);
+    }
+    out.extend_from_slice(tail);
+    Some(out)
 }
 
 fn newest(entries: &[&Entry], fallback: DateTime<Utc>) -> DateTime<Utc> {
@@ -462,4 +496,107 @@ pub fn with_some_files_parallel<R>(
 /// The feeds and the index (see [`files`]), collected by name.
 pub fn render_site(site: &Site) -> BTreeMap<String, Vec<u8>> {
     files(site).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A feed several chunks long, with what changes an RSS or Atom document around its
+    /// entries: entries with and without authors (the `dc` namespace), tombstones, archive
+    /// links, a hub, text that needs escaping and a CDATA end inside content.
+    fn entries(n: usize) -> Vec<Entry> {
+        let t0 = DateTime::<Utc>::from_timestamp(1_370_000_000, 0).unwrap_or_default();
+        (0..n)
+            .map(|i| Entry {
+                story: "big".into(),
+                id: format!("tag:example.org,2013-05-01:big/e{i}"),
+                anchor: format!("e{i}"),
+                title: format!("Update {i} <&> 'quoted' \"too\""),
+                authors: if i % 3 == 1 {
+                    vec![format!("A {i}"), "B".into()]
+                } else {
+                    vec![]
+                },
+                published: t0 + chrono::Duration::seconds(i as i64),
+                updated: t0 + chrono::Duration::seconds(2 * i as i64),
+                summary: format!("Summary {i} & <more> ]]> text"),
+                content_html: format!("<p>Entry {i} &amp; ]]&gt; ]]> done</p>"),
+                url: format!("https://example.org/stories/big#e{i}"),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunked_rendering_gives_the_whole_document() {
+        let all = entries(3 * CHUNK + 7);
+        let tomb = Tombstone {
+            id: "tag:example.org,2013-05-01:big/gone".into(),
+            when: all[0].updated,
+        };
+        for (first_with_authors, archive, tombstones) in [
+            (0, false, true),
+            (1, true, false),
+            (2 * CHUNK, false, false),
+        ] {
+            // Authors only from `first_with_authors` on: the header's namespaces must still
+            // be those of every item.
+            let mut feed_entries: Vec<&Entry> = all.iter().rev().collect();
+            let without: Vec<Entry> = all
+                .iter()
+                .rev()
+                .enumerate()
+                .map(|(i, e)| Entry {
+                    authors: if i < first_with_authors {
+                        vec![]
+                    } else {
+                        e.authors.clone()
+                    },
+                    ..e.clone()
+                })
+                .collect();
+            if first_with_authors > 0 {
+                feed_entries = without.iter().collect();
+            }
+            let feed = Feed {
+                slug: "big",
+                id: "tag:example.org,2013-05-01:big".into(),
+                title: "Big & <bold>",
+                description: "A big story",
+                page_url: "https://example.org/stories/big".into(),
+                self_base: "https://example.org/feeds/big.".into(),
+                updated: all[all.len() - 1].updated,
+                entries: feed_entries,
+                author: "Bench",
+                language: "en-gb",
+                history: History {
+                    archive,
+                    prev_archive: Some("https://example.org/feeds/big/archive/0.".into()),
+                    next_archive: archive
+                        .then(|| "https://example.org/feeds/big/archive/2.".into()),
+                    current: archive.then(|| "https://example.org/feeds/big.".into()),
+                },
+                tombstones: if tombstones { vec![&tomb] } else { vec![] },
+                ended: None,
+                hub: Some("https://example.org/websub".into()),
+            };
+            let newest = feed
+                .entries
+                .iter()
+                .map(|e| e.published)
+                .max()
+                .unwrap_or(feed.updated);
+            let rss_whole = rss::render_whole(&feed, &feed.entries, newest);
+            assert_eq!(
+                String::from_utf8_lossy(&rss::render(&feed)),
+                String::from_utf8_lossy(&rss_whole)
+            );
+            let atom_whole = atom::render_whole(&feed, &feed.entries);
+            assert_eq!(
+                String::from_utf8_lossy(&atom::render(&feed)),
+                String::from_utf8_lossy(&atom_whole)
+            );
+        }
+    }
 }

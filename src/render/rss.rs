@@ -23,9 +23,51 @@ fn rfc2822(t: DateTime<Utc>) -> String {
     feed_time(t).to_rfc2822()
 }
 
+/// The channel's closing tags and the final newline: items are the last thing in it.
+const RSS_TAIL: &[u8] = b"</channel></rss>\n";
+
+/// Renders the feed a chunk of items at a time (see [`super::chunked`]), so a feed of 100,000
+/// entries never holds 100,000 `rss::Item` copies of its text at once. The bytes are those of
+/// [`render_whole`]: an item's markup does not depend on the others, and the channel around
+/// the items depends on them only through the namespaces they use (`content` for every item,
+/// `dc` for one with authors), which are those of a channel of one entry without authors and
+/// one with.
 pub fn render(feed: &Feed<'_>) -> Vec<u8> {
-    let items: Vec<Item> = feed
+    let newest_published = feed
         .entries
+        .iter()
+        .map(|e| e.published)
+        .max()
+        .unwrap_or(feed.updated);
+    let render_whole =
+        |chosen: &[&crate::model::Entry]| render_whole(feed, chosen, newest_published);
+    let whole = || render_whole(&feed.entries);
+    if feed.entries.len() <= super::CHUNK {
+        return whole();
+    }
+    let mut witnesses: Vec<&crate::model::Entry> = Vec::with_capacity(2);
+    witnesses.extend(feed.entries.iter().find(|e| e.authors.is_empty()).copied());
+    witnesses.extend(feed.entries.iter().find(|e| !e.authors.is_empty()).copied());
+    let header = render_whole(&witnesses);
+    let items_at = |doc: &[u8]| super::find(doc, b"<item>");
+    let Some(at) = items_at(&header).filter(|_| header.ends_with(RSS_TAIL)) else {
+        return whole();
+    };
+    super::chunked(feed, &header[..at], RSS_TAIL, render_whole, |doc| {
+        let end = doc.len().checked_sub(RSS_TAIL.len())?;
+        let start = items_at(doc)?;
+        doc[end..].starts_with(RSS_TAIL).then_some(start..end)
+    })
+    .unwrap_or_else(whole)
+}
+
+/// The whole channel, with `chosen` as its items (`pubDate`: the newest of all the feed's).
+pub(super) fn render_whole(
+    feed: &Feed<'_>,
+    chosen: &[&crate::model::Entry],
+    newest_published: DateTime<Utc>,
+) -> Vec<u8> {
+    let items: Vec<Item> = chosen
         .iter()
         .map(|e| Item {
             title: Some(clean(&e.title)),
@@ -81,12 +123,6 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
             .or_default()
             .insert("archive".into(), vec![archive]);
     }
-    let newest_published = feed
-        .entries
-        .iter()
-        .map(|e| e.published)
-        .max()
-        .unwrap_or(feed.updated);
     let channel = Channel {
         title: clean(feed.title),
         link: clean(&feed.page_url),
@@ -104,7 +140,7 @@ pub fn render(feed: &Feed<'_>) -> Vec<u8> {
     };
     // Writing into a Vec cannot fail.
     let mut out = channel
-        .write_to(Vec::with_capacity(feed.size_hint()))
+        .write_to(Vec::with_capacity(super::size_hint(chosen)))
         .unwrap_or_default();
     out.push(b'\n');
     out

@@ -133,18 +133,50 @@ const DESKS: &[&str] = &[
     "staff",
 ];
 
-fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
-    let mut lines: Vec<Classified> = text
-        .lines()
+/// Classifies the lines of `text`, numbering them from `first + 1`.
+fn classify_lines(text: &str, first: usize, profile: &Profile) -> Vec<Classified> {
+    text.lines()
         .enumerate()
         .filter_map(|(i, raw)| {
             classify_with(raw, profile).map(|kind| Classified {
-                line: i + 1,
+                line: first + i + 1,
                 indent: indent_of(raw),
                 kind,
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Reports larger than this are classified on two threads (each line is classified on its
+/// own, so the halves join into the same list).
+const PARALLEL_BYTES: usize = 1 << 20;
+
+fn classify_split(text: &str, profile: &Profile) -> Vec<Classified> {
+    let cut = match text.len() {
+        len if len >= PARALLEL_BYTES
+            && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) =>
+        {
+            text[len / 2..].find('\n').map(|i| len / 2 + i + 1)
+        }
+        _ => None,
+    };
+    let Some(cut) = cut else {
+        return classify_lines(text, 0, profile);
+    };
+    let (head, tail) = text.split_at(cut);
+    std::thread::scope(|scope| {
+        let later = scope.spawn(|| classify_lines(tail, head.lines().count(), profile));
+        let mut lines = classify_lines(head, 0, profile);
+        match later.join() {
+            Ok(rest) => lines.extend(rest),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+        lines
+    })
+}
+
+fn classify_all(text: &str, profile: &Profile) -> Vec<Classified> {
+    let mut lines = classify_split(text, profile);
     // A licence or cookie banner above the content: everything to its last line goes.
     let first_marker = lines
         .iter()
