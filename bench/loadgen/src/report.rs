@@ -813,7 +813,7 @@ pub fn run(args: &ReportArgs) -> Result<i32> {
             g.measured,
             mark(g.met),
             if g.met == Some(false) {
-                "(lead fills in)"
+                "see *What limits the goals not met* below"
             } else {
                 ""
             }
