@@ -690,6 +690,26 @@ fn reload_token_on_sighup(path: PathBuf, cell: livefeed::http::SharedToken) -> R
     Ok(())
 }
 
+/// Connections the kernel may queue for `accept` (it caps this at `net.core.somaxconn`). When
+/// a node restarts or the network blinks, every subscriber reconnects at once; a short queue
+/// drops their SYNs, which they send again only after 1 s, then 3 s. tokio's `bind` listens
+/// with 1,024; the nginx peers in bench/ listen with 4,096.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` as tokio's `TcpListener::bind` does (`SO_REUSEADDR`: a restart need not wait
+/// out the old sockets' TIME_WAIT; a port another process listens on is still refused), with
+/// a longer accept queue ([`LISTEN_BACKLOG`]).
+fn listen_on(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Resolves `--listen` and binds the first address that takes it.
 async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
     let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(listen)
@@ -698,7 +718,7 @@ async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
         .collect();
     let mut last = None;
     for addr in &addrs {
-        match tokio::net::TcpListener::bind(addr).await {
+        match listen_on(*addr) {
             Ok(l) => return Ok(l),
             Err(e) => last = Some((addr, e)),
         }
