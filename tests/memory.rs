@@ -97,13 +97,13 @@ async fn kib_per_subscriber(transport: &str, request: &str) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_waiting_long_poll_costs_at_most_9_kib() {
+async fn a_waiting_long_poll_costs_at_most_8_kib() {
     let per = kib_per_subscriber(
         "longpoll",
         &format!("GET /live?after={SEED}&timeout=60 HTTP/1.1\r\nHost: test\r\n\r\n"),
     )
     .await;
-    assert!(per <= 9.0, "{per:.2} KiB per waiting long-poll");
+    assert!(per <= 8.0, "{per:.2} KiB per waiting long-poll");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
