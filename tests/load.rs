@@ -32,28 +32,6 @@ const DROP_ONE_IN: usize = 4;
 /// How long the whole run may take before the test fails instead of hanging.
 const RUN_LIMIT: Duration = Duration::from_secs(100);
 
-/// Raises the soft limit on open files to what the test needs (each subscriber is a client
-/// and a server socket in this process), up to the hard limit.
-fn raise_fd_limit(needed: u64) {
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        if lim.rlim_cur < needed as libc::rlim_t {
-            assert!(
-                lim.rlim_max >= needed as libc::rlim_t,
-                "this test needs {needed} open files; the hard limit is {} (raise `ulimit -Hn`)",
-                lim.rlim_max
-            );
-            lim.rlim_cur = needed as libc::rlim_t;
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-        }
-    }
-}
-
 /// What one subscriber does: when to drop its connection (the seq after which it leaves) and
 /// how long it stays away.
 #[derive(Clone, Copy)]
@@ -263,7 +241,7 @@ async fn sse_subscriber(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_subscriber_gets_every_event_once_in_order_under_load() {
     let started = Instant::now();
-    raise_fd_limit(2 * (LONG_POLLERS + SSE_SUBSCRIBERS) as u64 + 1024);
+    common::raise_fd_limit(2 * (LONG_POLLERS + SSE_SUBSCRIBERS) as u64 + 1024);
     let mut rng = Rng::from_env();
     let site = TestSite::new();
     let server = site.start().await;

@@ -41,30 +41,9 @@ async fn waiting(http: &reqwest::Client, base: &str, transport: &str) -> u64 {
         .unwrap_or(0.0) as u64
 }
 
-/// Raises the soft limit on open files to `needed` (the server started after inherits it).
-fn raise_nofile(needed: u64) {
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        if lim.rlim_cur < needed as libc::rlim_t {
-            assert!(
-                lim.rlim_max >= needed as libc::rlim_t,
-                "this test needs {needed} open files; the hard limit is {} (raise `ulimit -Hn`)",
-                lim.rlim_max
-            );
-            lim.rlim_cur = needed as libc::rlim_t;
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-        }
-    }
-}
-
 /// KiB of resident memory the server adds per subscriber opened with `request`.
 async fn kib_per_subscriber(transport: &str, request: &str) -> f64 {
-    raise_nofile(4096);
+    common::raise_fd_limit(4096);
     let site = TestSite::new();
     let mut proc = Proc::spawn(&site.data());
     let base = proc.ready().await.expect("the server starts");

@@ -255,6 +255,61 @@ async fn publish_until_taken(
     unreachable!()
 }
 
+/// The epoch a node's `/healthz` names.
+async fn epoch_of(http: &reqwest::Client, base: &str) -> String {
+    let body: Value = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["epoch"].as_str().unwrap().to_string()
+}
+
+/// `publishers` tasks publishing `each` entries each through `bases`, with the key (and title)
+/// `p{p}-{k}`, the first attempt on node `first(p, k)`; each task returns what it got
+/// acknowledged.
+fn publish_in_parallel(
+    http: &reqwest::Client,
+    bases: &[String],
+    publishers: usize,
+    each: usize,
+    first: fn(usize, usize) -> usize,
+) -> Vec<tokio::task::JoinHandle<Vec<(u64, String)>>> {
+    (0..publishers)
+        .map(|p| {
+            let (http, bases) = (http.clone(), bases.to_vec());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for k in 0..each {
+                    let key = format!("p{p}-{k}");
+                    let seq = publish_until_taken(&http, &bases, first(p, k), &key, &key).await;
+                    acked.push((seq, key));
+                }
+                acked
+            })
+        })
+        .collect()
+}
+
+/// Every publish the tasks got acknowledged, by seq; a seq acknowledged twice fails the test.
+async fn acknowledged(
+    publishers: Vec<tokio::task::JoinHandle<Vec<(u64, String)>>>,
+) -> BTreeMap<u64, String> {
+    let mut acked = BTreeMap::new();
+    for p in publishers {
+        for (seq, key) in p.await.unwrap() {
+            assert!(
+                acked.insert(seq, key).is_none(),
+                "seq {seq} acknowledged twice"
+            );
+        }
+    }
+    acked
+}
+
 /// Long-polls `bases[0]` (then the next node when one stops answering) from `after` until
 /// `until`, and returns every seq seen, in the order seen.
 async fn subscribe(http: reqwest::Client, bases: Vec<String>, after: u64, until: u64) -> Vec<u64> {
@@ -388,29 +443,8 @@ async fn three_nodes_share_one_log_and_every_subscriber_sees_each_event_once_in_
             tokio::spawn(subscribe_sse(order, 0, total))
         })
         .collect();
-    let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|p| {
-            let (http, bases) = (http.clone(), bases.clone());
-            tokio::spawn(async move {
-                let mut acked = Vec::new();
-                for k in 0..EACH {
-                    let key = format!("p{p}-{k}");
-                    let seq = publish_until_taken(&http, &bases, p + k, &key, &key).await;
-                    acked.push((seq, key));
-                }
-                acked
-            })
-        })
-        .collect();
-    let mut acked = BTreeMap::new();
-    for p in publishers {
-        for (seq, key) in p.await.unwrap() {
-            assert!(
-                acked.insert(seq, key).is_none(),
-                "seq {seq} acknowledged twice"
-            );
-        }
-    }
+    let publishers = publish_in_parallel(&http, &bases, PUBLISHERS, EACH, |p, k| p + k);
+    let acked = acknowledged(publishers).await;
     assert_eq!(
         acked.keys().copied().collect::<Vec<_>>(),
         (SEED + 1..=total).collect::<Vec<_>>()
@@ -541,20 +575,7 @@ async fn a_redis_crash_loses_no_acknowledged_publish_and_publishing_resumes() {
     let http = http();
     const PUBLISHERS: usize = 4;
     const EACH: usize = 15;
-    let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|p| {
-            let (http, bases) = (http.clone(), bases.clone());
-            tokio::spawn(async move {
-                let mut acked = Vec::new();
-                for k in 0..EACH {
-                    let key = format!("p{p}-{k}");
-                    let seq = publish_until_taken(&http, &bases, p, &key, &key).await;
-                    acked.push((seq, key));
-                }
-                acked
-            })
-        })
-        .collect();
+    let publishers = publish_in_parallel(&http, &bases, PUBLISHERS, EACH, |p, _k| p);
     let deadline = Instant::now() + PATIENCE;
     while (redis.stream().len() as u64) < SEED + 10 {
         assert!(Instant::now() < deadline);
@@ -564,15 +585,7 @@ async fn a_redis_crash_loses_no_acknowledged_publish_and_publishing_resumes() {
     // Publishes are refused (503) meanwhile; the publishers retry with their keys.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     redis.restart();
-    let mut acked = BTreeMap::new();
-    for p in publishers {
-        for (seq, key) in p.await.unwrap() {
-            assert!(
-                acked.insert(seq, key).is_none(),
-                "seq {seq} acknowledged twice"
-            );
-        }
-    }
+    let acked = acknowledged(publishers).await;
     let total = SEED + (PUBLISHERS * EACH) as u64;
     let stream = redis.stream();
     assert_eq!(
@@ -609,28 +622,14 @@ async fn a_flushed_redis_is_a_new_epoch_and_old_cursors_get_410() {
     let (_procs, bases) = nodes(&data, &redis, 2).await;
     let http = http();
     publish_until_taken(&http, &bases, 0, "before", "Before").await;
-    let health = |base: String| {
-        let http = http.clone();
-        async move {
-            let body: Value = http
-                .get(format!("{base}/healthz"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            body["epoch"].as_str().unwrap().to_string()
-        }
-    };
-    let old = health(bases[0].clone()).await;
-    assert_eq!(health(bases[1].clone()).await, old);
+    let old = epoch_of(&http, &bases[0]).await;
+    assert_eq!(epoch_of(&http, &bases[1]).await, old);
     let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
     let deadline = Instant::now() + PATIENCE;
     let mut epochs = Vec::new();
     for base in &bases {
         loop {
-            let now = health(base.clone()).await;
+            let now = epoch_of(&http, base).await;
             if now != old {
                 epochs.push(now);
                 break;
@@ -1363,20 +1362,7 @@ async fn through_nginx_a_redis_crash_loses_nothing_for_long_poll_and_sse() {
     let streams: Vec<_> = (0..3)
         .map(|_| tokio::spawn(subscribe_sse(front.clone(), 0, total)))
         .collect();
-    let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|p| {
-            let (http, front) = (http.clone(), front.clone());
-            tokio::spawn(async move {
-                let mut acked = Vec::new();
-                for k in 0..EACH {
-                    let key = format!("p{p}-{k}");
-                    let seq = publish_until_taken(&http, &front, 0, &key, &key).await;
-                    acked.push((seq, key));
-                }
-                acked
-            })
-        })
-        .collect();
+    let publishers = publish_in_parallel(&http, &front, PUBLISHERS, EACH, |_p, _k| 0);
     let deadline = Instant::now() + PATIENCE;
     while (redis.stream().len() as u64) < SEED + 10 {
         assert!(Instant::now() < deadline);
@@ -1386,15 +1372,7 @@ async fn through_nginx_a_redis_crash_loses_nothing_for_long_poll_and_sse() {
     // Publishes through nginx are refused (503) meanwhile; the publishers retry with their keys.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     redis.restart();
-    let mut acked = BTreeMap::new();
-    for p in publishers {
-        for (seq, key) in p.await.unwrap() {
-            assert!(
-                acked.insert(seq, key).is_none(),
-                "seq {seq} acknowledged twice"
-            );
-        }
-    }
+    let acked = acknowledged(publishers).await;
     assert_eq!(
         acked.keys().copied().collect::<Vec<_>>(),
         (SEED + 1..=total).collect::<Vec<_>>()
@@ -1433,21 +1411,7 @@ async fn a_history_that_lost_events_under_the_same_epoch_becomes_a_new_epoch() {
         let seen = subscribe(http.clone(), vec![base.clone()], 0, served).await;
         assert_eq!(seen.len() as u64, served);
     }
-    let epoch_of = |base: String| {
-        let http = http.clone();
-        async move {
-            let body: Value = http
-                .get(format!("{base}/healthz"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            body["epoch"].as_str().unwrap().to_string()
-        }
-    };
-    let old = epoch_of(bases[0].clone()).await;
+    let old = epoch_of(&http, &bases[0]).await;
     // The stream as a replica that missed the last three appends has it: same epoch key.
     let kept = served - 3;
     let _: () = redis::Script::new(
@@ -1465,7 +1429,7 @@ async fn a_history_that_lost_events_under_the_same_epoch_becomes_a_new_epoch() {
     let mut epochs = BTreeSet::new();
     for base in &bases {
         loop {
-            let now = epoch_of(base.clone()).await;
+            let now = epoch_of(&http, base).await;
             if now != old {
                 epochs.insert(now);
                 break;

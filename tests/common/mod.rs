@@ -457,3 +457,25 @@ pub fn parse_frame(text: &str) -> Frame {
     }
     frame
 }
+
+/// Raises this process's soft limit on open files to `needed` (servers it starts inherit it);
+/// fails naming `ulimit -Hn` when the hard limit is lower.
+pub fn raise_fd_limit(needed: u64) {
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur < needed as libc::rlim_t {
+            assert!(
+                lim.rlim_max >= needed as libc::rlim_t,
+                "this test needs {needed} open files; the hard limit is {} (raise `ulimit -Hn`)",
+                lim.rlim_max
+            );
+            lim.rlim_cur = needed as libc::rlim_t;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+    }
+}
