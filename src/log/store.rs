@@ -1467,7 +1467,16 @@ impl Store for FileStore {
                 snapshot = None;
                 match self.read_segments(&found, &mut file, None) {
                     Ok(loaded) => loaded,
-                    Err(LoadError::Snapshot(why)) => unreachable!("no snapshot to doubt: {why}"),
+                    // Read without a snapshot, no answer doubts one; said as the outer arm
+                    // does rather than a panic on a start-up path.
+                    Err(LoadError::Snapshot(why)) => {
+                        self.lock = None;
+                        return Err(StoreError::Uncovered {
+                            path: dir.join(SNAPSHOT_FILE),
+                            oldest: found[0].0,
+                            why,
+                        });
+                    }
                     Err(LoadError::Store(e)) => {
                         self.lock = None;
                         return Err(e);
